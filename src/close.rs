@@ -1,0 +1,64 @@
+//! Why a TCP connection ended, and the one place where an I/O error is mapped
+//! to that reason.
+//!
+//! The distinction matters: a peer that half-closes (EOF, `read` returns 0)
+//! still deserves every byte the server owes it; a peer that resets
+//! (`ECONNRESET`, or `EPIPE` when we write after its reset) is gone, and the
+//! bytes owed to it can only be dropped. Both servers use this module, so the
+//! counters in the stats line mean the same thing for each.
+
+use std::fmt;
+use std::io;
+
+/// The reason a connection was closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// The peer finished sending (FIN) and everything owed was written.
+    Eof,
+    /// The peer reset the connection, or an I/O error ended it.
+    Reset,
+    /// Neither side sent anything for the idle timeout.
+    Idle,
+    /// Accepted past the connection limit and closed at once.
+    Rejected,
+}
+
+impl CloseReason {
+    /// Classifies an error from `read` or `write` on a connected stream.
+    ///
+    /// `ECONNRESET` (the peer's RST arrived) and `EPIPE` (we wrote after the
+    /// peer's RST or after it closed both directions) are the usual ones; any
+    /// other error on an established stream (`ETIMEDOUT` from keepalive,
+    /// `EHOSTUNREACH`, ...) leaves it just as unusable, so it is counted the
+    /// same way. `WouldBlock` and `Interrupted` are not errors and must be
+    /// handled by the caller before this is reached.
+    pub fn from_io_error(err: &io::Error) -> CloseReason {
+        debug_assert!(!matches!(
+            err.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ));
+        CloseReason::Reset
+    }
+
+    /// Whether `err` is the peer resetting the stream (as opposed to some
+    /// other failure); used to pick the wording of the log line.
+    pub fn is_peer_reset(err: &io::Error) -> bool {
+        matches!(
+            err.kind(),
+            io::ErrorKind::ConnectionReset
+                | io::ErrorKind::BrokenPipe
+                | io::ErrorKind::ConnectionAborted
+        )
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CloseReason::Eof => "eof",
+            CloseReason::Reset => "reset",
+            CloseReason::Idle => "idle",
+            CloseReason::Rejected => "rejected",
+        })
+    }
+}

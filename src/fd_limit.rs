@@ -1,0 +1,51 @@
+//! The open-file limit: raise it, and derive the default connection limit.
+//!
+//! Every connection is a file descriptor, so `RLIMIT_NOFILE` is the real cap
+//! on how many a process can hold. Its soft limit often starts at 1024 while
+//! the hard limit is far higher; a process may raise its own soft limit up to
+//! the hard one ([getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)),
+//! so we do that at start and plan the connection limit around the result.
+
+use log::{info, warn};
+
+/// Descriptors kept back from the connection limit for everything else the
+/// process opens: stdio, the epoll instance, the listener, the UDP socket, the
+/// signal pipe, and a margin.
+pub const RESERVED_FDS: u64 = 16;
+
+/// The open-file limits after [`raise_to_hard_limit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FdLimits {
+    /// The soft limit now in force.
+    pub soft: u64,
+    /// The hard limit (the ceiling for the soft one).
+    pub hard: u64,
+}
+
+impl FdLimits {
+    /// The default connection limit: the soft limit less [`RESERVED_FDS`]
+    /// (at least 1).
+    pub fn default_max_connections(&self) -> usize {
+        self.soft.saturating_sub(RESERVED_FDS).max(1) as usize
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs both.
+///
+/// Failure is not fatal: the server runs with whatever limit it has, and says so.
+pub fn raise_to_hard_limit() -> FdLimits {
+    let before = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
+    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => soft,
+        Err(err) => {
+            warn!(
+                "cannot raise the open-file limit (soft {}): {err}",
+                before.0
+            );
+            before.0
+        }
+    };
+    let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(before.1, |l| l.1);
+    info!("open-file limit: soft {} -> {soft}, hard {hard}", before.0);
+    FdLimits { soft, hard }
+}

@@ -1,0 +1,32 @@
+//! reactor-echo: a TCP and UDP echo, uppercase and greeting server driven by
+//! one hand-rolled, single-threaded `mio::Poll` reactor.
+//!
+//! # Reading order
+//! The crate is meant to be read. Start with the loop, then go outwards:
+//!
+//! 1. [`reactor`]: the event loop, its four phases, and [`serve`](reactor::serve).
+//! 2. `reactor/token.rs` ([`reactor::token`]): which token means which socket,
+//!    and why slab slots are freed only between batches.
+//! 3. [`reactor::state`]: the connection state machine, a pure function.
+//! 4. `reactor/connection.rs`: the reads and writes that feed it, and the
+//!    memory discipline (one scratch buffer; owed bytes only after a partial
+//!    write).
+//! 5. `reactor/listener.rs`, `reactor/udp.rs`, `reactor/deadlines.rs`,
+//!    `reactor/shutdown.rs`: accepting (and running out of descriptors), UDP,
+//!    idle timeouts, signals.
+//!
+//! The pieces that do not depend on how sockets are driven:
+//! [`service`] (what echo, upper and greet do), [`upper`] (streaming UTF-8
+//! uppercasing), [`close`] (why a connection ended), [`stats`] (the counters
+//! and the stats line), [`net`] (binding and the start-up line),
+//! [`fd_limit`] (the open-file limit), [`config`] and [`cli`] (the flags).
+
+pub mod cli;
+pub mod close;
+pub mod config;
+pub mod fd_limit;
+pub mod net;
+pub mod reactor;
+pub mod service;
+pub mod stats;
+pub mod upper;

@@ -1,0 +1,40 @@
+//! The `reactor-echo` binary: parse the flags, start logging, run the
+//! subcommand, and turn any start-up failure into one `error: ...` line.
+//!
+//! Exit status: 0 after a clean shutdown, 2 for bad command-line input
+//! (clap's own errors use 2 as well), 1 for a failure such as a bind error.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::Parser;
+use reactor_echo::cli::{Cli, Command};
+use reactor_echo::config::ServerConfig;
+use reactor_echo::reactor;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // Logs go to stderr; stdout carries only the `listening` and `stats` lines.
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let config = match ServerConfig::from_args(&args) {
+                Ok(config) => config,
+                Err(e) => return fail(&e, 2),
+            };
+            match reactor::serve(&config) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e, 1),
+            }
+        }
+    }
+}
+
+/// Writes `error: ...` straight to stderr (not through the logger, so it shows
+/// whatever RUST_LOG says) and returns the exit status.
+fn fail(err: &dyn std::fmt::Display, code: u8) -> ExitCode {
+    let _ = writeln!(std::io::stderr(), "error: {err}");
+    ExitCode::from(code)
+}

@@ -1,0 +1,342 @@
+//! One TCP connection: its socket, its state, and the bytes still owed to it.
+//!
+//! The reactor calls [`Connection::on_readable`] and
+//! [`Connection::on_writable`] when epoll reports readiness. They do the
+//! reads and writes, turn each result into an [`Input`], and hand it to
+//! [`Connection::set_state`], the only place the state changes (so a
+//! `RUST_LOG=trace` log shows every transition).
+//!
+//! # Memory
+//! An idle connection owns no buffer at all. Reads go into the reactor's one
+//! scratch buffer, lent through [`Ctx`]; replies are written straight from it.
+//! Only when the kernel takes part of a reply does the remainder move into
+//! `owed`, a `Vec` that is released again once drained. The size of a
+//! `Connection` is pinned by a compile-time assertion below.
+
+use std::io::{self, Read, Write};
+use std::net::Shutdown;
+use std::time::{Duration, Instant};
+
+use log::{debug, log_enabled, trace};
+use mio::net::TcpStream;
+
+use super::deadlines::Sweeper;
+use super::state::{Input, State};
+use crate::close::CloseReason;
+use crate::service::{Service, StreamTransform};
+use crate::stats::Stats;
+
+/// How many reads one connection may do per readiness event before the
+/// others get their turn. Without a cap, a peer that sends as fast as we echo
+/// would keep the loop in its read loop forever (redis caps writes per event
+/// for the same reason). 16 reads of 64 KiB is 1 MiB per turn.
+const READ_BUDGET: usize = 16;
+
+/// How long a connection waits for the peer's FIN after sending its own
+/// (greet, shutdown) before closing anyway.
+pub const LINGER: Duration = Duration::from_secs(1);
+
+/// On Linux, a read that returns less than the buffer proves the socket
+/// drained: edge-triggered epoll reports a fresh event for every new arrival
+/// after that read, so the extra read that would return `EAGAIN` can be
+/// skipped, saving one syscall per message. mio's portable contract is
+/// "read until WouldBlock", which other systems keep.
+const SHORT_READ_MEANS_DRAINED: bool = cfg!(target_os = "linux");
+
+/// Everything a connection borrows from the reactor while it handles an event.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    /// The reactor's one read buffer.
+    pub scratch: &'a mut [u8],
+    /// The reactor's one buffer for replies that cannot be made in place.
+    pub reply: &'a mut Vec<u8>,
+    /// What to do with the bytes.
+    pub service: &'a Service,
+    /// The counters.
+    pub stats: &'a mut Stats,
+    /// The time this batch of events was taken (one clock read per batch).
+    pub now: Instant,
+    /// Owed bytes above which reading pauses.
+    pub max_pending: usize,
+    /// Connections closed during this batch, removed after it.
+    pub closed: &'a mut Vec<usize>,
+    /// Connections that used their read budget and must be read again.
+    pub read_again: &'a mut Vec<usize>,
+    /// The timer for idle and linger deadlines.
+    pub sweeper: &'a mut Sweeper,
+}
+
+/// One accepted TCP connection.
+#[derive(Debug)]
+pub struct Connection {
+    stream: TcpStream,
+    state: State,
+    transform: StreamTransform,
+    /// Bytes of replies the kernel has not taken yet; `owed[owed_start..]` is
+    /// what is still to be written. Empty, with no allocation, almost always.
+    owed: Vec<u8>,
+    owed_start: usize,
+    /// The last time bytes moved either way (or, in `FinWait`, when our FIN
+    /// was sent): the idle and linger deadlines are measured from it.
+    last_active: Instant,
+}
+
+// An idle connection should cost well under 128 bytes of the server's memory.
+const _: () = assert!(std::mem::size_of::<Connection>() <= 72);
+
+impl Connection {
+    /// A connection in the `Open` state.
+    pub fn new(stream: TcpStream, transform: StreamTransform, now: Instant) -> Self {
+        Connection {
+            stream,
+            state: State::Open,
+            transform,
+            owed: Vec::new(),
+            owed_start: 0,
+            last_active: now,
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.state
+    }
+
+    /// Bytes owed to the peer.
+    pub fn owed(&self) -> usize {
+        self.owed.len() - self.owed_start
+    }
+
+    /// Reads until the socket is drained (or the read budget is used), and
+    /// sends the reply to each chunk as it is read.
+    ///
+    /// `read_closed` is epoll's hint that the peer's FIN (or an error) has
+    /// arrived; then the loop reads on until `read` itself reports it, since
+    /// no further event will come for it.
+    pub fn on_readable(&mut self, key: usize, ctx: &mut Ctx<'_>, read_closed: bool) {
+        for _ in 0..READ_BUDGET {
+            if !self.state.is_reading() {
+                return;
+            }
+            let n = match self.stream.read(ctx.scratch) {
+                Ok(0) => return self.on_eof(key, ctx),
+                Ok(n) => n,
+                // Events are hints: a spurious readable event reads nothing.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return self.fail(key, &e, ctx),
+            };
+            trace!("conn={key} read {n} bytes");
+            ctx.stats.bytes_in += n as u64;
+            if self.state == State::FinWait {
+                // Our FIN is out; input is only drained so that closing cannot reset.
+            } else {
+                self.last_active = ctx.now;
+                let reply =
+                    ctx.service
+                        .on_bytes(&mut self.transform, &mut ctx.scratch[..n], ctx.reply);
+                let is_final = reply.is_final;
+                if let Err(e) = self.send(key, reply.bytes, ctx.stats) {
+                    return self.fail(key, &e, ctx);
+                }
+                let owed = self.owed();
+                let input = if is_final {
+                    Input::Replied { owed }
+                } else {
+                    Input::Received { owed }
+                };
+                self.set_state(key, input, ctx);
+            }
+            if SHORT_READ_MEANS_DRAINED && n < ctx.scratch.len() && !read_closed {
+                return;
+            }
+        }
+        // Budget used with input possibly still waiting: epoll will not say so
+        // again, so the reactor comes back to this connection itself.
+        if self.state.is_reading() {
+            trace!("conn={key} read budget used; will read again");
+            ctx.read_again.push(key);
+        }
+    }
+
+    /// Writes what is owed. If that unblocks a paused connection, reads at
+    /// once: the input that was left in the socket will not raise a new event.
+    pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+        if self.owed() == 0 || self.state.is_closed() {
+            // A writable edge with nothing owed is only a hint.
+            return;
+        }
+        let before = self.owed();
+        if let Err(e) = self.flush_owed(key, ctx.stats) {
+            return self.fail(key, &e, ctx);
+        }
+        if self.owed() < before {
+            self.last_active = ctx.now;
+        }
+        let was_paused = self.state == State::Paused;
+        self.set_state(key, Input::Written { owed: self.owed() }, ctx);
+        if was_paused && self.state == State::Open {
+            self.on_readable(key, ctx, false);
+        }
+    }
+
+    /// The server is shutting down: stop reading, finish what is owed.
+    pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+        self.set_state(key, Input::ShutdownBegun { owed: self.owed() }, ctx);
+    }
+
+    /// The next idle or linger deadline of this connection, if it has one.
+    pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
+        match self.state {
+            State::Closed(_) => None,
+            State::FinWait => Some(self.last_active + LINGER),
+            _ => idle_timeout.map(|t| self.last_active + t),
+        }
+    }
+
+    /// Applies a deadline that has passed, if one has.
+    pub fn on_timer(&mut self, key: usize, ctx: &mut Ctx<'_>, idle_timeout: Option<Duration>) {
+        match self.deadline(idle_timeout) {
+            Some(at) if at <= ctx.now => {
+                let input = if self.state == State::FinWait {
+                    Input::LingerExpired
+                } else {
+                    Input::IdleExpired
+                };
+                self.set_state(key, input, ctx);
+            }
+            _ => {}
+        }
+    }
+
+    /// The one place the state changes: logs the transition and carries out
+    /// the entry action of the new state.
+    fn set_state(&mut self, key: usize, input: Input, ctx: &mut Ctx<'_>) {
+        let next = self.state.next(input, ctx.max_pending);
+        if next == self.state {
+            return;
+        }
+        if log_enabled!(log::Level::Trace) {
+            trace!("conn={key} state {}=>{next} on {input:?}", self.state);
+        }
+        let previous = std::mem::replace(&mut self.state, next);
+        match next {
+            State::FinWait => {
+                // Our FIN. The peer reads the rest, sees EOF, and closes.
+                self.shutdown_write(key);
+                self.last_active = ctx.now;
+                ctx.sweeper.wake_at(ctx.now + LINGER);
+            }
+            State::Closed(reason) => {
+                if reason == CloseReason::Eof && previous != State::FinWait {
+                    // The peer's FIN has arrived and nothing is owed: send
+                    // ours explicitly before the socket is closed.
+                    self.shutdown_write(key);
+                }
+                // The owed bytes (if any) can no longer be delivered.
+                self.owed = Vec::new();
+                self.owed_start = 0;
+                ctx.stats.closed(reason);
+                ctx.closed.push(key);
+                debug!("conn={key} closed: {reason}");
+            }
+            _ => {}
+        }
+    }
+
+    fn on_eof(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+        trace!("conn={key} read EOF");
+        if self.state != State::FinWait {
+            // The transform may hold an incomplete UTF-8 tail: it is owed too.
+            let tail = ctx.service.on_eof(&mut self.transform, ctx.reply);
+            if let Err(e) = self.send(key, tail, ctx.stats) {
+                return self.fail(key, &e, ctx);
+            }
+        }
+        self.set_state(key, Input::Eof { owed: self.owed() }, ctx);
+    }
+
+    fn fail(&mut self, key: usize, err: &io::Error, ctx: &mut Ctx<'_>) {
+        if CloseReason::is_peer_reset(err) {
+            debug!("conn={key} reset by peer: {err}");
+        } else {
+            debug!("conn={key} I/O error: {err}");
+        }
+        self.set_state(key, Input::Failed(CloseReason::from_io_error(err)), ctx);
+    }
+
+    fn shutdown_write(&mut self, key: usize) {
+        if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+            // The peer may already be gone; closing will finish the job.
+            debug!("conn={key} shutdown(Write) failed: {e}");
+        }
+    }
+
+    /// Writes `bytes` after anything already owed. What the kernel does not
+    /// take is kept in `owed`, the connection's only allocation.
+    fn send(&mut self, key: usize, bytes: &[u8], stats: &mut Stats) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        if self.owed() > 0 {
+            // Order matters: new bytes queue behind the old ones.
+            self.compact_owed();
+            self.owed.extend_from_slice(bytes);
+            return self.flush_owed(key, stats);
+        }
+        let written = write_until_blocked(&mut self.stream, bytes, stats)?;
+        if written < bytes.len() {
+            trace!(
+                "conn={key} partial write {written} of {} bytes",
+                bytes.len()
+            );
+            self.owed.extend_from_slice(&bytes[written..]);
+        }
+        Ok(())
+    }
+
+    fn flush_owed(&mut self, key: usize, stats: &mut Stats) -> io::Result<()> {
+        let written = write_until_blocked(&mut self.stream, &self.owed[self.owed_start..], stats)?;
+        self.owed_start += written;
+        trace!(
+            "conn={key} wrote {written} owed bytes, {} left",
+            self.owed()
+        );
+        if self.owed() == 0 {
+            // Give the buffer back: an idle connection owns no memory.
+            self.owed = Vec::new();
+            self.owed_start = 0;
+        }
+        Ok(())
+    }
+
+    fn compact_owed(&mut self) {
+        if self.owed_start > 0 {
+            self.owed.drain(..self.owed_start);
+            self.owed_start = 0;
+        }
+    }
+}
+
+/// Writes until everything is written or the socket would block; returns how
+/// many bytes went out.
+fn write_until_blocked(
+    stream: &mut TcpStream,
+    bytes: &[u8],
+    stats: &mut Stats,
+) -> io::Result<usize> {
+    let mut written = 0;
+    while written < bytes.len() {
+        match stream.write(&bytes[written..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                written += n;
+                stats.bytes_out += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(written)
+}

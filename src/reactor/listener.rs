@@ -1,0 +1,187 @@
+//! Accepting connections: accept until the backlog is empty, turn away
+//! what is past the limit, and survive running out of descriptors.
+//!
+//! # Running out of descriptors
+//! When `accept` fails with `EMFILE` (this process is at its open-file limit)
+//! or `ENFILE` (the whole system is), the pending connection stays in the
+//! kernel's backlog. Retrying at once would fail again, and would spin the CPU
+//! at 100%. Stopping and waiting for the listener's next event is no better:
+//! epoll is edge-triggered, and no new event comes for connections already
+//! queued. So the acceptor *pauses*: the reactor calls [`Acceptor::accept_all`]
+//! again as soon as a connection closes (a descriptor is free), and also once
+//! per [`RETRY_WHILE_PAUSED`] in case the descriptors were freed elsewhere.
+//! Queued clients wait in the backlog meanwhile instead of being refused.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use log::{debug, trace, warn};
+use mio::net::TcpListener;
+use mio::{Interest, Registry};
+use slab::Slab;
+
+use super::connection::Connection;
+use super::deadlines::Sweeper;
+use super::token::{LISTENER, connection_token};
+use crate::service::Service;
+use crate::stats::Stats;
+
+/// How often a paused acceptor retries without being prompted.
+pub const RETRY_WHILE_PAUSED: Duration = Duration::from_secs(1);
+
+/// The TCP listener and the connection limit.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: TcpListener,
+    max_connections: usize,
+    /// Set while `accept` is failing for lack of descriptors.
+    paused_since: Option<Instant>,
+}
+
+/// What accepting needs from the reactor.
+#[derive(Debug)]
+pub struct AcceptCtx<'a> {
+    /// Where connections are registered.
+    pub registry: &'a Registry,
+    /// The connections.
+    pub conns: &'a mut Slab<Connection>,
+    /// The service, for a fresh per-connection transform.
+    pub service: &'a Service,
+    /// The counters.
+    pub stats: &'a mut Stats,
+    /// The idle-deadline timer.
+    pub sweeper: &'a mut Sweeper,
+    /// The idle timeout, if any.
+    pub idle_timeout: Option<Duration>,
+    /// The time of this batch of events.
+    pub now: Instant,
+}
+
+impl Acceptor {
+    /// Registers the listener (readable only) and wraps it.
+    ///
+    /// # Errors
+    /// If the registration fails.
+    pub fn new(
+        mut listener: TcpListener,
+        registry: &Registry,
+        max_connections: usize,
+    ) -> io::Result<Self> {
+        registry.register(&mut listener, LISTENER, Interest::READABLE)?;
+        Ok(Acceptor {
+            listener,
+            max_connections,
+            paused_since: None,
+        })
+    }
+
+    /// Whether accepting is paused for lack of descriptors.
+    pub fn is_paused(&self) -> bool {
+        self.paused_since.is_some()
+    }
+
+    /// When a paused acceptor should retry by itself.
+    pub fn retry_at(&self) -> Option<Instant> {
+        self.paused_since.map(|since| since + RETRY_WHILE_PAUSED)
+    }
+
+    /// The listener's address.
+    ///
+    /// # Errors
+    /// As `getsockname(2)`.
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Removes the listener from the poll; dropping the acceptor closes it,
+    /// after which new connections are refused by the kernel.
+    pub fn close(mut self, registry: &Registry) {
+        if let Err(e) = registry.deregister(&mut self.listener) {
+            debug!("deregistering the listener failed: {e}");
+        }
+    }
+
+    /// Accepts until the backlog is empty (edge-triggered: a partial drain
+    /// would never be reported again).
+    pub fn accept_all(&mut self, ctx: &mut AcceptCtx<'_>) {
+        loop {
+            let (mut stream, peer) = match self.listener.accept() {
+                Ok(accepted) => accepted,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.resume();
+                    return;
+                }
+                // A connection reset while it waited in the backlog, or a signal.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue;
+                }
+                Err(e) => return self.pause(&e, ctx.now),
+            };
+            self.resume();
+            if ctx.conns.len() >= self.max_connections {
+                // Accepted so that the client is not left hanging in the
+                // backlog; dropped at once, which closes it.
+                ctx.stats.rejected();
+                debug!(
+                    "rejected {peer}: at the connection limit ({})",
+                    self.max_connections
+                );
+                continue;
+            }
+            // Echo replies are small and latency matters: do not let Nagle
+            // hold a reply back waiting for the previous one's ACK.
+            if let Err(e) = stream.set_nodelay(true) {
+                debug!("TCP_NODELAY on {peer} failed: {e}");
+            }
+            let entry = ctx.conns.vacant_entry();
+            let key = entry.key();
+            // Registered once, for both directions, for the connection's whole
+            // life: with edge-triggered epoll an unused WRITABLE interest costs
+            // nothing, so no re-registration is ever needed.
+            if let Err(e) = ctx.registry.register(
+                &mut stream,
+                connection_token(key),
+                Interest::READABLE | Interest::WRITABLE,
+            ) {
+                warn!("cannot register connection from {peer}: {e}");
+                continue;
+            }
+            entry.insert(Connection::new(stream, ctx.service.new_stream(), ctx.now));
+            ctx.stats.opened();
+            if let Some(idle) = ctx.idle_timeout {
+                ctx.sweeper.wake_at(ctx.now + idle);
+            }
+            trace!("conn={key} accepted from {peer}");
+        }
+    }
+
+    fn pause(&mut self, err: &io::Error, now: Instant) {
+        if self.paused_since.is_none() {
+            if is_out_of_descriptors(err) {
+                warn!("accept paused, out of file descriptors: {err}; resuming when one is freed");
+            } else {
+                warn!("accept failed: {err}; retrying in {RETRY_WHILE_PAUSED:?}");
+            }
+        }
+        self.paused_since = Some(now);
+    }
+
+    fn resume(&mut self) {
+        if self.paused_since.take().is_some() {
+            warn!("accept resumed");
+        }
+    }
+}
+
+/// `EMFILE`, `ENFILE`, and the memory shortages that look the same to accept.
+fn is_out_of_descriptors(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

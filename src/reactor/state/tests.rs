@@ -1,0 +1,114 @@
+//! Every transition of the connection state machine, without a socket.
+
+use super::Input::*;
+use super::State::*;
+use super::*;
+
+const MAX: usize = 100;
+
+fn after(state: State, inputs: &[Input]) -> State {
+    inputs.iter().fold(state, |s, &i| s.next(i, MAX))
+}
+
+#[test]
+fn open_stays_open_while_owed_is_within_bound() {
+    assert_eq!(Open.next(Received { owed: 0 }, MAX), Open);
+    assert_eq!(Open.next(Received { owed: MAX }, MAX), Open);
+    assert_eq!(Open.next(Written { owed: 3 }, MAX), Open);
+}
+
+#[test]
+fn owing_more_than_the_bound_pauses_and_full_drain_resumes() {
+    assert_eq!(Open.next(Received { owed: MAX + 1 }, MAX), Paused);
+    assert_eq!(Paused.next(Written { owed: 50 }, MAX), Paused);
+    assert_eq!(Paused.next(Written { owed: 0 }, MAX), Open);
+}
+
+#[test]
+fn eof_with_nothing_owed_closes_as_eof() {
+    assert_eq!(Open.next(Eof { owed: 0 }, MAX), Closed(CloseReason::Eof));
+}
+
+#[test]
+fn eof_with_bytes_owed_drains_them_first() {
+    assert_eq!(Open.next(Eof { owed: 7 }, MAX), Draining);
+    assert_eq!(
+        after(Open, &[Eof { owed: 7 }, Written { owed: 2 }]),
+        Draining
+    );
+    assert_eq!(
+        after(Open, &[Eof { owed: 7 }, Written { owed: 0 }]),
+        Closed(CloseReason::Eof)
+    );
+}
+
+#[test]
+fn a_final_reply_goes_through_finishing_to_fin_wait() {
+    assert_eq!(Open.next(Replied { owed: 0 }, MAX), FinWait);
+    assert_eq!(Open.next(Replied { owed: 4 }, MAX), Finishing);
+    assert_eq!(Finishing.next(Written { owed: 1 }, MAX), Finishing);
+    assert_eq!(Finishing.next(Written { owed: 0 }, MAX), FinWait);
+}
+
+#[test]
+fn fin_wait_discards_input_and_ends_on_peer_fin_or_linger() {
+    assert_eq!(FinWait.next(Received { owed: 0 }, MAX), FinWait);
+    assert_eq!(FinWait.next(Eof { owed: 0 }, MAX), Closed(CloseReason::Eof));
+    assert_eq!(FinWait.next(LingerExpired, MAX), Closed(CloseReason::Eof));
+}
+
+#[test]
+fn linger_expiry_only_affects_fin_wait() {
+    for s in [Open, Paused, Draining, Finishing] {
+        assert_eq!(s.next(LingerExpired, MAX), s);
+    }
+}
+
+#[test]
+fn errors_and_idle_close_from_every_live_state() {
+    for s in [Open, Paused, Draining, Finishing, FinWait] {
+        assert_eq!(
+            s.next(Failed(CloseReason::Reset), MAX),
+            Closed(CloseReason::Reset)
+        );
+        assert_eq!(s.next(IdleExpired, MAX), Closed(CloseReason::Idle));
+    }
+}
+
+#[test]
+fn shutdown_stops_reading_but_keeps_what_is_owed() {
+    assert_eq!(Open.next(ShutdownBegun { owed: 0 }, MAX), FinWait);
+    assert_eq!(Paused.next(ShutdownBegun { owed: 500 }, MAX), Finishing);
+    assert_eq!(Draining.next(ShutdownBegun { owed: 5 }, MAX), Draining);
+    assert_eq!(FinWait.next(ShutdownBegun { owed: 0 }, MAX), FinWait);
+}
+
+#[test]
+fn closed_is_final() {
+    let closed = Closed(CloseReason::Eof);
+    for input in [
+        Received { owed: 1 },
+        Eof { owed: 0 },
+        Written { owed: 0 },
+        Failed(CloseReason::Reset),
+        IdleExpired,
+        LingerExpired,
+        ShutdownBegun { owed: 0 },
+    ] {
+        assert_eq!(closed.next(input, MAX), closed);
+    }
+}
+
+#[test]
+fn only_open_and_fin_wait_read() {
+    assert!(Open.is_reading() && FinWait.is_reading());
+    for s in [Paused, Draining, Finishing, Closed(CloseReason::Eof)] {
+        assert!(!s.is_reading());
+    }
+}
+
+#[test]
+fn display_names_are_the_log_names() {
+    assert_eq!(FinWait.to_string(), "FIN-WAIT");
+    assert_eq!(Closed(CloseReason::Reset).to_string(), "CLOSED(reset)");
+}

@@ -1,0 +1,180 @@
+//! The UDP endpoint: one reply datagram per datagram, on the same reactor.
+//!
+//! UDP has no connections, so there is no state machine: each datagram is
+//! converted on its own and answered to its sender. Two things need care in a
+//! non-blocking server:
+//!
+//! * `send_to` can fail with `WouldBlock` when the socket's send buffer is
+//!   full. The reply is then queued (bounded by [`MAX_QUEUED_DATAGRAMS`] and
+//!   [`MAX_QUEUED_BYTES`]) and sent when the socket becomes writable; past the
+//!   bound it is dropped and counted, because UDP promises no delivery and a
+//!   flood must not grow memory without limit. Any other send error (a reply
+//!   too large after uppercasing, say) drops that one reply, never the server.
+//! * Reflection: a forged datagram "from" another host's echo (port 7) or
+//!   chargen (19) service would make two servers answer each other forever.
+//!   Datagrams from ports 0, 7, 13, 17 and 19 are never answered.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+
+use log::{debug, trace, warn};
+use mio::net::UdpSocket;
+use mio::{Interest, Registry};
+
+use super::token::UDP;
+use crate::service::Service;
+use crate::stats::Stats;
+
+/// Replies waiting for the socket to become writable, at most.
+pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
+/// Bytes of queued replies, at most.
+pub const MAX_QUEUED_BYTES: usize = 4 << 20;
+/// Datagrams handled per readiness event before TCP gets its turn.
+const RECV_BUDGET: usize = 256;
+/// Source ports never answered: 0 is not a valid source, and echo (7),
+/// daytime (13), qotd (17) and chargen (19) answer anything sent to them.
+const REFLECTING_PORTS: [u16; 5] = [0, 7, 13, 17, 19];
+
+/// The UDP socket and its queue of unsent replies.
+#[derive(Debug)]
+pub struct UdpEndpoint {
+    socket: UdpSocket,
+    queue: VecDeque<(SocketAddr, Box<[u8]>)>,
+    queued_bytes: usize,
+    /// False once shutdown begins: queued replies are still sent.
+    is_reading: bool,
+    has_warned_reflection: bool,
+    has_warned_overflow: bool,
+}
+
+impl UdpEndpoint {
+    /// Registers the socket for both directions, once.
+    ///
+    /// # Errors
+    /// If the registration fails.
+    pub fn new(mut socket: UdpSocket, registry: &Registry) -> io::Result<Self> {
+        registry.register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
+        Ok(UdpEndpoint {
+            socket,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            is_reading: true,
+            has_warned_reflection: false,
+            has_warned_overflow: false,
+        })
+    }
+
+    /// The socket's address.
+    ///
+    /// # Errors
+    /// As `getsockname(2)`.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Whether replies are waiting to be sent.
+    pub fn has_queued(&self) -> bool {
+        !self.queue.is_empty()
+    }
+
+    /// Stops reading (shutdown); queued replies still go out.
+    pub fn stop_reading(&mut self) {
+        self.is_reading = false;
+    }
+
+    /// Receives and answers datagrams until the socket is drained. Returns
+    /// true if the budget ran out first, so the reactor must call again
+    /// without waiting for an event.
+    pub fn on_readable(
+        &mut self,
+        scratch: &mut [u8],
+        reply: &mut Vec<u8>,
+        service: &Service,
+        stats: &mut Stats,
+    ) -> bool {
+        for _ in 0..RECV_BUDGET {
+            if !self.is_reading {
+                return false;
+            }
+            let (n, from) = match self.socket.recv_from(scratch) {
+                Ok(received) => received,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // A pending socket error is reported once and cleared;
+                    // it concerns an earlier datagram, not the server.
+                    debug!("udp recv_from failed: {e}");
+                    continue;
+                }
+            };
+            stats.udp_in += 1;
+            trace!("udp datagram of {n} bytes from {from}");
+            if REFLECTING_PORTS.contains(&from.port()) {
+                stats.udp_dropped += 1;
+                if !self.has_warned_reflection {
+                    self.has_warned_reflection = true;
+                    warn!(
+                        "udp: not answering datagrams from {from} (port {} could reflect replies back in a loop); counted as dropped",
+                        from.port()
+                    );
+                }
+                continue;
+            }
+            let bytes = service.datagram(&mut scratch[..n], reply);
+            self.send_or_queue(bytes, from, stats);
+        }
+        true
+    }
+
+    /// Sends queued replies until the socket would block.
+    pub fn on_writable(&mut self, stats: &mut Stats) {
+        while let Some((to, bytes)) = self.queue.front() {
+            match self.socket.send_to(bytes, *to) {
+                Ok(_) => stats.udp_out += 1,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    stats.udp_dropped += 1;
+                    debug!("udp reply to {to} dropped: {e}");
+                }
+            }
+            self.queued_bytes -= bytes.len();
+            self.queue.pop_front();
+        }
+        self.has_warned_overflow = false;
+    }
+
+    fn send_or_queue(&mut self, bytes: &[u8], to: SocketAddr, stats: &mut Stats) {
+        if self.queue.is_empty() {
+            match self.socket.send_to(bytes, to) {
+                Ok(_) => {
+                    stats.udp_out += 1;
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) => {
+                    stats.udp_dropped += 1;
+                    debug!("udp reply of {} bytes to {to} dropped: {e}", bytes.len());
+                    return;
+                }
+            }
+        }
+        if self.queue.len() >= MAX_QUEUED_DATAGRAMS
+            || self.queued_bytes + bytes.len() > MAX_QUEUED_BYTES
+        {
+            stats.udp_dropped += 1;
+            if !self.has_warned_overflow {
+                self.has_warned_overflow = true;
+                warn!(
+                    "udp reply queue full ({} replies, {} bytes): dropping replies",
+                    self.queue.len(),
+                    self.queued_bytes
+                );
+            }
+            return;
+        }
+        self.queued_bytes += bytes.len();
+        self.queue.push_back((to, bytes.into()));
+    }
+}
