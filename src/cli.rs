@@ -48,21 +48,21 @@ pub struct ServerArgs {
 
     /// Most TCP connections served at once; more are accepted and closed
     /// [default: the open-file limit less a small reserve].
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: Option<u64>,
 
     /// Close a TCP connection that has neither received nor sent for this many seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 0,
+    #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
     pub idle_timeout: u64,
 
     /// Bytes owed to one connection before the server stops reading from it.
-    #[arg(long, value_name = "BYTES", default_value_t = 65536,
+    #[arg(long, value_name = "BYTES", default_value_t = 65536, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(1..=1_073_741_824))]
     pub max_pending: u64,
 
     /// Print the stats line every this many seconds (0: only at exit).
-    #[arg(long, value_name = "SECS", default_value_t = 0,
+    #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub stats_interval: u64,
 }

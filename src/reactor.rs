@@ -19,13 +19,13 @@
 //! Only a failure of `poll` itself ends the loop with an error. Everything a
 //! peer can do wrong ends that peer's connection, counted, and nothing else.
 
-mod connection;
-mod deadlines;
-mod listener;
-mod shutdown;
+pub mod connection;
+pub mod deadlines;
+pub mod listener;
+pub mod shutdown;
 pub mod state;
 pub mod token;
-mod udp;
+pub mod udp;
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -3,7 +3,7 @@
 //! The reactor calls [`Connection::on_readable`] and
 //! [`Connection::on_writable`] when epoll reports readiness. They do the
 //! reads and writes, turn each result into an [`Input`], and hand it to
-//! [`Connection::set_state`], the only place the state changes (so a
+//! `Connection::set_state`, the only place the state changes (so a
 //! `RUST_LOG=trace` log shows every transition).
 //!
 //! # Memory

@@ -1,0 +1,28 @@
+//! One integration-test binary (one link, shared helpers), after ripgrep's
+//! layout. Every test starts the real `reactor-echo` binary on port 0, talks
+//! to it over real sockets, and asserts on bytes, exit codes and the stats
+//! line. The modules, by the behaviour they prove:
+
+// Test code: a failed unwrap is a failed test, with its location.
+#![allow(clippy::unwrap_used)]
+// Start the binary, parse its lines, measure it, stop it by PID.
+mod support;
+
+// Echo and upper byte-exact, small and multi-megabyte, half-close, reset.
+mod tcp;
+// The streaming uppercase rule over real sockets: split characters, invalid bytes.
+mod upper;
+// The greeting over TCP (then FIN, then close) and UDP.
+mod greet;
+// A peer that sends without reading: bounded memory, others still served.
+mod backpressure;
+// The connection limit, descriptor exhaustion, idle timeout.
+mod limits;
+// UDP: empty and maximum-size datagrams, upper, the reflection guard.
+mod udp;
+// SIGTERM / SIGINT: the drain, the stats line, exit 0; the periodic stats line.
+mod signals;
+// Bad start-up input: one `error:` line, exit 2 or 1, no panic.
+mod startup;
+// Memory: idle connections cost almost nothing; a soak does not leak.
+mod memory;
