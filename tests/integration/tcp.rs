@@ -140,3 +140,21 @@ fn reset_peer_is_counted_and_others_still_served() {
     assert_eq!(stats["closed_reset"], 1, "{stats:?}");
     assert_eq!(stats["closed_eof"], 1, "{stats:?}");
 }
+
+/// Half-close while the server still owes megabytes: the client writes
+/// 16 MiB without reading (a large --max-pending lets the server keep reading
+/// into its owed buffer), shuts down its write side, and only then reads.
+/// Every byte must still arrive before the server's FIN.
+#[test]
+fn half_close_with_megabytes_owed_still_delivers_them() {
+    let server = Server::start(&["--max-pending", "67108864"]);
+    let mut client = server.connect();
+    let payload = pattern(16 << 20, 9);
+    client.write_all(&payload).unwrap();
+    client.shutdown(Shutdown::Write).unwrap();
+    let got = read_to_eof(&mut client);
+    assert_eq!(got.len(), payload.len());
+    assert!(got == payload, "bytes owed at EOF were not all delivered");
+    let (_, stats) = server.stop();
+    assert_eq!(stats["closed_eof"], 1, "{stats:?}");
+}
