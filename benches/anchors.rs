@@ -1,0 +1,442 @@
+//! The reactor measured against the C reference points in `../shared/anchors/`,
+//! side by side in one run: `cargo bench --bench anchors`.
+//!
+//! It builds the C epoll echo server and the C load generator with gcc under
+//! `target/anchors/` (they are instruments, never committed), then for each
+//! server (the reactor, `epoll_echo --short-read`, `epoll_echo`) in
+//! interleaved order (A B C A B C ...) it measures:
+//!
+//! * messages/s and latency at 100, 1,000 and 10,000 connections, 64-byte
+//!   messages, pipeline 1 (closed loop, every reply byte verified);
+//! * RSS bytes per idle connection with 10,000 idle connections open;
+//! * syscalls per echoed message: `strace -c -f` over 100,000 messages on 100
+//!   connections, minus the same run with 10,000 messages, divided by 90,000
+//!   (the difference removes start-up, accepts and closes).
+//!
+//! The server is pinned to CPU 0 and the load generator to CPU 1. Medians
+//! over the repeats are printed as a markdown table, with the ratio to
+//! `epoll_echo --short-read`.
+//!
+//! Options (after `--`): `--repeats N` (default 5), `--duration S` (default
+//! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
+//! a smoke test), `--no-strace`.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+struct Options {
+    repeats: usize,
+    duration: u64,
+    conns: Vec<usize>,
+    strace: bool,
+    idle_conns: usize,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        repeats: 5,
+        duration: 5,
+        conns: vec![100, 1000, 10_000],
+        strace: true,
+        idle_conns: 10_000,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let value = |i: usize| args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--repeats" => o.repeats = value(i).parse().expect("--repeats N"),
+            "--duration" => o.duration = value(i).parse().expect("--duration S"),
+            "--conns" => {
+                o.conns = value(i)
+                    .split(',')
+                    .map(|c| c.parse().expect("--conns list"))
+                    .collect()
+            }
+            "--no-strace" => {
+                o.strace = false;
+                i -= 1;
+            }
+            "--quick" => {
+                o.repeats = 1;
+                o.duration = 2;
+                o.conns = vec![100];
+                o.idle_conns = 1000;
+                i -= 1;
+            }
+            // cargo bench passes --bench; ignore anything else unknown.
+            _ => i -= 1,
+        }
+        i += 2;
+    }
+    o
+}
+
+#[derive(Clone)]
+struct ServerKind {
+    name: &'static str,
+    command: Vec<String>,
+}
+
+/// A running server, pinned to CPU 0.
+struct Running {
+    child: Child,
+    port: u16,
+}
+
+impl Running {
+    fn start(kind: &ServerKind, wrapper: &[String]) -> Running {
+        let mut argv: Vec<String> = vec!["taskset".into(), "-c".into(), "0".into()];
+        argv.extend_from_slice(wrapper);
+        argv.extend(kind.command.iter().cloned());
+        let mut child = Command::new(&argv[0])
+            .args(&argv[1..])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start server");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("listening line");
+        let tcp = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("tcp="))
+            .expect("tcp=");
+        let port = tcp
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("port");
+        Running { child, port }
+    }
+
+    /// The PID of the server itself (under taskset/strace wrappers, the
+    /// deepest descendant).
+    fn server_pid(&self) -> u32 {
+        let mut pid = self.child.id();
+        loop {
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            match children
+                .split_whitespace()
+                .next()
+                .and_then(|c| c.parse().ok())
+            {
+                Some(child) => pid = child,
+                None => return pid,
+            }
+        }
+    }
+
+    fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    }
+
+    fn stop(mut self) {
+        let pid = self.server_pid();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f64> {
+    let out = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(loadgen)
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .output()
+        .expect("run loadgen");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or("{}");
+    parse_flat_json(json)
+}
+
+/// Enough JSON for loadgen's one flat object of numbers and strings.
+fn parse_flat_json(json: &str) -> BTreeMap<String, f64> {
+    json.trim_matches(|c| c == '{' || c == '}')
+        .split(',')
+        .filter_map(|kv| {
+            let (k, v) = kv.split_once(':')?;
+            Some((k.trim_matches('"').to_owned(), v.parse().ok()?))
+        })
+        .collect()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn build_anchors(root: &Path) -> Option<(PathBuf, PathBuf)> {
+    let src = root.join("../shared/anchors");
+    if !src.join("epoll_echo.c").exists() {
+        eprintln!("../shared/anchors not found: nothing to compare against");
+        return None;
+    }
+    let out = root.join("target/anchors");
+    std::fs::create_dir_all(&out).ok()?;
+    let gcc = |name: &str, extra: &[&str]| {
+        let status = Command::new("gcc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(out.join(name))
+            .arg(src.join(format!("{name}.c")))
+            .args(extra)
+            .status()
+            .ok()?;
+        status.success().then(|| out.join(name))
+    };
+    Some((gcc("epoll_echo", &[])?, gcc("loadgen", &["-lm"])?))
+}
+
+/// Syscalls per message from `strace -c -f`: the difference between a long
+/// and a short run, so start-up and connection set-up cancel out.
+fn syscalls_per_message(kind: &ServerKind, lg: &Path) -> Option<f64> {
+    let count = |messages: u64| -> Option<f64> {
+        let file = std::env::temp_dir().join(format!(
+            "reactor-echo-strace-{}-{messages}.txt",
+            std::process::id()
+        ));
+        let wrapper = vec![
+            "strace".into(),
+            "-f".into(),
+            "-c".into(),
+            "-o".into(),
+            file.display().to_string(),
+        ];
+        let server = Running::start(kind, &wrapper);
+        let args: Vec<String> = [
+            "--conns",
+            "100",
+            "--size",
+            "64",
+            "--messages",
+            &messages.to_string(),
+            "--duration",
+            "60",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        loadgen(lg, server.port, &args);
+        server.stop();
+        thread::sleep(Duration::from_millis(300));
+        let text = std::fs::read_to_string(&file).ok()?;
+        let _ = std::fs::remove_file(&file);
+        let total = text.lines().find(|l| l.trim_end().ends_with("total"))?;
+        // "100.00 1.604327 7 201815 20 total": calls is the 4th column.
+        total.split_whitespace().nth(3)?.parse().ok()
+    };
+    let long = count(100_000)?;
+    let short = count(10_000)?;
+    Some((long - short) / 90_000.0)
+}
+
+fn main() {
+    let o = options();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&root)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cargo build --release failed"
+    );
+    let Some((c_server, lg)) = build_anchors(&root) else {
+        return;
+    };
+    let reactor = root
+        .join("target/release/reactor-echo")
+        .display()
+        .to_string();
+    let kinds = [
+        ServerKind {
+            name: "reactor-echo serve",
+            command: vec![
+                reactor,
+                "serve".into(),
+                "--tcp".into(),
+                "127.0.0.1:0".into(),
+                "--udp".into(),
+                "off".into(),
+            ],
+        },
+        ServerKind {
+            name: "epoll_echo --short-read",
+            command: vec![
+                c_server.display().to_string(),
+                "0".into(),
+                "--short-read".into(),
+            ],
+        },
+        ServerKind {
+            name: "epoll_echo",
+            command: vec![c_server.display().to_string(), "0".into()],
+        },
+    ];
+
+    // results[kind][metric] = samples
+    let mut results: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); kinds.len()];
+    for repeat in 0..o.repeats {
+        for (k, kind) in kinds.iter().enumerate() {
+            for &conns in &o.conns {
+                let server = Running::start(kind, &[]);
+                let args: Vec<String> = [
+                    "--conns",
+                    &conns.to_string(),
+                    "--size",
+                    "64",
+                    "--duration",
+                    &o.duration.to_string(),
+                    "--warmup",
+                    "1",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect();
+                let r = loadgen(&lg, server.port, &args);
+                server.stop();
+                let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+                eprintln!(
+                    "repeat {repeat} {:<24} {conns:>6} conns: {:>9.0} msg/s p50 {:>8.1} us p99 {:>8.1} us errors {} mismatches {}",
+                    kind.name,
+                    get("msgs_per_s"),
+                    get("lat_p50_us"),
+                    get("lat_p99_us"),
+                    get("errors"),
+                    get("mismatches")
+                );
+                let m = &mut results[k];
+                m.entry(format!("msgs_{conns}"))
+                    .or_default()
+                    .push(get("msgs_per_s"));
+                m.entry(format!("p50_{conns}"))
+                    .or_default()
+                    .push(get("lat_p50_us"));
+                m.entry(format!("p99_{conns}"))
+                    .or_default()
+                    .push(get("lat_p99_us"));
+            }
+            // Idle memory: RSS before and after `idle_conns` connections.
+            let server = Running::start(kind, &[]);
+            thread::sleep(Duration::from_millis(200));
+            let before = server.rss_bytes();
+            let mut child = Command::new("taskset")
+                .args(["-c", "1"])
+                .arg(&lg)
+                .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+                .args([
+                    "--conns",
+                    &o.idle_conns.to_string(),
+                    "--size",
+                    "64",
+                    "--idle",
+                    "2",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("loadgen --idle");
+            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+            let mut per_conn = f64::NAN;
+            for line in lines.by_ref() {
+                let Ok(line) = line else { break };
+                if line.starts_with("idle-ready") {
+                    thread::sleep(Duration::from_millis(500));
+                    per_conn =
+                        (server.rss_bytes().saturating_sub(before)) as f64 / o.idle_conns as f64;
+                }
+                if line.starts_with('{') {
+                    let idle_ok = parse_flat_json(&line)
+                        .get("idle_ok")
+                        .copied()
+                        .unwrap_or(0.0);
+                    eprintln!(
+                        "repeat {repeat} {:<24} idle: {per_conn:.0} B/conn, {idle_ok} of {} round trips ok",
+                        kind.name, o.idle_conns
+                    );
+                }
+            }
+            let _ = child.wait();
+            server.stop();
+            results[k]
+                .entry("idle_bytes".into())
+                .or_default()
+                .push(per_conn);
+        }
+    }
+    if o.strace {
+        for (k, kind) in kinds.iter().enumerate() {
+            if let Some(per) = syscalls_per_message(kind, &lg) {
+                eprintln!("{:<24} syscalls/message {per:.3}", kind.name);
+                results[k].entry("syscalls".into()).or_default().push(per);
+            }
+        }
+    }
+
+    let med = |k: usize, key: &str| median(results[k].get(key).cloned().unwrap_or_default());
+    let kernel = Command::new("uname")
+        .arg("-r")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    let cores = thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\nMedians of {} interleaved repeats, {} s each; server on CPU 0, loadgen on CPU 1; kernel {kernel}, {cores} cores.\n",
+        o.repeats, o.duration
+    );
+    let mut header = String::from("| server |");
+    let mut rule = String::from("|---|");
+    for c in &o.conns {
+        header += &format!(" msg/s @{c} | p99/p50 @{c} |");
+        rule += "---:|---:|";
+    }
+    header += " idle B/conn | syscalls/msg |";
+    rule += "---:|---:|";
+    println!("{header}\n{rule}");
+    for (k, kind) in kinds.iter().enumerate() {
+        let mut row = format!("| {} |", kind.name);
+        for c in &o.conns {
+            let ratio = med(k, &format!("msgs_{c}")) / med(1, &format!("msgs_{c}"));
+            row += &format!(
+                " {:.0} ({ratio:.2}x) | {:.2} |",
+                med(k, &format!("msgs_{c}")),
+                med(k, &format!("p99_{c}")) / med(k, &format!("p50_{c}"))
+            );
+        }
+        row += &format!(" {:.0} | {:.3} |", med(k, "idle_bytes"), med(k, "syscalls"));
+        println!("{row}");
+    }
+}
