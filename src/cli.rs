@@ -25,6 +25,21 @@ pub struct Cli {
 pub enum Command {
     /// Run the reactor server: TCP and UDP on one thread and one mio::Poll.
     Serve(ServerArgs),
+    /// Run the blocking server (std::net): one client at a time, or a thread per connection.
+    Blocking(BlockingArgs),
+    /// An interactive TCP or UDP client: lines from stdin, replies on stdout.
+    Client(crate::client::ClientArgs),
+}
+
+/// `reactor-echo blocking` flags: a model, then every flag of `serve`.
+#[derive(Debug, Clone, Args)]
+pub struct BlockingArgs {
+    /// iterative: one TCP client at a time (the classic two loops); threads: a thread per connection.
+    #[arg(long, value_enum, default_value_t = crate::blocking::Model::Iterative)]
+    pub model: crate::blocking::Model,
+    /// The server flags, the same as for `serve`.
+    #[command(flatten)]
+    pub server: ServerArgs,
 }
 
 /// The flags every server accepts.

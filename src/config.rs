@@ -142,8 +142,10 @@ mod tests {
         let mut argv = vec!["reactor-echo", "serve"];
         argv.extend_from_slice(args);
         let cli = crate::cli::Cli::try_parse_from(argv).expect("flags parse");
-        let crate::cli::Command::Serve(server) = cli.command;
-        ServerConfig::from_args(&server)
+        match cli.command {
+            crate::cli::Command::Serve(server) => ServerConfig::from_args(&server),
+            _ => unreachable!("the test parses `serve`"),
+        }
     }
 
     #[test]

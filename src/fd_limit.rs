@@ -49,3 +49,14 @@ pub fn raise_to_hard_limit() -> FdLimits {
     info!("open-file limit: soft {} -> {soft}, hard {hard}", before.0);
     FdLimits { soft, hard }
 }
+
+/// Whether an `accept` error means "no descriptor to give you": `EMFILE`
+/// (this process is at its limit), `ENFILE` (the system is), or the memory
+/// shortages that look the same to accept. The pending connection stays in
+/// the backlog; retrying at once would fail again.
+pub fn is_out_of_descriptors(err: &std::io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

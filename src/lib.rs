@@ -20,8 +20,15 @@
 //! uppercasing), [`close`] (why a connection ended), [`stats`] (the counters
 //! and the stats line), [`net`] (binding and the start-up line),
 //! [`fd_limit`] (the open-file limit), [`config`] and [`cli`] (the flags).
+//!
+//! Beside the reactor: [`blocking`], the same server written with blocking
+//! `std::net` sockets (one client at a time, or a thread per connection), to
+//! read side by side with `reactor.rs`; and [`client`], the interactive
+//! clients.
 
+pub mod blocking;
 pub mod cli;
+pub mod client;
 pub mod close;
 pub mod config;
 pub mod fd_limit;

@@ -8,9 +8,10 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use reactor_echo::cli::{Cli, Command};
+use reactor_echo::cli::{Cli, Command, ServerArgs};
 use reactor_echo::config::ServerConfig;
-use reactor_echo::reactor;
+use reactor_echo::stats::Stats;
+use reactor_echo::{blocking, client, net::StartError, reactor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -19,16 +20,30 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => {
-            let config = match ServerConfig::from_args(&args) {
-                Ok(config) => config,
-                Err(e) => return fail(&e, 2),
-            };
-            match reactor::serve(&config) {
-                Ok(_) => ExitCode::SUCCESS,
-                Err(e) => fail(&e, 1),
-            }
+        Command::Serve(args) => run_server(&args, reactor::serve),
+        Command::Blocking(args) => {
+            run_server(&args.server, |config| blocking::serve(config, args.model))
         }
+        Command::Client(args) => match client::run(&args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => fail(&e, e.exit_code()),
+        },
+    }
+}
+
+/// Validates the flags (exit 2 on bad input) and runs a server (exit 1 if it
+/// cannot start).
+fn run_server(
+    args: &ServerArgs,
+    serve: impl FnOnce(&ServerConfig) -> Result<Stats, StartError>,
+) -> ExitCode {
+    let config = match ServerConfig::from_args(args) {
+        Ok(config) => config,
+        Err(e) => return fail(&e, 2),
+    };
+    match serve(&config) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e, 1),
     }
 }
 

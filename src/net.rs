@@ -94,3 +94,11 @@ pub fn announce(tcp: Option<SocketAddr>, udp: Option<SocketAddr>) -> io::Result<
     writeln!(out, "listening tcp={} udp={}", show(tcp), show(udp))?;
     out.flush()
 }
+
+/// Source ports a UDP server must never answer: 0 is not a valid source, and
+/// echo (7), daytime (13), qotd (17) and chargen (19) answer anything sent to
+/// them, so a forged datagram "from" one of them would make the two services
+/// answer each other forever.
+pub fn is_reflecting_port(port: u16) -> bool {
+    matches!(port, 0 | 7 | 13 | 17 | 19)
+}

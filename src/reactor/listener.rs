@@ -23,6 +23,7 @@ use slab::Slab;
 use super::connection::Connection;
 use super::deadlines::Sweeper;
 use super::token::{LISTENER, connection_token};
+use crate::fd_limit;
 use crate::service::Service;
 use crate::stats::Stats;
 
@@ -162,7 +163,7 @@ impl Acceptor {
 
     fn pause(&mut self, err: &io::Error, now: Instant) {
         if self.paused_since.is_none() {
-            if is_out_of_descriptors(err) {
+            if fd_limit::is_out_of_descriptors(err) {
                 warn!("accept paused, out of file descriptors: {err}; resuming when one is freed");
             } else {
                 warn!("accept failed: {err}; retrying in {RETRY_WHILE_PAUSED:?}");
@@ -176,12 +177,4 @@ impl Acceptor {
             warn!("accept resumed");
         }
     }
-}
-
-/// `EMFILE`, `ENFILE`, and the memory shortages that look the same to accept.
-fn is_out_of_descriptors(err: &io::Error) -> bool {
-    matches!(
-        err.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-    )
 }

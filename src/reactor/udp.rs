@@ -23,6 +23,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
 use super::token::UDP;
+use crate::net;
 use crate::service::Service;
 use crate::stats::Stats;
 
@@ -32,9 +33,6 @@ pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
 pub const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Datagrams handled per readiness event before TCP gets its turn.
 const RECV_BUDGET: usize = 256;
-/// Source ports never answered: 0 is not a valid source, and echo (7),
-/// daytime (13), qotd (17) and chargen (19) answer anything sent to them.
-const REFLECTING_PORTS: [u16; 5] = [0, 7, 13, 17, 19];
 
 /// The UDP socket and its queue of unsent replies.
 #[derive(Debug)]
@@ -110,7 +108,7 @@ impl UdpEndpoint {
             };
             stats.udp_in += 1;
             trace!("udp datagram of {n} bytes from {from}");
-            if REFLECTING_PORTS.contains(&from.port()) {
+            if net::is_reflecting_port(from.port()) {
                 stats.udp_dropped += 1;
                 if !self.has_warned_reflection {
                     self.has_warned_reflection = true;

@@ -1,0 +1,426 @@
+//! The blocking version: the same server written the classic way, with
+//! blocking `std::net` sockets, to read beside [`crate::reactor`].
+//!
+//! It is the two loops of every socket tutorial: an outer loop that
+//! `accept`s, and an inner loop that `recv`s until the client sends nothing
+//! more (empty data: EOF) or fails (a reset). Each call *blocks* the thread
+//! that makes it, so the only way to serve two clients at once is two threads:
+//!
+//! * [`Model::Iterative`]: one thread, one client at a time. A second client
+//!   waits in the listen backlog until the first leaves. That is the lesson.
+//! * [`Model::Threads`]: a thread per connection. Every client is served,
+//!   at the price of a thread (a stack, a scheduler entry) per connection.
+//!
+//! UDP runs on a thread of its own in both models, so datagrams are answered
+//! while a TCP client is connected. What the server does with the bytes is
+//! the same [`Service`] the reactor calls; the counters are the same
+//! [`Stats`]; binding and the start-up line are the same [`net`] functions.
+//! Only the way the I/O is driven differs.
+//!
+//! The sections are numbered like the reactor's, with a pointer to where the
+//! reactor does the same job.
+
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, trace, warn};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::close::CloseReason;
+use crate::config::ServerConfig;
+use crate::fd_limit;
+use crate::net::{self, StartError};
+use crate::service::Service;
+use crate::stats::Stats;
+
+/// How the blocking server serves TCP clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Model {
+    /// One client at a time: the classic two loops.
+    #[default]
+    Iterative,
+    /// One thread per connection.
+    Threads,
+}
+
+/// The size of each connection's read buffer (each thread has its own).
+const BUFFER_SIZE: usize = 64 * 1024;
+/// How long after its greeting a connection waits for the peer's FIN.
+const LINGER: Duration = Duration::from_secs(1);
+/// How long the server keeps writing owed bytes after a signal.
+const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// How long accept waits before retrying when out of descriptors.
+const RETRY_WHILE_OUT_OF_FDS: Duration = Duration::from_millis(100);
+/// How often the UDP thread looks up from `recv_from` to notice shutdown.
+const UDP_WAKE: Duration = Duration::from_millis(250);
+
+/// What every thread shares.
+#[derive(Debug)]
+struct Shared {
+    service: Service,
+    stats: Mutex<Stats>,
+    /// A second handle on every open stream, so that shutdown can wake the
+    /// thread blocked in its `read` (`shutdown(Read)` makes `read` return 0).
+    open: Mutex<HashMap<u64, TcpStream>>,
+    next_id: AtomicU64,
+    is_stopping: AtomicBool,
+    idle_timeout: Option<Duration>,
+}
+
+impl Shared {
+    fn stats(&self) -> MutexGuard<'_, Stats> {
+        // A panicking thread cannot leave the counters half-updated in a way
+        // that matters: keep counting.
+        self.stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn is_stopping(&self) -> bool {
+        self.is_stopping.load(Ordering::SeqCst)
+    }
+}
+
+/// Runs the blocking server until SIGINT or SIGTERM, then prints the stats
+/// line. This is `reactor-echo blocking`.
+///
+/// # Errors
+/// A [`StartError`] if a socket cannot be bound or the signal handlers
+/// cannot be installed.
+pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
+    // 1. Bind. (Reactor: reactor.rs, `Reactor::new`.)
+    let limits = fd_limit::raise_to_hard_limit();
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| limits.default_max_connections());
+    let listener = config
+        .tcp
+        .addr()
+        .map(|addr| net::bind_tcp(addr, false))
+        .transpose()?;
+    let udp = config
+        .udp
+        .addr()
+        .map(|addr| net::bind_udp(addr, false))
+        .transpose()?;
+    let shared = Arc::new(Shared {
+        service: config.service.clone(),
+        stats: Mutex::new(Stats::default()),
+        open: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(0),
+        is_stopping: AtomicBool::new(false),
+        idle_timeout: config.idle_timeout,
+    });
+    let wake_listener = listener
+        .as_ref()
+        .map(TcpListener::try_clone)
+        .transpose()
+        .map_err(|e| StartError::new("cannot clone the listener", e))?;
+    let signals = Signals::new([SIGINT, SIGTERM])
+        .map_err(|e| StartError::new("cannot install signal handlers", e))?;
+    let fail = |e| StartError::new("cannot announce the listening addresses", e);
+    let tcp_addr = listener
+        .as_ref()
+        .map(TcpListener::local_addr)
+        .transpose()
+        .map_err(fail)?;
+    let udp_addr = udp
+        .as_ref()
+        .map(UdpSocket::local_addr)
+        .transpose()
+        .map_err(fail)?;
+    info!("blocking server, model {model:?}, max connections {max_connections}");
+    net::announce(tcp_addr, udp_addr).map_err(fail)?;
+
+    spawn_signal_thread(signals, wake_listener, Arc::clone(&shared));
+    if let Some(socket) = udp {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || serve_udp(&socket, &shared));
+    }
+    if let Some(every) = config.stats_interval {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || {
+            while !shared.is_stopping() {
+                thread::sleep(every);
+                print_stats(&shared.stats());
+            }
+        });
+    }
+
+    // 2. Accept: the outer loop. (Reactor: reactor/listener.rs, `accept_all`.)
+    match listener {
+        Some(listener) => accept_loop(&listener, model, max_connections, &shared),
+        None => {
+            while !shared.is_stopping() {
+                thread::sleep(UDP_WAKE);
+            }
+        }
+    }
+
+    // 6. Shutdown: give connection threads up to a second to finish writing.
+    // (Reactor: reactor/shutdown.rs and `Reactor::after_wake`.)
+    let deadline = Instant::now() + DRAIN_LIMIT;
+    while !shared.open().is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let stats = *shared.stats();
+    print_stats(&stats);
+    info!("stopped");
+    Ok(stats)
+}
+
+fn accept_loop(listener: &TcpListener, model: Model, max_connections: usize, shared: &Arc<Shared>) {
+    let mut is_out_of_fds = false;
+    loop {
+        // `accept` blocks until a client connects (or shutdown wakes it).
+        let accepted = listener.accept();
+        if shared.is_stopping() {
+            return;
+        }
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(e) if fd_limit::is_out_of_descriptors(&e) => {
+                // No descriptor for the next client: it stays in the backlog.
+                // Waiting a moment, not retrying at once, keeps the CPU idle.
+                if !is_out_of_fds {
+                    warn!(
+                        "accept paused, out of file descriptors: {e}; retrying every {RETRY_WHILE_OUT_OF_FDS:?}"
+                    );
+                    is_out_of_fds = true;
+                }
+                thread::sleep(RETRY_WHILE_OUT_OF_FDS);
+                continue;
+            }
+            Err(e) => {
+                debug!("accept failed: {e}");
+                continue;
+            }
+        };
+        if is_out_of_fds {
+            warn!("accept resumed");
+            is_out_of_fds = false;
+        }
+        match model {
+            // The tutorial's server: serve this client to the end, then accept the next.
+            Model::Iterative => serve_client(stream, peer, shared),
+            Model::Threads => {
+                if shared.stats().active as usize >= max_connections {
+                    shared.stats().rejected();
+                    debug!("rejected {peer}: at the connection limit ({max_connections})");
+                    continue;
+                }
+                let worker = Arc::clone(shared);
+                let spawned = thread::Builder::new()
+                    .name(format!("conn {peer}"))
+                    .spawn(move || serve_client(stream, peer, &worker));
+                if let Err(e) = spawned {
+                    // The thread limit (or memory) is where this model breaks.
+                    warn!("cannot start a thread for {peer}: {e}; connection rejected");
+                    shared.stats().rejected();
+                }
+            }
+        }
+    }
+}
+
+/// One client, from accept to close: the inner loop.
+fn serve_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    match stream.try_clone() {
+        Ok(handle) => {
+            shared.open().insert(id, handle);
+        }
+        Err(e) => {
+            warn!("conn={id} cannot clone the stream: {e}; rejected");
+            shared.stats().rejected();
+            return;
+        }
+    }
+    shared.stats().opened();
+    trace!("conn={id} accepted from {peer}");
+    let reason = converse(stream, id, shared);
+    shared.open().remove(&id);
+    if let Some(reason) = reason {
+        debug!("conn={id} closed: {reason}");
+        shared.stats().closed(reason);
+    }
+}
+
+/// Reads, transforms and writes until the client is done. Returns why the
+/// connection ended, or `None` when it was cut short by shutdown (it is then
+/// still counted as active, as in the reactor).
+fn converse(mut stream: TcpStream, id: u64, shared: &Shared) -> Option<CloseReason> {
+    let _ = stream.set_nodelay(true);
+    // The idle timeout is the socket's own timeout on each blocking call.
+    // (Reactor: reactor/deadlines.rs.)
+    let _ = stream.set_read_timeout(shared.idle_timeout);
+    let _ = stream.set_write_timeout(shared.idle_timeout);
+    let mut transform = shared.service.new_stream();
+    let mut buffer = vec![0u8; BUFFER_SIZE];
+    let mut reply_buffer = Vec::new();
+    loop {
+        // 3. Read and transform. `read` blocks until bytes, EOF or an error.
+        // (Reactor: reactor/connection.rs, `on_readable`.)
+        let n = match stream.read(&mut buffer) {
+            Ok(0) if shared.is_stopping() => return None,
+            // 5. EOF: the client sent "empty data". Everything owed has
+            // already been written (write_all below blocks until it is), so
+            // send the transform's tail and our FIN.
+            Ok(0) => {
+                let tail = shared.service.on_eof(&mut transform, &mut reply_buffer);
+                if let Err(e) = stream.write_all(tail) {
+                    return Some(failure(&e, id));
+                }
+                shared.stats().bytes_out += tail.len() as u64;
+                let _ = stream.shutdown(Shutdown::Write);
+                return Some(CloseReason::Eof);
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) if shared.is_stopping() => {
+                debug!("conn={id} stopped while reading: {e}");
+                return None;
+            }
+            Err(e) => return Some(failure(&e, id)),
+        };
+        trace!("conn={id} read {n} bytes");
+        shared.stats().bytes_in += n as u64;
+        let reply = shared
+            .service
+            .on_bytes(&mut transform, &mut buffer[..n], &mut reply_buffer);
+
+        // 4. Write. `write_all` blocks until the kernel took every byte: a
+        // client that does not read stops this thread here, which is the
+        // blocking server's backpressure. (Reactor: `Connection::send`.)
+        if let Err(e) = stream.write_all(reply.bytes) {
+            return Some(failure(&e, id));
+        }
+        shared.stats().bytes_out += reply.bytes.len() as u64;
+        if reply.is_final {
+            // greet: our FIN, then wait for the peer's (bounded) so that
+            // closing cannot reset away the greeting. (Reactor: `FinWait`.)
+            let _ = stream.shutdown(Shutdown::Write);
+            linger(&mut stream, &mut buffer);
+            return Some(CloseReason::Eof);
+        }
+    }
+}
+
+/// Reads and discards until the peer's FIN, an error, or [`LINGER`].
+fn linger(stream: &mut TcpStream, buffer: &mut [u8]) {
+    let deadline = Instant::now() + LINGER;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(buffer) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Maps an I/O error to why the connection ended: a timeout is the idle
+/// timeout (`set_read_timeout` reports `WouldBlock` or `TimedOut`), anything
+/// else a reset.
+fn failure(err: &io::Error, id: u64) -> CloseReason {
+    if matches!(
+        err.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+    ) {
+        debug!("conn={id} idle timeout");
+        return CloseReason::Idle;
+    }
+    debug!("conn={id} reset: {err}");
+    CloseReason::from_io_error(err)
+}
+
+/// The UDP thread: receive, transform, reply, one datagram at a time.
+/// (Reactor: reactor/udp.rs.)
+fn serve_udp(socket: &UdpSocket, shared: &Shared) {
+    // Wake up now and then to notice shutdown.
+    let _ = socket.set_read_timeout(Some(UDP_WAKE));
+    let mut buffer = vec![0u8; BUFFER_SIZE];
+    let mut reply_buffer = Vec::new();
+    let mut has_warned_reflection = false;
+    while !shared.is_stopping() {
+        let (n, from) = match socket.recv_from(&mut buffer) {
+            Ok(received) => received,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                continue;
+            }
+            Err(e) => {
+                debug!("udp recv_from failed: {e}");
+                continue;
+            }
+        };
+        shared.stats().udp_in += 1;
+        if net::is_reflecting_port(from.port()) {
+            shared.stats().udp_dropped += 1;
+            if !has_warned_reflection {
+                has_warned_reflection = true;
+                warn!(
+                    "udp: not answering datagrams from {from} (port {} could reflect replies back in a loop); counted as dropped",
+                    from.port()
+                );
+            }
+            continue;
+        }
+        let reply = shared.service.datagram(&mut buffer[..n], &mut reply_buffer);
+        // A blocking send_to waits for buffer space instead of failing.
+        match socket.send_to(reply, from) {
+            Ok(_) => shared.stats().udp_out += 1,
+            Err(e) => {
+                shared.stats().udp_dropped += 1;
+                debug!("udp reply to {from} dropped: {e}");
+            }
+        }
+    }
+}
+
+/// The signal thread: on SIGINT or SIGTERM, mark the server as stopping and
+/// wake every thread blocked in a socket call.
+fn spawn_signal_thread(mut signals: Signals, listener: Option<TcpListener>, shared: Arc<Shared>) {
+    thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            info!("received signal {signal}");
+            shared.is_stopping.store(true, Ordering::SeqCst);
+            // On Linux, shutting down a listening socket wakes a blocked
+            // `accept` (it returns EINVAL); the accept loop then sees the flag.
+            if let Some(listener) = &listener {
+                let _ = socket2::SockRef::from(listener).shutdown(Shutdown::Read);
+            }
+            // Stop reading from every client: their `read` returns 0 now.
+            // What they were writing is still written.
+            for stream in shared.open().values() {
+                let _ = stream.shutdown(Shutdown::Read);
+            }
+        }
+    });
+}
+
+fn print_stats(stats: &Stats) {
+    if let Err(e) = stats.print_line() {
+        warn!("cannot print the stats line: {e}");
+    }
+}
