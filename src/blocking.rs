@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Once};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -65,11 +65,16 @@ const UDP_WAKE: Duration = Duration::from_millis(250);
 struct Shared {
     service: Service,
     stats: Mutex<Stats>,
-    /// A second handle on every open stream, so that shutdown can wake the
-    /// thread blocked in its `read` (`shutdown(Read)` makes `read` return 0).
-    open: Mutex<HashMap<u64, TcpStream>>,
+    /// Every open stream, shared with the thread serving it, so that shutdown
+    /// can wake a thread blocked in `read` (`shutdown(Read)` makes it return
+    /// 0). Shared, not cloned: a clone would cost a second descriptor.
+    open: Mutex<HashMap<u64, Arc<TcpStream>>>,
     next_id: AtomicU64,
     is_stopping: AtomicBool,
+    /// The final stats line is printed once, by whichever thread gets there
+    /// first: the main thread after the drain, or the signal thread when a
+    /// blocked write outlasts it.
+    finished: Once,
     idle_timeout: Option<Duration>,
 }
 
@@ -82,7 +87,7 @@ impl Shared {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn open(&self) -> MutexGuard<'_, HashMap<u64, TcpStream>> {
+    fn open(&self) -> MutexGuard<'_, HashMap<u64, Arc<TcpStream>>> {
         self.open
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -121,6 +126,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         open: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
         is_stopping: AtomicBool::new(false),
+        finished: Once::new(),
         idle_timeout: config.idle_timeout,
     });
     let wake_listener = listener
@@ -176,7 +182,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         thread::sleep(Duration::from_millis(10));
     }
     let stats = *shared.stats();
-    print_stats(&stats);
+    shared.finished.call_once(|| print_stats(&stats));
     info!("stopped");
     Ok(stats)
 }
@@ -238,19 +244,12 @@ fn accept_loop(listener: &TcpListener, model: Model, max_connections: usize, sha
 /// One client, from accept to close: the inner loop.
 fn serve_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    match stream.try_clone() {
-        Ok(handle) => {
-            shared.open().insert(id, handle);
-        }
-        Err(e) => {
-            warn!("conn={id} cannot clone the stream: {e}; rejected");
-            shared.stats().rejected();
-            return;
-        }
-    }
+    let stream = Arc::new(stream);
+    shared.open().insert(id, Arc::clone(&stream));
     shared.stats().opened();
     trace!("conn={id} accepted from {peer}");
-    let reason = converse(stream, id, shared);
+    // `Read` and `Write` are implemented for `&TcpStream`.
+    let reason = converse(&stream, id, shared);
     shared.open().remove(&id);
     if let Some(reason) = reason {
         debug!("conn={id} closed: {reason}");
@@ -261,7 +260,7 @@ fn serve_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
 /// Reads, transforms and writes until the client is done. Returns why the
 /// connection ended, or `None` when it was cut short by shutdown (it is then
 /// still counted as active, as in the reactor).
-fn converse(mut stream: TcpStream, id: u64, shared: &Shared) -> Option<CloseReason> {
+fn converse(mut stream: &TcpStream, id: u64, shared: &Shared) -> Option<CloseReason> {
     let _ = stream.set_nodelay(true);
     // The idle timeout is the socket's own timeout on each blocking call.
     // (Reactor: reactor/deadlines.rs.)
@@ -312,14 +311,14 @@ fn converse(mut stream: TcpStream, id: u64, shared: &Shared) -> Option<CloseReas
             // greet: our FIN, then wait for the peer's (bounded) so that
             // closing cannot reset away the greeting. (Reactor: `FinWait`.)
             let _ = stream.shutdown(Shutdown::Write);
-            linger(&mut stream, &mut buffer);
+            linger(stream, &mut buffer);
             return Some(CloseReason::Eof);
         }
     }
 }
 
 /// Reads and discards until the peer's FIN, an error, or [`LINGER`].
-fn linger(stream: &mut TcpStream, buffer: &mut [u8]) {
+fn linger(mut stream: &TcpStream, buffer: &mut [u8]) {
     let deadline = Instant::now() + LINGER;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -415,6 +414,16 @@ fn spawn_signal_thread(mut signals: Signals, listener: Option<TcpListener>, shar
             for stream in shared.open().values() {
                 let _ = stream.shutdown(Shutdown::Read);
             }
+            // A thread blocked in `write` to a peer that does not read cannot
+            // be woken (and the iterative server's is the main thread). Past
+            // the drain limit, stop the process from here.
+            thread::sleep(DRAIN_LIMIT + Duration::from_millis(100));
+            let stats = *shared.stats();
+            shared.finished.call_once(|| {
+                warn!("drain limit reached with writes still blocked; exiting");
+                print_stats(&stats);
+                std::process::exit(0);
+            });
         }
     });
 }

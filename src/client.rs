@@ -118,11 +118,19 @@ fn run_tcp(addr: SocketAddr) -> Result<(), ClientError> {
         .map_err(|e| ClientError::Io("cannot clone the stream".into(), e))?;
     let closed = Arc::new(AtomicBool::new(false));
     let (heard, replies) = channel();
+    let interactive = io::stdin().is_terminal();
     let printer = {
         let closed = Arc::clone(&closed);
-        thread::spawn(move || print_replies(reader, &closed, &heard))
+        thread::spawn(move || {
+            print_replies(reader, &closed, &heard);
+            if interactive {
+                // The main thread is blocked reading the terminal; there is
+                // nothing left to talk to, so leave now.
+                eprintln!("\nthe server closed the connection");
+                std::process::exit(0);
+            }
+        })
     };
-    let interactive = io::stdin().is_terminal();
     let mut writer = stream;
     for line in Lines::new(interactive) {
         if closed.load(Ordering::SeqCst) {
@@ -144,9 +152,6 @@ fn run_tcp(addr: SocketAddr) -> Result<(), ClientError> {
     // Half-close: the server sees EOF, sends what it still owes, and closes.
     let _ = writer.shutdown(Shutdown::Write);
     let _ = printer.join();
-    if closed.load(Ordering::SeqCst) && interactive {
-        eprintln!("the server closed the connection");
-    }
     Ok(())
 }
 

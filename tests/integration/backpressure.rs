@@ -11,64 +11,66 @@ use crate::support::*;
 
 const FLOOD: usize = 64 << 20;
 
-/// 64 MiB sent, nothing read: the server's peak RSS stays under 32 MiB, a
-/// second client is answered within 200 ms, and all 64 MiB come back
-/// byte-exact once the flooder reads.
-#[test]
-fn flooder_is_paused_others_served_and_nothing_lost() {
-    let server = Server::start(&[]);
-    let flooder = server.connect();
-    let payload = Arc::new(pattern(FLOOD, 42));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let writer = {
-        let mut stream = flooder.try_clone().unwrap();
-        let payload = Arc::clone(&payload);
-        let sent = Arc::clone(&sent);
-        thread::spawn(move || {
-            for chunk in payload.chunks(64 << 10) {
-                stream.write_all(chunk).unwrap();
-                sent.fetch_add(chunk.len(), Ordering::Relaxed);
-            }
-        })
-    };
+server_test! {
+    /// 64 MiB sent, nothing read: the server's peak RSS stays under 32 MiB, a
+    /// second client is answered within 200 ms, and all 64 MiB come back
+    /// byte-exact once the flooder reads.
+    fn flooder_is_paused_others_served_and_nothing_lost(kind) for [reactor, threads]
+    skip [iterative: "serves one client at a time: the second client waits until the first leaves"] {
+        let server = Server::start(kind, &[]);
+        let flooder = server.connect();
+        let payload = Arc::new(pattern(FLOOD, 42));
+        let sent = Arc::new(AtomicUsize::new(0));
+        let writer = {
+            let mut stream = flooder.try_clone().unwrap();
+            let payload = Arc::clone(&payload);
+            let sent = Arc::clone(&sent);
+            thread::spawn(move || {
+                for chunk in payload.chunks(64 << 10) {
+                    stream.write_all(chunk).unwrap();
+                    sent.fetch_add(chunk.len(), Ordering::Relaxed);
+                }
+            })
+        };
 
-    // Wait until the flooder stalls: every buffer between us is full and the
-    // server has stopped reading.
-    let mut last = usize::MAX;
-    assert!(eventually(PATIENCE, || {
-        let now = sent.load(Ordering::Relaxed);
-        let stalled = now == last && now > 0;
-        last = now;
-        thread::sleep(Duration::from_millis(200));
-        stalled
-    }));
-    assert!(
-        sent.load(Ordering::Relaxed) < FLOOD,
-        "the flood went through without backpressure"
-    );
+        // Wait until the flooder stalls: every buffer between us is full and the
+        // server has stopped reading.
+        let mut last = usize::MAX;
+        assert!(eventually(PATIENCE, || {
+            let now = sent.load(Ordering::Relaxed);
+            let stalled = now == last && now > 0;
+            last = now;
+            thread::sleep(Duration::from_millis(200));
+            stalled
+        }));
+        assert!(
+            sent.load(Ordering::Relaxed) < FLOOD,
+            "the flood went through without backpressure"
+        );
 
-    let mut other = server.connect();
-    let started = Instant::now();
-    round_trip(&mut other, b"are you there?", b"are you there?");
-    let latency = started.elapsed();
-    assert!(
-        latency < Duration::from_millis(200),
-        "another client waited {latency:?}"
-    );
+        let mut other = server.connect();
+        let started = Instant::now();
+        round_trip(&mut other, b"are you there?", b"are you there?");
+        let latency = started.elapsed();
+        assert!(
+            latency < Duration::from_millis(200),
+            "another client waited {latency:?}"
+        );
 
-    let peak = server.peak_rss();
-    assert!(peak < 32 << 20, "peak RSS {} MiB while flooded", peak >> 20);
+        let peak = server.peak_rss();
+        assert!(peak < 32 << 20, "peak RSS {} MiB while flooded", peak >> 20);
 
-    // Now read everything back.
-    let mut reader = flooder;
-    let mut got = vec![0u8; FLOOD];
-    reader.read_exact(&mut got).unwrap();
-    writer.join().unwrap();
-    assert!(got == *payload, "flood bytes came back different");
-    let peak = server.peak_rss();
-    assert!(
-        peak < 32 << 20,
-        "peak RSS {} MiB after the flood drained",
-        peak >> 20
-    );
+        // Now read everything back.
+        let mut reader = flooder;
+        let mut got = vec![0u8; FLOOD];
+        reader.read_exact(&mut got).unwrap();
+        writer.join().unwrap();
+        assert!(got == *payload, "flood bytes came back different");
+        let peak = server.peak_rss();
+        assert!(
+            peak < 32 << 20,
+            "peak RSS {} MiB after the flood drained",
+            peak >> 20
+        );
+    }
 }

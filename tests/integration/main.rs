@@ -1,11 +1,16 @@
 //! One integration-test binary (one link, shared helpers), after ripgrep's
 //! layout. Every test starts the real `reactor-echo` binary on port 0, talks
 //! to it over real sockets, and asserts on bytes, exit codes and the stats
-//! line. The modules, by the behaviour they prove:
+//! line. Each test runs against the reactor (`serve`) and both blocking
+//! models (`blocking --model threads|iterative`) from the same code; where a
+//! blocking server cannot pass by design, the test says which and why, and
+//! that skip is part of the lesson. The modules, by the behaviour they prove:
 
 // Test code: a failed unwrap is a failed test, with its location.
 #![allow(clippy::unwrap_used)]
-// Start the binary, parse its lines, measure it, stop it by PID.
+// Start the binary, parse its lines, measure it, stop it by PID; the
+// server kinds and the `server_test!` macro that runs a test against each.
+#[macro_use]
 mod support;
 
 // Echo and upper byte-exact, small and multi-megabyte, half-close, reset.
@@ -26,3 +31,5 @@ mod signals;
 mod startup;
 // Memory: idle connections cost almost nothing; a soak does not leak.
 mod memory;
+// The interactive clients, piped and in a real terminal (tmux).
+mod client;

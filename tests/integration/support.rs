@@ -16,6 +16,88 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-echo");
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The servers under test: one suite, three ways of driving the same service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `reactor-echo serve`: the mio reactor.
+    Reactor,
+    /// `reactor-echo blocking --model threads`: a thread per connection.
+    Threads,
+    /// `reactor-echo blocking --model iterative`: one client at a time.
+    Iterative,
+}
+
+impl Kind {
+    /// The subcommand (and model) that starts this kind.
+    pub fn subcommand(self) -> &'static [&'static str] {
+        match self {
+            Kind::Reactor => &["serve"],
+            Kind::Threads => &["blocking", "--model", "threads"],
+            Kind::Iterative => &["blocking", "--model", "iterative"],
+        }
+    }
+
+    /// A small number per kind, to keep concurrent tests of different kinds
+    /// apart where they need a fixed resource (a loopback address, say).
+    pub fn index(self) -> u8 {
+        self as u8
+    }
+}
+
+/// The kinds by the names the test functions get (`half_close::reactor`).
+// Lower case so that `server_test!` can use one identifier for both.
+#[allow(non_upper_case_globals)]
+pub mod kind {
+    use super::Kind;
+    /// See [`Kind::Reactor`].
+    pub const reactor: Kind = Kind::Reactor;
+    /// See [`Kind::Threads`].
+    pub const threads: Kind = Kind::Threads;
+    /// See [`Kind::Iterative`].
+    pub const iterative: Kind = Kind::Iterative;
+}
+
+/// Expands one test body into a `#[test]` per server kind, so a failure names
+/// its server (`half_close::threads`). Kinds a test does not apply to are
+/// listed with the reason, and show up in the test output as ignored with it:
+///
+/// ```ignore
+/// server_test! {
+///     /// What it proves.
+///     fn name(kind) for [reactor, threads]
+///     skip [iterative: "serves one client at a time: that is the lesson"]
+///     { let server = Server::start(kind, &[]); ... }
+/// }
+/// ```
+macro_rules! server_test {
+    (
+        $(#[doc = $doc:literal])*
+        fn $name:ident($kind:ident) for [$($run:ident),+]
+        $(skip [$($skip:ident: $why:literal),+])?
+        $body:block
+    ) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($kind: crate::support::Kind) $body
+
+            $(
+                #[test]
+                fn $run() {
+                    run(crate::support::kind::$run)
+                }
+            )+
+            $($(
+                #[test]
+                #[ignore = $why]
+                fn $skip() {}
+            )+)?
+        }
+    };
+}
+
 /// A running server process.
 pub struct Server {
     child: Child,
@@ -28,20 +110,20 @@ pub struct Server {
 }
 
 impl Server {
-    /// `reactor-echo serve --tcp 127.0.0.1:0 --udp 127.0.0.1:0 ARGS...`
-    pub fn start(args: &[&str]) -> Server {
-        Server::start_command(Command::new(BIN), args)
+    /// `reactor-echo SUBCOMMAND --tcp 127.0.0.1:0 --udp 127.0.0.1:0 ARGS...`
+    pub fn start(kind: Kind, args: &[&str]) -> Server {
+        Server::start_command(Command::new(BIN), kind, args)
     }
 
     /// The same, with the binary run through a wrapper (`prlimit ... BIN`).
-    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Server {
+    pub fn start_wrapped(wrapper: &[&str], kind: Kind, args: &[&str]) -> Server {
         let mut command = Command::new(wrapper[0]);
         command.args(&wrapper[1..]).arg(BIN);
-        Server::start_command(command, args)
+        Server::start_command(command, kind, args)
     }
 
-    fn start_command(mut command: Command, args: &[&str]) -> Server {
-        command.arg("serve");
+    fn start_command(mut command: Command, kind: Kind, args: &[&str]) -> Server {
+        command.args(kind.subcommand());
         if !args.contains(&"--tcp") {
             command.args(["--tcp", "127.0.0.1:0"]);
         }

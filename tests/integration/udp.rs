@@ -25,89 +25,96 @@ fn ask(socket: &UdpSocket, server: &Server, request: &[u8]) -> Vec<u8> {
     buf
 }
 
-/// Empty datagrams get empty replies; 65,507 bytes (the IPv4 maximum) come
-/// back whole.
-#[test]
-fn echo_empty_and_maximum_datagrams() {
-    let server = Server::start(&[]);
-    let socket = client();
-    assert_eq!(ask(&socket, &server, b""), b"");
-    assert_eq!(ask(&socket, &server, b"ping"), b"ping");
-    let big = pattern(65_507, 3);
-    assert!(
-        ask(&socket, &server, &big) == big,
-        "65507-byte datagram differs"
-    );
-    let (_, stats) = server.stop();
-    assert_eq!(stats["udp_in"], 3);
-    assert_eq!(stats["udp_out"], 3);
-    assert_eq!(stats["udp_dropped"], 0);
-}
-
-/// Each datagram is uppercased on its own; an incomplete tail passes unchanged.
-#[test]
-fn upper_per_datagram() {
-    let server = Server::start(&["--mode", "upper"]);
-    let socket = client();
-    assert_eq!(ask(&socket, &server, "straße".as_bytes()), b"STRASSE");
-    assert_eq!(ask(&socket, &server, b"caf\xc3"), b"CAF\xc3");
-    assert_eq!(ask(&socket, &server, b"\xff ok"), b"\xff OK");
-}
-
-/// UDP over IPv6 on [::1], when the machine has it.
-#[test]
-fn udp_and_tcp_over_ipv6() {
-    if std::net::TcpListener::bind("[::1]:0").is_err() {
-        eprintln!("skipped: no IPv6 loopback here");
-        return;
+server_test! {
+    /// Empty datagrams get empty replies; 65,507 bytes (the IPv4 maximum) come
+    /// back whole.
+    fn echo_empty_and_maximum_datagrams(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &[]);
+        let socket = client();
+        assert_eq!(ask(&socket, &server, b""), b"");
+        assert_eq!(ask(&socket, &server, b"ping"), b"ping");
+        let big = pattern(65_507, 3);
+        assert!(
+            ask(&socket, &server, &big) == big,
+            "65507-byte datagram differs"
+        );
+        let (_, stats) = server.stop();
+        assert_eq!(stats["udp_in"], 3);
+        assert_eq!(stats["udp_out"], 3);
+        assert_eq!(stats["udp_dropped"], 0);
     }
-    let server = Server::start(&["--tcp", "[::1]:0", "--udp", "[::1]:0"]);
-    let socket = UdpSocket::bind("[::1]:0").unwrap();
-    socket.set_read_timeout(Some(PATIENCE)).unwrap();
-    assert_eq!(ask(&socket, &server, b"v6"), b"v6");
-    let mut tcp = server.connect();
-    round_trip(&mut tcp, b"six", b"six");
 }
 
-/// A datagram from port 7 (echo) is never answered, so two echo services
-/// cannot bounce a datagram between them forever; it is counted as dropped
-/// and logged once, and the server keeps answering everyone else.
-#[test]
-fn reflection_ports_are_not_answered() {
-    let server = Server::start(&[]);
-    let Ok(echo_port) = UdpSocket::bind("127.0.0.1:7") else {
-        eprintln!("skipped: cannot bind UDP port 7 here (needs root)");
-        return;
-    };
-    echo_port
-        .set_read_timeout(Some(Duration::from_millis(500)))
-        .unwrap();
-    echo_port.send_to(b"loop?", server.udp()).unwrap();
-    echo_port.send_to(b"loop?", server.udp()).unwrap();
-    let mut buf = [0u8; 16];
-    assert!(
-        echo_port.recv_from(&mut buf).is_err(),
-        "the server answered port 7"
-    );
-    let socket = client();
-    assert_eq!(ask(&socket, &server, b"normal"), b"normal");
-    let stderr = server.stderr();
-    assert_eq!(
-        stderr.matches("not answering datagrams").count(),
-        1,
-        "stderr:\n{stderr}"
-    );
-    let (_, stats) = server.stop();
-    assert_eq!(stats["udp_dropped"], 2);
-    assert_eq!(stats["udp_in"], 3);
-    assert_eq!(stats["udp_out"], 1);
+server_test! {
+    /// Each datagram is uppercased on its own; an incomplete tail passes unchanged.
+    fn upper_per_datagram(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        let socket = client();
+        assert_eq!(ask(&socket, &server, "straße".as_bytes()), b"STRASSE");
+        assert_eq!(ask(&socket, &server, b"caf\xc3"), b"CAF\xc3");
+        assert_eq!(ask(&socket, &server, b"\xff ok"), b"\xff OK");
+    }
 }
 
-/// TCP off: UDP alone still works, and the line says `tcp=off`.
-#[test]
-fn udp_only() {
-    let server = Server::start(&["--tcp", "off"]);
-    assert!(server.tcp.is_none());
-    let socket = client();
-    assert_eq!(ask(&socket, &server, b"solo"), b"solo");
+server_test! {
+    /// UDP over IPv6 on [::1], when the machine has it.
+    fn udp_and_tcp_over_ipv6(kind) for [reactor, threads, iterative] {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            eprintln!("skipped: no IPv6 loopback here");
+            return;
+        }
+        let server = Server::start(kind, &["--tcp", "[::1]:0", "--udp", "[::1]:0"]);
+        let socket = UdpSocket::bind("[::1]:0").unwrap();
+        socket.set_read_timeout(Some(PATIENCE)).unwrap();
+        assert_eq!(ask(&socket, &server, b"v6"), b"v6");
+        let mut tcp = server.connect();
+        round_trip(&mut tcp, b"six", b"six");
+    }
+}
+
+server_test! {
+    /// A datagram from port 7 (echo) is never answered, so two echo services
+    /// cannot bounce a datagram between them forever; it is counted as dropped
+    /// and logged once, and the server keeps answering everyone else.
+    fn reflection_ports_are_not_answered(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &[]);
+        // A loopback address per kind, so the three tests can run at once.
+        let source = format!("127.0.0.{}:7", 2 + kind.index());
+        let Ok(echo_port) = UdpSocket::bind(&source) else {
+            eprintln!("skipped: cannot bind UDP port 7 here (needs root)");
+            return;
+        };
+        echo_port
+            .set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        echo_port.send_to(b"loop?", server.udp()).unwrap();
+        echo_port.send_to(b"loop?", server.udp()).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            echo_port.recv_from(&mut buf).is_err(),
+            "the server answered port 7"
+        );
+        let socket = client();
+        assert_eq!(ask(&socket, &server, b"normal"), b"normal");
+        let stderr = server.stderr();
+        assert_eq!(
+            stderr.matches("not answering datagrams").count(),
+            1,
+            "stderr:\n{stderr}"
+        );
+        let (_, stats) = server.stop();
+        assert_eq!(stats["udp_dropped"], 2);
+        assert_eq!(stats["udp_in"], 3);
+        assert_eq!(stats["udp_out"], 1);
+    }
+}
+
+server_test! {
+    /// TCP off: UDP alone still works, and the line says `tcp=off`.
+    fn udp_only(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--tcp", "off"]);
+        assert!(server.tcp.is_none());
+        let socket = client();
+        assert_eq!(ask(&socket, &server, b"solo"), b"solo");
+    }
 }

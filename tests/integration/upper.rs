@@ -31,63 +31,67 @@ fn send_in_pieces(server: &Server, pieces: &[&[u8]]) -> Vec<u8> {
     read_to_eof(&mut client)
 }
 
-/// `ß` split between its two bytes still becomes `SS`; a 4-byte emoji split
-/// three ways passes intact.
-#[test]
-fn characters_split_across_reads_are_uppercased() {
-    let server = Server::start(&["--mode", "upper"]);
-    assert_eq!(
-        send_in_pieces(&server, &[b"stra\xc3", b"\x9fe"]),
-        b"STRASSE"
-    );
-    assert_eq!(
-        send_in_pieces(&server, &[b"a\xf0", b"\x9f\x98", b"\x80b"]),
-        "A😀B".as_bytes()
-    );
-    assert_eq!(
-        send_in_pieces(&server, &[b"\xc5", b"\x89"]),
-        "ʼN".as_bytes()
-    );
+server_test! {
+    /// `ß` split between its two bytes still becomes `SS`; a 4-byte emoji split
+    /// three ways passes intact.
+    fn characters_split_across_reads_are_uppercased(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        assert_eq!(
+            send_in_pieces(&server, &[b"stra\xc3", b"\x9fe"]),
+            b"STRASSE"
+        );
+        assert_eq!(
+            send_in_pieces(&server, &[b"a\xf0", b"\x9f\x98", b"\x80b"]),
+            "A😀B".as_bytes()
+        );
+        assert_eq!(
+            send_in_pieces(&server, &[b"\xc5", b"\x89"]),
+            "ʼN".as_bytes()
+        );
+    }
 }
 
-/// Bytes that are not UTF-8 pass through unchanged; their neighbours are
-/// still converted.
-#[test]
-fn invalid_bytes_pass_unchanged() {
-    let server = Server::start(&["--mode", "upper"]);
-    let input: &[u8] = b"ok\xff\xfe then \xe2\x82x \xed\xa0\x80z";
-    assert_eq!(send_in_pieces(&server, &[input]), expected(input));
-    assert_eq!(
-        send_in_pieces(&server, &[input]),
-        b"OK\xff\xfe THEN \xe2\x82X \xed\xa0\x80Z".to_vec()
-    );
+server_test! {
+    /// Bytes that are not UTF-8 pass through unchanged; their neighbours are
+    /// still converted.
+    fn invalid_bytes_pass_unchanged(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        let input: &[u8] = b"ok\xff\xfe then \xe2\x82x \xed\xa0\x80z";
+        assert_eq!(send_in_pieces(&server, &[input]), expected(input));
+        assert_eq!(
+            send_in_pieces(&server, &[input]),
+            b"OK\xff\xfe THEN \xe2\x82X \xed\xa0\x80Z".to_vec()
+        );
+    }
 }
 
-/// An incomplete sequence at the end of the stream is held until EOF, then
-/// sent unchanged.
-#[test]
-fn incomplete_tail_is_flushed_unchanged_at_eof() {
-    let server = Server::start(&["--mode", "upper"]);
-    assert_eq!(send_in_pieces(&server, &[b"caf\xc3"]), b"CAF\xc3");
-    assert_eq!(
-        send_in_pieces(&server, &[b"x\xf0\x9f", b"\x98"]),
-        b"X\xf0\x9f\x98"
-    );
+server_test! {
+    /// An incomplete sequence at the end of the stream is held until EOF, then
+    /// sent unchanged.
+    fn incomplete_tail_is_flushed_unchanged_at_eof(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        assert_eq!(send_in_pieces(&server, &[b"caf\xc3"]), b"CAF\xc3");
+        assert_eq!(
+            send_in_pieces(&server, &[b"x\xf0\x9f", b"\x98"]),
+            b"X\xf0\x9f\x98"
+        );
+    }
 }
 
-/// Mixed input cut at every offset into two segments matches the rule.
-#[test]
-fn every_two_way_split_of_a_mixed_input_matches() {
-    let server = Server::start(&["--mode", "upper"]);
-    let input = "aß\u{149}😀\u{390}z"
-        .as_bytes()
-        .iter()
-        .copied()
-        .chain([0xffu8, b'q'])
-        .collect::<Vec<u8>>();
-    let want = expected(&input);
-    for cut in 0..=input.len() {
-        let got = send_in_pieces(&server, &[&input[..cut], &input[cut..]]);
-        assert_eq!(got, want, "cut at {cut}");
+server_test! {
+    /// Mixed input cut at every offset into two segments matches the rule.
+    fn every_two_way_split_of_a_mixed_input_matches(kind) for [reactor, threads, iterative] {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        let input = "aß\u{149}😀\u{390}z"
+            .as_bytes()
+            .iter()
+            .copied()
+            .chain([0xffu8, b'q'])
+            .collect::<Vec<u8>>();
+        let want = expected(&input);
+        for cut in 0..=input.len() {
+            let got = send_in_pieces(&server, &[&input[..cut], &input[cut..]]);
+            assert_eq!(got, want, "cut at {cut}");
+        }
     }
 }
