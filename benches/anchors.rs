@@ -21,12 +21,18 @@
 //! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
 //! a smoke test), `--no-strace`.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use common::{
+    Running, ServerKind, build_anchors, loadgen, median, parse_flat_json, syscalls_per_message,
+};
 
 struct Options {
     repeats: usize,
@@ -74,193 +80,6 @@ fn options() -> Options {
         i += 2;
     }
     o
-}
-
-#[derive(Clone)]
-struct ServerKind {
-    name: &'static str,
-    command: Vec<String>,
-}
-
-/// A running server, pinned to CPU 0.
-struct Running {
-    child: Child,
-    port: u16,
-}
-
-impl Running {
-    fn start(kind: &ServerKind, wrapper: &[String]) -> Running {
-        let mut argv: Vec<String> = vec!["taskset".into(), "-c".into(), "0".into()];
-        argv.extend_from_slice(wrapper);
-        argv.extend(kind.command.iter().cloned());
-        let mut child = Command::new(&argv[0])
-            .args(&argv[1..])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
-        let tcp = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("tcp="))
-            .expect("tcp=");
-        let port = tcp
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
-        Running { child, port }
-    }
-
-    /// The PID of the server itself (under taskset/strace wrappers, the
-    /// deepest descendant).
-    fn server_pid(&self) -> u32 {
-        let mut pid = self.child.id();
-        loop {
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            match children
-                .split_whitespace()
-                .next()
-                .and_then(|c| c.parse().ok())
-            {
-                Some(child) => pid = child,
-                None => return pid,
-            }
-        }
-    }
-
-    fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    }
-
-    fn stop(mut self) {
-        let pid = self.server_pid();
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f64> {
-    let out = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(loadgen)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
-        .args(args)
-        .output()
-        .expect("run loadgen");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    parse_flat_json(json)
-}
-
-/// Enough JSON for loadgen's one flat object of numbers and strings.
-fn parse_flat_json(json: &str) -> BTreeMap<String, f64> {
-    json.trim_matches(|c| c == '{' || c == '}')
-        .split(',')
-        .filter_map(|kv| {
-            let (k, v) = kv.split_once(':')?;
-            Some((k.trim_matches('"').to_owned(), v.parse().ok()?))
-        })
-        .collect()
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    if v.is_empty() {
-        return f64::NAN;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[v.len() / 2]
-}
-
-fn build_anchors(root: &Path) -> Option<(PathBuf, PathBuf)> {
-    let src = root.join("../shared/anchors");
-    if !src.join("epoll_echo.c").exists() {
-        eprintln!("../shared/anchors not found: nothing to compare against");
-        return None;
-    }
-    let out = root.join("target/anchors");
-    std::fs::create_dir_all(&out).ok()?;
-    let gcc = |name: &str, extra: &[&str]| {
-        let status = Command::new("gcc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(out.join(name))
-            .arg(src.join(format!("{name}.c")))
-            .args(extra)
-            .status()
-            .ok()?;
-        status.success().then(|| out.join(name))
-    };
-    Some((gcc("epoll_echo", &[])?, gcc("loadgen", &["-lm"])?))
-}
-
-/// Syscalls per message from `strace -c -f`: the difference between a long
-/// and a short run, so start-up and connection set-up cancel out.
-fn syscalls_per_message(kind: &ServerKind, lg: &Path) -> Option<f64> {
-    let count = |messages: u64| -> Option<f64> {
-        let file = std::env::temp_dir().join(format!(
-            "reactor-echo-strace-{}-{messages}.txt",
-            std::process::id()
-        ));
-        let wrapper = vec![
-            "strace".into(),
-            "-f".into(),
-            "-c".into(),
-            "-o".into(),
-            file.display().to_string(),
-        ];
-        let server = Running::start(kind, &wrapper);
-        let args: Vec<String> = [
-            "--conns",
-            "100",
-            "--size",
-            "64",
-            "--messages",
-            &messages.to_string(),
-            "--duration",
-            "60",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        loadgen(lg, server.port, &args);
-        server.stop();
-        thread::sleep(Duration::from_millis(300));
-        let text = std::fs::read_to_string(&file).ok()?;
-        let _ = std::fs::remove_file(&file);
-        let total = text.lines().find(|l| l.trim_end().ends_with("total"))?;
-        // "100.00 1.604327 7 201815 20 total": calls is the 4th column.
-        total.split_whitespace().nth(3)?.parse().ok()
-    };
-    let long = count(100_000)?;
-    let short = count(10_000)?;
-    Some((long - short) / 90_000.0)
 }
 
 fn main() {
@@ -399,7 +218,7 @@ fn main() {
     }
     if o.strace {
         for (k, kind) in kinds.iter().enumerate() {
-            if let Some(per) = syscalls_per_message(kind, &lg) {
+            if let Some(per) = syscalls_per_message(kind, &lg, 100) {
                 eprintln!("{:<24} syscalls/message {per:.3}", kind.name);
                 results[k].entry("syscalls".into()).or_default().push(per);
             }

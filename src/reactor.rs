@@ -18,6 +18,13 @@
 //!
 //! Only a failure of `poll` itself ends the loop with an error. Everything a
 //! peer can do wrong ends that peer's connection, counted, and nothing else.
+//!
+//! Read it beside [`crate::blocking`], the same server with blocking calls.
+//! Its numbered sections map to this one: 1. Bind is [`Reactor::new`];
+//! 2. Accept is `listener.rs`; 3. Read and transform is
+//! `Connection::on_readable`; 4. Write is `Connection::send` and
+//! `on_writable`; 5. EOF, reset, idle are `state.rs` and `deadlines.rs`;
+//! 6. Shutdown is `shutdown.rs` and the drain in phase 4.
 
 pub mod connection;
 pub mod deadlines;

@@ -1,0 +1,146 @@
+//! The blocking server beside the reactor, measured in one run:
+//! `cargo bench --bench blocking_vs_reactor`.
+//!
+//! For `serve`, `blocking --model threads` and `blocking --model iterative`:
+//!
+//! * syscalls per echoed message (`strace -f -c`, 100,000 minus 10,000
+//!   messages of 64 bytes, so start-up cancels out), on 1 connection and on
+//!   100 (not for iterative, which serves one connection at a time);
+//! * the cost of 1,000 idle connections: the server's RSS growth per
+//!   connection and its thread count, and how many of the 1,000 then get a
+//!   verified round trip within 2 s;
+//! * messages/s with 1 and 100 connections (64-byte messages, 3 s).
+//!
+//! Server on CPU 0, the C load generator from `../shared/anchors/` on CPU 1.
+//! Prints a markdown table; `docs/blocking-vs-reactor.md` quotes it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use common::{Running, ServerKind, build_anchors, loadgen, parse_flat_json, syscalls_per_message};
+
+const IDLE_CONNS: usize = 1000;
+
+fn main() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&root)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cargo build --release failed"
+    );
+    let Some((_, lg)) = build_anchors(&root) else {
+        return;
+    };
+    let bin = root
+        .join("target/release/reactor-echo")
+        .display()
+        .to_string();
+    let kind = |name: &'static str, sub: &[&str]| ServerKind {
+        name,
+        command: [bin.as_str()]
+            .iter()
+            .chain(sub)
+            .chain(&["--tcp", "127.0.0.1:0", "--udp", "off"])
+            .map(|s| s.to_string())
+            .collect(),
+    };
+    let kinds = [
+        kind("serve (reactor)", &["serve"]),
+        kind(
+            "blocking --model threads",
+            &["blocking", "--model", "threads"],
+        ),
+        kind(
+            "blocking --model iterative",
+            &["blocking", "--model", "iterative"],
+        ),
+    ];
+
+    println!(
+        "| server | syscalls/msg, 1 conn | syscalls/msg, 100 conns | RSS/conn at {IDLE_CONNS} idle | threads at {IDLE_CONNS} | round trips ok | msg/s, 1 conn | msg/s, 100 conns |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    for (i, k) in kinds.iter().enumerate() {
+        let is_iterative = i == 2;
+        let one = syscalls_per_message(k, &lg, 1).unwrap_or(f64::NAN);
+        let hundred = if is_iterative {
+            f64::NAN
+        } else {
+            syscalls_per_message(k, &lg, 100).unwrap_or(f64::NAN)
+        };
+
+        // Idle cost.
+        let server = Running::start(k, &[]);
+        thread::sleep(Duration::from_millis(200));
+        let before = server.rss_bytes();
+        let mut child = Command::new("taskset")
+            .args(["-c", "1"])
+            .arg(&lg)
+            .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+            .args([
+                "--conns",
+                &IDLE_CONNS.to_string(),
+                "--size",
+                "64",
+                "--idle",
+                "1",
+                "--rtt-timeout",
+                "2",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("loadgen --idle");
+        let (mut per_conn, mut threads, mut ok) = (f64::NAN, 0, 0.0);
+        for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("idle-ready") {
+                thread::sleep(Duration::from_millis(500));
+                per_conn = server.rss_bytes().saturating_sub(before) as f64 / IDLE_CONNS as f64;
+                threads = server.threads();
+            }
+            if line.starts_with('{') {
+                ok = parse_flat_json(&line)
+                    .get("idle_ok")
+                    .copied()
+                    .unwrap_or(0.0);
+            }
+        }
+        let _ = child.wait();
+        server.stop();
+
+        // Throughput.
+        let mut rates = Vec::new();
+        for conns in [1, 100] {
+            let server = Running::start(k, &[]);
+            let args: Vec<String> = [
+                "--conns",
+                &conns.to_string(),
+                "--size",
+                "64",
+                "--duration",
+                "3",
+                "--warmup",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let r = loadgen(&lg, server.port, &args);
+            server.stop();
+            rates.push(r.get("msgs_per_s").copied().unwrap_or(f64::NAN));
+        }
+        println!(
+            "| {} | {one:.3} | {hundred:.3} | {per_conn:.0} B | {threads} | {ok} of {IDLE_CONNS} | {:.0} | {:.0} |",
+            k.name, rates[0], rates[1]
+        );
+    }
+}
