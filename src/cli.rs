@@ -29,6 +29,8 @@ pub enum Command {
     Blocking(BlockingArgs),
     /// An interactive TCP or UDP client: lines from stdin, replies on stdout.
     Client(crate::client::ClientArgs),
+    /// A verifying load generator: many connections, every reply byte checked.
+    Bench(crate::bench::BenchArgs),
 }
 
 /// `reactor-echo blocking` flags: a model, then every flag of `serve`.

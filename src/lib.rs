@@ -25,7 +25,11 @@
 //! `std::net` sockets (one client at a time, or a thread per connection), to
 //! read side by side with `reactor.rs`; and [`client`], the interactive
 //! clients.
+//!
+//! And [`bench`](mod@bench), the load generator: a client-side mio reactor of its own
+//! (`bench/driver.rs`), the pattern seen from the other end.
 
+pub mod bench;
 pub mod blocking;
 pub mod cli;
 pub mod client;

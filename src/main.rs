@@ -11,7 +11,7 @@ use clap::Parser;
 use reactor_echo::cli::{Cli, Command, ServerArgs};
 use reactor_echo::config::ServerConfig;
 use reactor_echo::stats::Stats;
-use reactor_echo::{blocking, client, net::StartError, reactor};
+use reactor_echo::{bench, blocking, client, net::StartError, reactor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -27,6 +27,13 @@ fn main() -> ExitCode {
         Command::Client(args) => match client::run(&args) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e, e.exit_code()),
+        },
+        Command::Bench(args) => match bench::run(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            // The report was printed; it says how many bytes were wrong.
+            Ok(false) => fail(&"replies did not match what was sent", 1),
+            Err(e @ bench::BenchError::Usage(_)) => fail(&e, 2),
+            Err(e) => fail(&e, 1),
         },
     }
 }

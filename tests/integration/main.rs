@@ -33,3 +33,5 @@ mod startup;
 mod memory;
 // The interactive clients, piped and in a real terminal (tmux).
 mod client;
+// The load generator: every mode, the JSON report, mismatch detection.
+mod bench;

@@ -1,0 +1,207 @@
+//! `reactor-echo bench`: a verifying load generator for many connections.
+//!
+//! It is its own single-threaded mio reactor (`bench/driver.rs`, the client
+//! side of the pattern), so that it costs one core and can be pinned to the
+//! core the server does not use. Every reply byte is checked; a run with
+//! mismatches exits with status 1.
+//!
+//! This file owns the plan: the flags, the open-file limit (raised to the
+//! hard limit, and an error if the connections cannot fit), the choice of
+//! source addresses (one address holds about 28,000 ephemeral ports, so more
+//! connections are spread over 127.0.0.2, 127.0.0.3, ...), and the report.
+
+pub mod driver;
+pub mod payload;
+pub mod progress;
+pub mod report;
+pub mod udp;
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use clap::Args;
+
+use crate::fd_limit;
+use driver::{Driver, Plan, Workload};
+use payload::Expect;
+use progress::Progress;
+use report::Report;
+
+/// Connections one source address can hold with room to spare: Linux's
+/// default ephemeral range (32768-60999) has 28,232 ports.
+pub const PORTS_PER_SOURCE: usize = 25_000;
+/// Descriptors the load generator keeps for itself.
+const RESERVED_FDS: u64 = 16;
+
+/// `reactor-echo bench` flags.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// The server's TCP (or, with --udp, UDP) address.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Connections (or UDP sockets, or churn slots).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub connections: u64,
+    /// Seconds measured (with --idle: seconds held idle).
+    #[arg(long, default_value_t = 5.0)]
+    pub duration: f64,
+    /// Seconds of load before measuring.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Bytes per message.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
+    pub size: u64,
+    /// Messages in flight per connection (closed loop).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub pipeline: u64,
+    /// The server's mode: the replies are checked against it.
+    #[arg(long, value_enum, default_value_t = Expect::Echo)]
+    pub mode: Expect,
+    /// Open loop: this many messages per second in total, latency measured
+    /// from each message's scheduled time.
+    #[arg(long, conflicts_with_all = ["churn", "idle", "udp"])]
+    pub rate: Option<f64>,
+    /// UDP: datagrams from N sockets, one in flight each; losses counted.
+    #[arg(long, conflicts_with_all = ["churn", "idle"])]
+    pub udp: bool,
+    /// Each connection: connect, one message, check, close, repeat.
+    #[arg(long, conflicts_with = "idle")]
+    pub churn: bool,
+    /// Hold N idle connections for the duration, then one round trip each.
+    #[arg(long)]
+    pub idle: bool,
+    /// Spread connections over this many source addresses (127.0.0.2 ...);
+    /// by default only when N exceeds what one address holds.
+    #[arg(long)]
+    pub sources: Option<usize>,
+    /// One JSON object on stdout instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Why a run could not happen, or failed its checks.
+#[derive(Debug)]
+pub enum BenchError {
+    /// Bad flags or an address that does not resolve (exit 2).
+    Usage(String),
+    /// The run could not be carried out (exit 1).
+    Failed(String),
+}
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BenchError::Usage(m) | BenchError::Failed(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+/// Runs the benchmark and prints the report. Returns whether every reply
+/// byte was right.
+///
+/// # Errors
+/// A [`BenchError`] for bad flags, too many connections for the fd limit, or
+/// a failure of the poll itself.
+pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
+    let addr = resolve(&args.addr)?;
+    let connections = args.connections as usize;
+    let limits = fd_limit::raise_to_hard_limit();
+    let room = limits.soft.saturating_sub(RESERVED_FDS) as usize;
+    if connections > room {
+        return Err(BenchError::Usage(format!(
+            "{connections} connections cannot fit: the open-file limit is {} (hard {}), so at most {room} \
+             connections in one process; run several load generators",
+            limits.soft, limits.hard
+        )));
+    }
+    let sources = choose_sources(addr, connections, args.sources);
+    if !(args.duration.is_finite()
+        && args.duration > 0.0
+        && args.warmup.is_finite()
+        && args.warmup >= 0.0)
+    {
+        return Err(BenchError::Usage(
+            "--duration must be positive and --warmup not negative".into(),
+        ));
+    }
+    let workload = match (args.rate, args.churn, args.idle) {
+        (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Workload::Rate(rate),
+        (Some(_), _, _) => {
+            return Err(BenchError::Usage("--rate must be a positive number".into()));
+        }
+        (None, true, _) => Workload::Churn,
+        (None, false, true) => Workload::Idle,
+        (None, false, false) => Workload::Closed,
+    };
+    let plan = Plan {
+        addr,
+        connections,
+        sources: sources.clone(),
+        size: args.size as usize,
+        pipeline: args.pipeline as usize,
+        expect: args.mode,
+        warmup: Duration::from_secs_f64(args.warmup),
+        duration: Duration::from_secs_f64(args.duration),
+        workload,
+    };
+    let progress = Progress::new(true);
+    let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
+    let (outcome, lost) = if args.udp {
+        let (outcome, lost) = udp::run(&plan, progress).map_err(failed)?;
+        (outcome, Some(lost))
+    } else {
+        (
+            Driver::new(plan.clone(), progress)
+                .map_err(failed)?
+                .run()
+                .map_err(failed)?,
+            None,
+        )
+    };
+    let report = Report::new(args, &plan, &outcome, lost, limits, &sources);
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(outcome.mismatches == 0)
+}
+
+fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
+    text.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| BenchError::Usage(format!("invalid --addr '{text}': it does not resolve")))
+}
+
+/// The source addresses to bind: none (the kernel picks) unless asked, or
+/// unless the connections need more ephemeral ports than one address has.
+fn choose_sources(addr: SocketAddr, connections: usize, asked: Option<usize>) -> Vec<IpAddr> {
+    let count = match asked {
+        Some(n) => n,
+        None if addr.ip().is_loopback() && addr.is_ipv4() && connections > PORTS_PER_SOURCE => {
+            connections.div_ceil(PORTS_PER_SOURCE)
+        }
+        None => 0,
+    };
+    (0..count.min(250))
+        .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + i as u8)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_spread_only_past_one_address_worth() {
+        let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
+        assert!(choose_sources(addr, 10_000, None).is_empty());
+        let spread = choose_sources(addr, 60_000, None);
+        assert_eq!(spread.len(), 3);
+        assert_eq!(spread[0].to_string(), "127.0.0.2");
+        assert_eq!(choose_sources(addr, 10, Some(2)).len(), 2);
+    }
+}

@@ -1,0 +1,50 @@
+//! The live progress line: once a second on stderr, as wrk and tcpkali users
+//! expect (`[ 3.0s] 1000/1000 connections up, 123456 msg/s`).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+/// Counts completions and prints the line once per second.
+#[derive(Debug)]
+pub struct Progress {
+    is_enabled: bool,
+    started: Instant,
+    last: Instant,
+    since_last: u64,
+}
+
+impl Progress {
+    /// A progress reporter; a disabled one counts but prints nothing.
+    pub fn new(is_enabled: bool) -> Self {
+        let now = Instant::now();
+        Progress {
+            is_enabled,
+            started: now,
+            last: now,
+            since_last: 0,
+        }
+    }
+
+    /// Counts one completed message (or datagram, or churn cycle).
+    pub fn count_message(&mut self) {
+        self.since_last += 1;
+    }
+
+    /// Prints the line if a second has passed since the last one.
+    pub fn tick(&mut self, now: Instant, up: usize, total: usize) {
+        let elapsed = now.saturating_duration_since(self.last);
+        if elapsed < Duration::from_secs(1) {
+            return;
+        }
+        if self.is_enabled {
+            let rate = self.since_last as f64 / elapsed.as_secs_f64();
+            let _ = writeln!(
+                std::io::stderr(),
+                "[{:5.1}s] {up}/{total} connections up, {rate:.0} msg/s",
+                now.saturating_duration_since(self.started).as_secs_f64()
+            );
+        }
+        self.last = now;
+        self.since_last = 0;
+    }
+}

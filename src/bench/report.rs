@@ -1,0 +1,259 @@
+//! The load generator's report: human-readable, or one JSON object.
+//!
+//! Besides the figures it records what makes them comparable: the open-file
+//! limits, the source addresses, the CPUs the generator may run on, the
+//! kernel and the core count.
+
+use std::fmt::Write;
+use std::net::IpAddr;
+
+use super::BenchArgs;
+use super::driver::{Outcome, Plan, Workload};
+use crate::fd_limit::FdLimits;
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+}
+
+/// Everything printed at the end of a run.
+#[derive(Debug, Clone)]
+pub struct Report {
+    mode: &'static str,
+    connections: usize,
+    established: u64,
+    failed: u64,
+    messages: u64,
+    messages_per_sec: f64,
+    bytes_per_sec: f64,
+    latency: Latency,
+    errors: u64,
+    mismatches: u64,
+    lost: Option<u64>,
+    idle_ok: Option<u64>,
+    size: usize,
+    pipeline: usize,
+    duration: f64,
+    fd_soft: u64,
+    fd_hard: u64,
+    sources: String,
+    cpus: String,
+    kernel: String,
+    cores: usize,
+}
+
+impl Report {
+    /// Gathers the figures and the environment.
+    pub fn new(
+        args: &BenchArgs,
+        plan: &Plan,
+        outcome: &Outcome,
+        lost: Option<u64>,
+        limits: FdLimits,
+        sources: &[IpAddr],
+    ) -> Report {
+        let seconds = outcome.measured.as_secs_f64();
+        let rate = |n: u64| {
+            if seconds > 0.0 {
+                n as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        let h = &outcome.latency;
+        let latency = if h.is_empty() {
+            Latency::default()
+        } else {
+            Latency {
+                p50: h.value_at_quantile(0.5),
+                p90: h.value_at_quantile(0.9),
+                p99: h.value_at_quantile(0.99),
+                p999: h.value_at_quantile(0.999),
+                max: h.max(),
+            }
+        };
+        let mode = match (args.udp, plan.workload) {
+            (true, _) => "udp",
+            (false, Workload::Closed) => "closed-loop",
+            (false, Workload::Rate(_)) => "open-loop",
+            (false, Workload::Churn) => "churn",
+            (false, Workload::Idle) => "idle",
+        };
+        Report {
+            mode,
+            connections: plan.connections,
+            established: outcome.established,
+            failed: outcome.failed,
+            messages: outcome.messages,
+            messages_per_sec: rate(outcome.messages),
+            bytes_per_sec: rate(outcome.bytes),
+            latency,
+            errors: outcome.errors,
+            mismatches: outcome.mismatches,
+            lost,
+            idle_ok: outcome.idle_ok,
+            size: plan.size,
+            pipeline: plan.pipeline,
+            duration: seconds,
+            fd_soft: limits.soft,
+            fd_hard: limits.hard,
+            sources: if sources.is_empty() {
+                "kernel-chosen".to_owned()
+            } else {
+                sources
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            },
+            cpus: allowed_cpus(),
+            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+            cores: online_cores(),
+        }
+    }
+
+    /// The human-readable report.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "mode          {} ({} bytes, pipeline {})",
+            self.mode, self.size, self.pipeline
+        );
+        let _ = writeln!(
+            s,
+            "connections   {} requested, {} established, {} failed",
+            self.connections, self.established, self.failed
+        );
+        let _ = writeln!(
+            s,
+            "messages      {} in {:.2} s: {:.0} msg/s, {:.0} bytes/s",
+            self.messages, self.duration, self.messages_per_sec, self.bytes_per_sec
+        );
+        let l = self.latency;
+        let _ = writeln!(
+            s,
+            "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        );
+        let _ = writeln!(
+            s,
+            "errors        {} connections lost, {} mismatched bytes",
+            self.errors, self.mismatches
+        );
+        if let Some(lost) = self.lost {
+            let _ = writeln!(
+                s,
+                "udp           {lost} datagrams lost (no reply within 1 s)"
+            );
+        }
+        if let Some(ok) = self.idle_ok {
+            let _ = writeln!(
+                s,
+                "idle          {ok} of {} round trips after the idle period succeeded",
+                self.established
+            );
+        }
+        let _ = writeln!(
+            s,
+            "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
+            self.fd_soft, self.fd_hard, self.sources, self.cpus, self.kernel, self.cores
+        );
+        s
+    }
+
+    /// The report as one JSON object on one line.
+    pub fn json(&self) -> String {
+        let l = self.latency;
+        let optional = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
+        format!(
+            "{{\"mode\":\"{}\",\"connections\":{},\"established\":{},\"failed\":{},\"messages\":{},\
+             \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
+             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+             \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
+             \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
+            self.mode,
+            self.connections,
+            self.established,
+            self.failed,
+            self.messages,
+            self.messages_per_sec,
+            self.bytes_per_sec,
+            l.p50,
+            l.p90,
+            l.p99,
+            l.p999,
+            l.max,
+            self.errors,
+            self.mismatches,
+            optional(self.lost),
+            optional(self.idle_ok),
+            self.size,
+            self.pipeline,
+            self.duration,
+            self.fd_soft,
+            self.fd_hard,
+            json_escape(&self.sources),
+            json_escape(&self.cpus),
+            json_escape(&self.kernel),
+            self.cores
+        )
+    }
+}
+
+/// The CPUs this process may run on (`taskset` shows here), from /proc.
+fn allowed_cpus() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Cpus_allowed_list:"))
+                .map(|l| l[18..].trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// Cores online on the machine (not only those this process may use).
+fn online_cores() -> usize {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
+        .ok()
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get()))
+}
+
+fn json_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_json_strings() {
+        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
+    }
+}

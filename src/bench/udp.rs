@@ -1,0 +1,164 @@
+//! The load generator's UDP engine: N sockets, each with one datagram in
+//! flight (stop and wait), on the same kind of single-threaded mio loop.
+//!
+//! UDP may lose a datagram (or its reply), so each socket waits at most
+//! [`LOSS_TIMEOUT`] for a reply, counts the datagram as lost, and sends the
+//! next. A reply that comes after its datagram was given up on is recognised
+//! by its content (every datagram's bytes depend on its sequence number) and
+//! ignored rather than counted as a mismatch.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::UdpSocket;
+use mio::{Events, Interest, Poll, Token};
+
+use super::driver::{Outcome, Plan};
+use super::payload::{count_mismatches, fill_request};
+use super::progress::Progress;
+
+/// How long a socket waits for a reply before counting the datagram lost.
+pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+struct Sender {
+    socket: UdpSocket,
+    seed: u64,
+    sequence: u64,
+    sent_at: Instant,
+}
+
+/// Runs `plan` over UDP. Returns the outcome and the number of datagrams lost.
+///
+/// # Errors
+/// If sockets cannot be opened or the poll fails.
+pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let local: SocketAddr = if plan.addr.is_ipv4() {
+        ([127, 0, 0, 1], 0).into()
+    } else {
+        (std::net::Ipv6Addr::LOCALHOST, 0).into()
+    };
+    let mut outcome = Outcome {
+        established: 0,
+        failed: 0,
+        messages: 0,
+        bytes: 0,
+        errors: 0,
+        mismatches: 0,
+        latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
+            .map_err(|e| io::Error::other(e.to_string()))?,
+        measured: Duration::ZERO,
+        idle_ok: None,
+    };
+    let mut request = vec![0u8; plan.size];
+    let mut reply = vec![0u8; 65_536];
+    let mut senders = Vec::with_capacity(plan.connections);
+    let now = Instant::now();
+    for i in 0..plan.connections {
+        let mut socket = match UdpSocket::bind(local).and_then(|s| s.connect(plan.addr).map(|()| s))
+        {
+            Ok(socket) => socket,
+            Err(_) => {
+                outcome.failed += 1;
+                continue;
+            }
+        };
+        poll.registry()
+            .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
+        let seed = i as u64 * 7;
+        fill_request(seed, 0, &mut request);
+        if socket.send(&request).is_err() {
+            outcome.errors += 1;
+        }
+        outcome.established += 1;
+        senders.push(Sender {
+            socket,
+            seed,
+            sequence: 0,
+            sent_at: now,
+        });
+    }
+    let start = Instant::now() + plan.warmup;
+    let end = start + plan.duration;
+    let mut lost = 0;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        progress.tick(now, senders.len(), plan.connections);
+        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
+        let now = Instant::now();
+        let in_window = now >= start && now < end;
+        for event in events.iter() {
+            let Some(sender) = senders.get_mut(event.token().0) else {
+                continue;
+            };
+            loop {
+                let n = match sender.socket.recv(&mut reply) {
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        outcome.errors += 1;
+                        break;
+                    }
+                };
+                let offset = sender.sequence * plan.size as u64;
+                let wrong = count_mismatches(sender.seed, offset, &reply[..n], plan.expect)
+                    + (n.abs_diff(plan.size)) as u64;
+                if wrong > 0 && is_stale(sender, &reply[..n], plan) {
+                    continue;
+                }
+                outcome.mismatches += wrong;
+                progress.count_message();
+                if in_window {
+                    outcome.messages += 1;
+                    outcome.bytes += n as u64;
+                    let micros = now.saturating_duration_since(sender.sent_at).as_micros() as u64;
+                    let _ = outcome.latency.record(micros.max(1));
+                }
+                send_next(sender, &mut request, plan.size, now, &mut outcome);
+            }
+        }
+        for sender in &mut senders {
+            if now.saturating_duration_since(sender.sent_at) > LOSS_TIMEOUT {
+                lost += 1;
+                send_next(sender, &mut request, plan.size, now, &mut outcome);
+            }
+        }
+    }
+    outcome.measured = plan.duration;
+    Ok((outcome, lost))
+}
+
+fn send_next(
+    sender: &mut Sender,
+    request: &mut [u8],
+    size: usize,
+    now: Instant,
+    outcome: &mut Outcome,
+) {
+    sender.sequence += 1;
+    fill_request(sender.seed, sender.sequence * size as u64, request);
+    sender.sent_at = now;
+    if sender.socket.send(request).is_err() {
+        outcome.errors += 1;
+    }
+}
+
+/// Whether `reply` answers one of the last few datagrams given up on.
+fn is_stale(sender: &Sender, reply: &[u8], plan: &Plan) -> bool {
+    (1..=4).any(|back| {
+        sender.sequence >= back
+            && reply.len() == plan.size
+            && count_mismatches(
+                sender.seed,
+                (sender.sequence - back) * plan.size as u64,
+                reply,
+                plan.expect,
+            ) == 0
+    })
+}

@@ -1,0 +1,301 @@
+//! `reactor-echo bench`, the load generator, against a running server: every
+//! mode, the JSON report, mismatch detection, and its limits.
+
+use std::collections::HashMap;
+use std::process::{Command, Output};
+
+use crate::support::*;
+
+fn bench(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("bench")
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run bench")
+}
+
+/// The numbers of a `--json` report, flattened (`latency_us.p99`).
+fn report(out: &Output) -> HashMap<String, f64> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with('{'))
+        .unwrap_or_else(|| panic!("no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
+    let mut map = HashMap::new();
+    let mut prefix = String::new();
+    for part in line.split(',') {
+        let part = part.trim_start_matches('{');
+        let Some((key, value)) = part.split_once(':') else {
+            continue;
+        };
+        let key = key.trim_matches('"');
+        if let Some((inner, value)) = value.split_once(':') {
+            // `"latency_us":{"p50":1` opens a nested object.
+            prefix = format!("{key}.");
+            if let Ok(v) = value.trim_end_matches('}').parse() {
+                map.insert(
+                    format!("{prefix}{}", inner.trim_matches(|c| c == '{' || c == '"')),
+                    v,
+                );
+            }
+            continue;
+        }
+        if let Ok(v) = value.trim_end_matches('}').parse() {
+            map.insert(format!("{prefix}{key}"), v);
+        }
+        if value.ends_with('}') {
+            prefix.clear();
+        }
+    }
+    map
+}
+
+/// Closed loop: all connections established, messages counted, no mismatch,
+/// every documented key present, and a progress line on stderr.
+#[test]
+fn closed_loop_json_report() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let addr = server.tcp().to_string();
+    let out = bench(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "50",
+        "--duration",
+        "1.5",
+        "--warmup",
+        "0.2",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    for key in [
+        "connections",
+        "established",
+        "failed",
+        "messages",
+        "messages_per_sec",
+        "bytes_per_sec",
+        "latency_us.p50",
+        "latency_us.p90",
+        "latency_us.p99",
+        "latency_us.p999",
+        "latency_us.max",
+        "errors",
+        "mismatches",
+    ] {
+        assert!(r.contains_key(key), "missing {key} in {r:?}");
+    }
+    assert_eq!(r["connections"], 50.0);
+    assert_eq!(r["established"], 50.0);
+    assert_eq!(r["mismatches"], 0.0);
+    assert_eq!(r["errors"], 0.0);
+    assert!(r["messages"] > 100.0, "{r:?}");
+    assert!(r["latency_us.p50"] > 0.0 && r["latency_us.p50"] <= r["latency_us.p99"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("connections up,") && stderr.contains("msg/s"),
+        "no progress line: {stderr}"
+    );
+    let (_, stats) = server.stop();
+    assert_eq!(stats["accepted"], 50);
+}
+
+/// Replies that are not what was sent are counted, and the run fails.
+#[test]
+fn mismatched_replies_fail_the_run() {
+    // An echo server, but the generator expects uppercase.
+    let server = Server::start(Kind::Reactor, &[]);
+    let out = bench(&[
+        "--addr",
+        &server.tcp().to_string(),
+        "--connections",
+        "5",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--mode",
+        "upper",
+        "--json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(report(&out)["mismatches"] > 0.0);
+    // Against upper, the same run is clean.
+    let upper = Server::start(Kind::Reactor, &["--mode", "upper"]);
+    let out = bench(&[
+        "--addr",
+        &upper.tcp().to_string(),
+        "--connections",
+        "5",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+        "--mode",
+        "upper",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(report(&out)["mismatches"], 0.0);
+}
+
+/// Connect failures are counted and reported, never fatal.
+#[test]
+fn refused_connections_are_counted() {
+    let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = unused.local_addr().unwrap().to_string();
+    drop(unused);
+    let out = bench(&[
+        "--addr",
+        &addr,
+        "--connections",
+        "20",
+        "--duration",
+        "0.3",
+        "--warmup",
+        "0",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let r = report(&out);
+    assert_eq!(r["failed"], 20.0);
+    assert_eq!(r["established"], 0.0);
+}
+
+/// More connections than the open-file limit allows: a clear error, exit 2.
+#[test]
+fn connections_that_cannot_fit_are_refused_up_front() {
+    let out = Command::new("prlimit")
+        .args(["--nofile=200:200", BIN, "bench", "--connections", "1000"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("error: 1000 connections cannot fit"),
+        "{stderr}"
+    );
+}
+
+/// Churn: whole connect-message-close cycles, each checked.
+#[test]
+fn churn_cycles_connections() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let out = bench(&[
+        "--addr",
+        &server.tcp().to_string(),
+        "--connections",
+        "4",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--churn",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let r = report(&out);
+    assert!(r["messages"] >= 20.0, "{r:?}");
+    assert_eq!(r["mismatches"], 0.0);
+    let (_, stats) = server.stop();
+    assert!(
+        stats["accepted"] as f64 >= r["messages"],
+        "every cycle is a new connection: {stats:?}"
+    );
+}
+
+/// Idle: N connections held, then one verified round trip on each.
+#[test]
+fn idle_connections_then_round_trips() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let out = bench(&[
+        "--addr",
+        &server.tcp().to_string(),
+        "--connections",
+        "300",
+        "--duration",
+        "0.5",
+        "--idle",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(report(&out)["idle_ok"], 300.0);
+}
+
+/// The open loop sends on schedule: about rate × duration messages.
+#[test]
+fn open_loop_keeps_the_rate() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let out = bench(&[
+        "--addr",
+        &server.tcp().to_string(),
+        "--connections",
+        "10",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+        "--rate",
+        "1000",
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let r = report(&out);
+    assert!((1600.0..=2400.0).contains(&r["messages"]), "{r:?}");
+}
+
+/// UDP: datagrams from N sockets, answered and checked; none lost on loopback.
+#[test]
+fn udp_datagrams_are_verified() {
+    let server = Server::start(Kind::Reactor, &["--mode", "upper"]);
+    let out = bench(&[
+        "--addr",
+        &server.udp().to_string(),
+        "--udp",
+        "--connections",
+        "8",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+        "--mode",
+        "upper",
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = report(&out);
+    assert!(r["messages"] > 100.0, "{r:?}");
+    assert_eq!(r["mismatches"], 0.0);
+    assert_eq!(r["lost"], 0.0);
+}
+
+/// The human-readable report names the figures and the environment.
+#[test]
+fn human_report() {
+    let server = Server::start(Kind::Threads, &[]);
+    let out = bench(&[
+        "--addr",
+        &server.tcp().to_string(),
+        "--connections",
+        "3",
+        "--duration",
+        "0.5",
+        "--warmup",
+        "0",
+    ]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["msg/s", "p99", "mismatched", "fd limit", "kernel"] {
+        assert!(text.contains(word), "{word} missing from:\n{text}");
+    }
+}
