@@ -17,6 +17,10 @@
 //! over the repeats are printed as a markdown table, with the ratio to
 //! `epoll_echo --short-read`.
 //!
+//! * **the load generator check**: on the reactor, `reactor-echo bench` and
+//!   the C load generator alternate at 100 and 1,000 connections; the ratio
+//!   of their medians shows whether our generator keeps up with the C one.
+//!
 //! Options (after `--`): `--repeats N` (default 5), `--duration S` (default
 //! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
 //! a smoke test), `--no-strace`.
@@ -225,6 +229,71 @@ fn main() {
         }
     }
 
+    // The load generator check: ours against the C one, on the reactor.
+    let mut generator: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let reactor_bin = root
+        .join("target/release/reactor-echo")
+        .display()
+        .to_string();
+    for _ in 0..o.repeats {
+        for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
+            let server = Running::start(&kinds[0], &[]);
+            let c_args: Vec<String> = [
+                "--conns",
+                &conns.to_string(),
+                "--size",
+                "64",
+                "--duration",
+                &o.duration.to_string(),
+                "--warmup",
+                "1",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let c = loadgen(&lg, server.port, &c_args)
+                .get("msgs_per_s")
+                .copied()
+                .unwrap_or(f64::NAN);
+            let ours = Command::new("taskset")
+                .args([
+                    "-c",
+                    "1",
+                    &reactor_bin,
+                    "bench",
+                    "--json",
+                    "--addr",
+                    &format!("127.0.0.1:{}", server.port),
+                ])
+                .args([
+                    "--connections",
+                    &conns.to_string(),
+                    "--duration",
+                    &o.duration.to_string(),
+                    "--warmup",
+                    "1",
+                ])
+                .env("RUST_LOG", "warn")
+                .output()
+                .ok()
+                .and_then(|out| {
+                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+                    let start = text.find("\"messages_per_sec\":")? + 19;
+                    text[start..].split(',').next()?.parse::<f64>().ok()
+                })
+                .unwrap_or(f64::NAN);
+            server.stop();
+            eprintln!(
+                "load generators at {conns} conns: C loadgen {c:.0} msg/s, reactor-echo bench {ours:.0} msg/s"
+            );
+            generator.entry(format!("c@{conns}")).or_default().push(c);
+            generator
+                .entry(format!("ours@{conns}"))
+                .or_default()
+                .push(ours);
+        }
+    }
+
     let med = |k: usize, key: &str| median(results[k].get(key).cloned().unwrap_or_default());
     let kernel = Command::new("uname")
         .arg("-r")
@@ -257,5 +326,22 @@ fn main() {
         }
         row += &format!(" {:.0} | {:.3} |", med(k, "idle_bytes"), med(k, "syscalls"));
         println!("{row}");
+    }
+    println!("\nLoad generators on the reactor (median msg/s):\n");
+    println!("| connections | C loadgen | reactor-echo bench | ratio |\n|---:|---:|---:|---:|");
+    for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
+        let c = median(
+            generator
+                .get(&format!("c@{conns}"))
+                .cloned()
+                .unwrap_or_default(),
+        );
+        let ours = median(
+            generator
+                .get(&format!("ours@{conns}"))
+                .cloned()
+                .unwrap_or_default(),
+        );
+        println!("| {conns} | {c:.0} | {ours:.0} | {:.2} |", ours / c);
     }
 }

@@ -1,0 +1,473 @@
+//! End-to-end comparison of servers, side by side in one run:
+//! `cargo bench --bench compare` (`-- --quick` for a few-second smoke test).
+//!
+//! Each server runs as its own process pinned to CPU 0 and is driven by
+//! `reactor-echo bench --json` pinned to CPU 1. The servers are interleaved
+//! (A B C A B C ...) for `--repeats` rounds (default 3) and medians reported:
+//!
+//! * `serve`: the reactor;
+//! * `blocking --model threads`: a thread per connection;
+//! * `tokio current_thread` and `tokio multi_thread`: the echo server from
+//!   tokio's documentation (task per connection, 4 KiB buffer), which this
+//!   same binary runs when started with `--tokio-server ct|mt`;
+//! * any `--server NAME=COMMAND` (a command that prints the `listening
+//!   tcp=...` line): this is how the C reference from `../shared/anchors/` is
+//!   measured beside them without entering the repository. `--anchors` adds
+//!   `epoll_echo --short-read` from there, built with gcc under `target/`.
+//!
+//! Workloads: 64-byte messages on 1, 100, 1,000 and 10,000 connections; one
+//! connection streaming 4 KiB messages (4 in flight); RSS per idle connection
+//! with 10,000 idle connections; churn (connections per second).
+//!
+//! Output: a markdown table and three SVG plots (plotters) in
+//! `docs/benchmarks/` (or `target/compare-quick/` with `--quick`). A server
+//! that fails a workload (threads, memory, connections never answered) gets
+//! its failure in the table, never a hidden row.
+
+mod common;
+#[path = "compare/plot.rs"]
+mod compare_plot;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::{Running, ServerKind, build_anchors, median};
+
+/// One measurement: the bench JSON's numbers, flattened.
+type Sample = BTreeMap<String, f64>;
+
+struct Options {
+    repeats: usize,
+    duration: f64,
+    conns: Vec<usize>,
+    idle_conns: usize,
+    quick: bool,
+    extra: Vec<(String, String)>,
+    anchors: bool,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        repeats: 3,
+        duration: 4.0,
+        conns: vec![1, 100, 1000, 10_000],
+        idle_conns: 10_000,
+        quick: false,
+        extra: Vec::new(),
+        anchors: false,
+    };
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut i = 0;
+    while i < args.len() {
+        let next = args.get(i + 1).cloned().unwrap_or_default();
+        match args[i].as_str() {
+            "--repeats" => {
+                o.repeats = next.parse().expect("--repeats N");
+                i += 1;
+            }
+            "--duration" => {
+                o.duration = next.parse().expect("--duration S");
+                i += 1;
+            }
+            "--server" => {
+                let (name, command) = next.split_once('=').expect("--server NAME=COMMAND");
+                o.extra.push((name.to_owned(), command.to_owned()));
+                i += 1;
+            }
+            "--anchors" => o.anchors = true,
+            "--quick" => {
+                o.quick = true;
+                o.repeats = 1;
+                o.duration = 1.0;
+                o.conns = vec![1, 100];
+                o.idle_conns = 500;
+            }
+            _ => {} // cargo passes --bench
+        }
+        i += 1;
+    }
+    o
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--tokio-server") {
+        let flavour = args.get(pos + 1).map_or("ct", String::as_str);
+        return tokio_echo::serve(flavour == "mt");
+    }
+    let o = options();
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(&root)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cargo build --release failed"
+    );
+    let bin = root
+        .join("target/release/reactor-echo")
+        .display()
+        .to_string();
+    let me = std::env::current_exe()
+        .expect("current exe")
+        .display()
+        .to_string();
+    let to_strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    let mut kinds = vec![
+        ServerKind {
+            name: "reactor (serve)",
+            command: to_strings(&[&bin, "serve", "--tcp", "127.0.0.1:0", "--udp", "off"]),
+        },
+        ServerKind {
+            name: "blocking threads",
+            command: to_strings(&[
+                &bin,
+                "blocking",
+                "--model",
+                "threads",
+                "--tcp",
+                "127.0.0.1:0",
+                "--udp",
+                "off",
+            ]),
+        },
+        ServerKind {
+            name: "tokio current_thread",
+            command: to_strings(&[&me, "--tokio-server", "ct"]),
+        },
+        ServerKind {
+            name: "tokio multi_thread",
+            command: to_strings(&[&me, "--tokio-server", "mt"]),
+        },
+    ];
+    if o.anchors {
+        if let Some((c_server, _)) = build_anchors(&root) {
+            kinds.push(ServerKind {
+                name: "C epoll --short-read",
+                command: vec![
+                    c_server.display().to_string(),
+                    "0".into(),
+                    "--short-read".into(),
+                ],
+            });
+        }
+    }
+    for (name, command) in &o.extra {
+        kinds.push(ServerKind {
+            name: Box::leak(name.clone().into_boxed_str()),
+            command: command.split_whitespace().map(str::to_owned).collect(),
+        });
+    }
+
+    // Wake the machine up (CPU frequency, caches, page cache) before anything
+    // counts: the first run of a cold machine is an outlier.
+    let _ = drive(&bin, &kinds[0], &["--connections", "100"], 2.0);
+
+    let mut samples: Vec<BTreeMap<String, Vec<f64>>> = vec![BTreeMap::new(); kinds.len()];
+    let mut notes: Vec<Vec<String>> = vec![Vec::new(); kinds.len()];
+    for repeat in 0..o.repeats {
+        for (k, kind) in kinds.iter().enumerate() {
+            let mut record =
+                |key: String, value: f64| samples[k].entry(key).or_default().push(value);
+            for &conns in &o.conns {
+                let r = drive(
+                    &bin,
+                    kind,
+                    &["--connections", &conns.to_string()],
+                    o.duration,
+                );
+                eprintln!(
+                    "repeat {repeat} {:<22} {conns:>6} conns: {:>9.0} msg/s p50 {:>7} us p99 {:>7} us failed {} errors {} mismatches {}",
+                    kind.name,
+                    get(&r, "messages_per_sec"),
+                    get(&r, "latency_us.p50"),
+                    get(&r, "latency_us.p99"),
+                    get(&r, "failed"),
+                    get(&r, "errors"),
+                    get(&r, "mismatches")
+                );
+                if get(&r, "failed") > 0.0
+                    || get(&r, "errors") > 0.0
+                    || get(&r, "mismatches") > 0.0
+                    || r.is_empty()
+                {
+                    notes[k].push(format!(
+                        "repeat {repeat}, {conns} connections: {} failed connects, {} lost, {} mismatched bytes{}",
+                        get(&r, "failed"), get(&r, "errors"), get(&r, "mismatches"),
+                        if r.is_empty() { " (no report: the run itself failed)" } else { "" }
+                    ));
+                }
+                record(format!("msgs@{conns}"), get(&r, "messages_per_sec"));
+                record(format!("p50@{conns}"), get(&r, "latency_us.p50"));
+                record(format!("p99@{conns}"), get(&r, "latency_us.p99"));
+            }
+            let r = drive(
+                &bin,
+                kind,
+                &["--connections", "1", "--size", "4096", "--pipeline", "4"],
+                o.duration,
+            );
+            record("stream_bytes".into(), get(&r, "bytes_per_sec"));
+            let r = drive(&bin, kind, &["--connections", "10", "--churn"], o.duration);
+            record("churn".into(), get(&r, "messages_per_sec"));
+            let (per_conn, ok) = idle_cost(&bin, kind, o.idle_conns);
+            eprintln!(
+                "repeat {repeat} {:<22} idle: {per_conn:.0} B/conn, {ok} of {} round trips",
+                kind.name, o.idle_conns
+            );
+            if ok < o.idle_conns as f64 {
+                notes[k].push(format!(
+                    "repeat {repeat}: only {ok} of {} idle connections answered afterwards",
+                    o.idle_conns
+                ));
+            }
+            record("idle_bytes".into(), per_conn);
+        }
+    }
+
+    let med = |k: usize, key: &str| median(samples[k].get(key).cloned().unwrap_or_default());
+    let out_dir = if o.quick {
+        root.join("target/compare-quick")
+    } else {
+        root.join("docs/benchmarks")
+    };
+    std::fs::create_dir_all(&out_dir).expect("create output dir");
+    let table = render_table(&o, &kinds, &med, &notes);
+    std::fs::write(out_dir.join("compare.md"), &table).expect("write compare.md");
+    print!("{table}");
+    let names: Vec<&str> = kinds.iter().map(|k| k.name).collect();
+    let series = |prefix: &str| -> Vec<Vec<(f64, f64)>> {
+        (0..kinds.len())
+            .map(|k| {
+                o.conns
+                    .iter()
+                    .map(|&c| (c as f64, med(k, &format!("{prefix}@{c}"))))
+                    .collect()
+            })
+            .collect()
+    };
+    compare_plot::lines(
+        &out_dir.join("messages_per_sec.svg"),
+        "messages/s (64-byte, 1 in flight per connection)",
+        "messages/s",
+        &names,
+        &series("msgs"),
+    );
+    compare_plot::lines(
+        &out_dir.join("p99_latency.svg"),
+        "p99 latency (us)",
+        "p99 latency, us",
+        &names,
+        &series("p99"),
+    );
+    let idle: Vec<f64> = (0..kinds.len()).map(|k| med(k, "idle_bytes")).collect();
+    compare_plot::bars(
+        &out_dir.join("idle_bytes.svg"),
+        &format!("RSS bytes per idle connection ({} idle)", o.idle_conns),
+        &names,
+        &idle,
+    );
+    eprintln!("wrote {}", out_dir.display());
+}
+
+fn get(r: &Sample, key: &str) -> f64 {
+    r.get(key).copied().unwrap_or(f64::NAN)
+}
+
+/// Starts the server, runs one `reactor-echo bench --json` against it, stops it.
+fn drive(bin: &str, kind: &ServerKind, args: &[&str], duration: f64) -> Sample {
+    let server = Running::start(kind, &[]);
+    let r = bench_json(bin, server.port, args, duration);
+    server.stop();
+    r
+}
+
+fn bench_json(bin: &str, port: u16, args: &[&str], duration: f64) -> Sample {
+    let out = Command::new("taskset")
+        .args([
+            "-c",
+            "1",
+            bin,
+            "bench",
+            "--json",
+            "--addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--duration", &duration.to_string(), "--warmup", "1"])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output();
+    let Ok(out) = out else { return Sample::new() };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with('{'))
+        .map(flatten_json)
+        .unwrap_or_default()
+}
+
+/// Flattens the bench's JSON object (one level of nesting) into `a.b` keys.
+fn flatten_json(line: &str) -> Sample {
+    let mut out = Sample::new();
+    let mut prefix = String::new();
+    for part in line.split(',') {
+        let part = part.trim_start_matches('{');
+        let Some((key, value)) = part.split_once(':') else {
+            continue;
+        };
+        let key = key.trim_matches('"');
+        let (key, value) = match value.split_once(':') {
+            Some((inner, v)) => {
+                prefix = format!("{key}.");
+                (inner.trim_matches(|c| c == '{' || c == '"').to_owned(), v)
+            }
+            None => (key.to_owned(), value),
+        };
+        if let Ok(v) = value.trim_end_matches('}').parse() {
+            out.insert(format!("{prefix}{key}"), v);
+        }
+        if value.ends_with('}') {
+            prefix.clear();
+        }
+    }
+    out
+}
+
+/// RSS growth per connection while `n` connections are held idle: the peak of
+/// samples taken while the load generator holds them, minus the RSS before.
+fn idle_cost(bin: &str, kind: &ServerKind, n: usize) -> (f64, f64) {
+    let server = Running::start(kind, &[]);
+    thread::sleep(Duration::from_millis(200));
+    let before = server.rss_bytes();
+    let port = server.port;
+    let bin_owned = bin.to_owned();
+    let generator = thread::spawn(move || {
+        bench_json(
+            &bin_owned,
+            port,
+            &["--connections", &n.to_string(), "--idle"],
+            3.0,
+        )
+    });
+    let mut peak = before;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !generator.is_finished() && Instant::now() < deadline {
+        peak = peak.max(server.rss_bytes());
+        thread::sleep(Duration::from_millis(100));
+    }
+    let r = generator.join().unwrap_or_default();
+    server.stop();
+    (
+        peak.saturating_sub(before) as f64 / n as f64,
+        get(&r, "idle_ok"),
+    )
+}
+
+fn render_table(
+    o: &Options,
+    kinds: &[ServerKind],
+    med: &dyn Fn(usize, &str) -> f64,
+    notes: &[Vec<String>],
+) -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut s = format!(
+        "Medians of {} interleaved repeats, {} s measured after 1 s warm-up; servers on CPU 0, `reactor-echo bench` on CPU 1; \
+         kernel {}, {} cores.\n\n",
+        o.repeats,
+        o.duration,
+        kernel.trim(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    s += "| server |";
+    for c in &o.conns {
+        s += &format!(" msg/s @{c} |");
+    }
+    for c in &o.conns {
+        s += &format!(" p99/p50 @{c} |");
+    }
+    s += " 1 conn 4 KiB MB/s | churn conn/s | idle B/conn |\n|---|";
+    s += &"---:|".repeat(o.conns.len() * 2 + 3);
+    s += "\n";
+    for (k, kind) in kinds.iter().enumerate() {
+        s += &format!("| {} |", kind.name);
+        for c in &o.conns {
+            let ratio = med(k, &format!("msgs@{c}")) / med(0, &format!("msgs@{c}"));
+            s += &format!(" {:.0} ({ratio:.2}x) |", med(k, &format!("msgs@{c}")));
+        }
+        for c in &o.conns {
+            s += &format!(
+                " {:.2} |",
+                med(k, &format!("p99@{c}")) / med(k, &format!("p50@{c}"))
+            );
+        }
+        s += &format!(
+            " {:.0} | {:.0} | {:.0} |\n",
+            med(k, "stream_bytes") / 1e6,
+            med(k, "churn"),
+            med(k, "idle_bytes")
+        );
+    }
+    s += "\n(The ratio after each messages/s figure is to the reactor in the same run.)\n";
+    let failures: Vec<String> = kinds
+        .iter()
+        .zip(notes)
+        .flat_map(|(kind, n)| n.iter().map(move |line| format!("- {}: {line}", kind.name)))
+        .collect();
+    if failures.is_empty() {
+        s += "\nNo server failed a connection, lost one, or sent a wrong byte.\n";
+    } else {
+        s += "\nFailures seen (nothing is hidden from the table):\n\n";
+        s += &failures.join("\n");
+        s += "\n";
+    }
+    s
+}
+
+/// The echo server from tokio's documentation, for comparison.
+mod tokio_echo {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves until killed. `multi_thread` picks the runtime flavour.
+    pub fn serve(multi_thread: bool) {
+        let runtime = if multi_thread {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_io()
+                .build()
+        } else {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .build()
+        }
+        .expect("tokio runtime");
+        runtime.block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            println!(
+                "listening tcp={} udp=off",
+                listener.local_addr().expect("addr")
+            );
+            loop {
+                let Ok((mut socket, _)) = listener.accept().await else {
+                    continue;
+                };
+                // As the C server and the reactor do.
+                let _ = socket.set_nodelay(true);
+                tokio::spawn(async move {
+                    let mut buf = vec![0; 4096];
+                    loop {
+                        let n = match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        if socket.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
