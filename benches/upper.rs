@@ -14,7 +14,7 @@ const CHUNK: usize = 64 * 1024;
 
 fn inputs() -> [(&'static str, Vec<u8>); 2] {
     let ascii = "the quick brown fox jumps over the lazy dog 0123456789\n".repeat(CHUNK / 55 + 1);
-    let mixed = "straße ǰ ΐ 😀 abc Grüße, 世界 ".repeat(CHUNK / 40 + 1);
+    let mixed = "straße ǰ ΐ 😀 abc Grüße, 世界 ".repeat(CHUNK / 20 + 1);
     [
         ("ascii", ascii.into_bytes()[..CHUNK].to_vec()),
         ("mixed", mixed.into_bytes()[..CHUNK].to_vec()),
