@@ -35,7 +35,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Running, ServerKind, build_anchors, loadgen, median, parse_flat_json, syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, loadgen, median, parse_flat_json, strings,
+    syscalls_per_message,
 };
 
 struct Options {
@@ -89,26 +90,15 @@ fn options() -> Options {
 fn main() {
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .current_dir(&root)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "cargo build --release failed"
-    );
+    let bin = build_release(&root);
     let Some((c_server, lg)) = build_anchors(&root) else {
         return;
     };
-    let reactor = root
-        .join("target/release/reactor-echo")
-        .display()
-        .to_string();
     let kinds = [
         ServerKind {
             name: "reactor-echo serve",
             command: vec![
-                reactor,
+                bin.clone(),
                 "serve".into(),
                 "--tcp".into(),
                 "127.0.0.1:0".into(),
@@ -136,7 +126,7 @@ fn main() {
         for (k, kind) in kinds.iter().enumerate() {
             for &conns in &o.conns {
                 let server = Running::start(kind, &[]);
-                let args: Vec<String> = [
+                let args = strings(&[
                     "--conns",
                     &conns.to_string(),
                     "--size",
@@ -145,10 +135,7 @@ fn main() {
                     &o.duration.to_string(),
                     "--warmup",
                     "1",
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                ]);
                 let r = loadgen(&lg, server.port, &args);
                 server.stop();
                 let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
@@ -231,14 +218,10 @@ fn main() {
 
     // The load generator check: ours against the C one, on the reactor.
     let mut generator: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    let reactor_bin = root
-        .join("target/release/reactor-echo")
-        .display()
-        .to_string();
     for _ in 0..o.repeats {
         for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
             let server = Running::start(&kinds[0], &[]);
-            let c_args: Vec<String> = [
+            let c_args = strings(&[
                 "--conns",
                 &conns.to_string(),
                 "--size",
@@ -247,10 +230,7 @@ fn main() {
                 &o.duration.to_string(),
                 "--warmup",
                 "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            ]);
             let c = loadgen(&lg, server.port, &c_args)
                 .get("msgs_per_s")
                 .copied()
@@ -259,7 +239,7 @@ fn main() {
                 .args([
                     "-c",
                     "1",
-                    &reactor_bin,
+                    &bin,
                     "bench",
                     "--json",
                     "--addr",

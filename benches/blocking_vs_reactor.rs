@@ -22,27 +22,19 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
-use common::{Running, ServerKind, build_anchors, loadgen, parse_flat_json, syscalls_per_message};
+use common::{
+    Running, ServerKind, build_anchors, build_release, loadgen, parse_flat_json, strings,
+    syscalls_per_message,
+};
 
 const IDLE_CONNS: usize = 1000;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .current_dir(&root)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "cargo build --release failed"
-    );
+    let bin = build_release(&root);
     let Some((_, lg)) = build_anchors(&root) else {
         return;
     };
-    let bin = root
-        .join("target/release/reactor-echo")
-        .display()
-        .to_string();
     let kind = |name: &'static str, sub: &[&str]| ServerKind {
         name,
         command: [bin.as_str()]
@@ -121,7 +113,7 @@ fn main() {
         let mut rates = Vec::new();
         for conns in [1, 100] {
             let server = Running::start(k, &[]);
-            let args: Vec<String> = [
+            let args = strings(&[
                 "--conns",
                 &conns.to_string(),
                 "--size",
@@ -130,10 +122,7 @@ fn main() {
                 "3",
                 "--warmup",
                 "1",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            ]);
             let r = loadgen(&lg, server.port, &args);
             server.stop();
             rates.push(r.get("msgs_per_s").copied().unwrap_or(f64::NAN));

@@ -34,7 +34,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{Running, ServerKind, build_anchors, median};
+use common::{Running, ServerKind, build_anchors, build_release, median, strings};
 
 /// One measurement: the bench JSON's numbers, flattened.
 type Sample = BTreeMap<String, f64>;
@@ -100,31 +100,19 @@ fn main() {
     }
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .current_dir(&root)
-        .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "cargo build --release failed"
-    );
-    let bin = root
-        .join("target/release/reactor-echo")
-        .display()
-        .to_string();
+    let bin = build_release(&root);
     let me = std::env::current_exe()
         .expect("current exe")
         .display()
         .to_string();
-    let to_strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut kinds = vec![
         ServerKind {
             name: "reactor (serve)",
-            command: to_strings(&[&bin, "serve", "--tcp", "127.0.0.1:0", "--udp", "off"]),
+            command: strings(&[&bin, "serve", "--tcp", "127.0.0.1:0", "--udp", "off"]),
         },
         ServerKind {
             name: "blocking threads",
-            command: to_strings(&[
+            command: strings(&[
                 &bin,
                 "blocking",
                 "--model",
@@ -137,11 +125,11 @@ fn main() {
         },
         ServerKind {
             name: "tokio current_thread",
-            command: to_strings(&[&me, "--tokio-server", "ct"]),
+            command: strings(&[&me, "--tokio-server", "ct"]),
         },
         ServerKind {
             name: "tokio multi_thread",
-            command: to_strings(&[&me, "--tokio-server", "mt"]),
+            command: strings(&[&me, "--tokio-server", "mt"]),
         },
     ];
     if o.anchors {

@@ -215,3 +215,23 @@ pub fn syscalls_per_message(kind: &ServerKind, lg: &Path, conns: usize) -> Optio
     let short = count(10_000)?;
     Some((long - short) / 90_000.0)
 }
+
+/// Builds the release binary and returns its path.
+pub fn build_release(root: &Path) -> String {
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet"])
+        .current_dir(root)
+        .status();
+    assert!(
+        status.is_ok_and(|s| s.success()),
+        "cargo build --release failed"
+    );
+    root.join("target/release/reactor-echo")
+        .display()
+        .to_string()
+}
+
+/// Owned copies of string slices, for argument lists.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}

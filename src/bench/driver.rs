@@ -101,6 +101,28 @@ pub struct Outcome {
     pub idle_ok: Option<u64>,
 }
 
+impl Outcome {
+    /// Nothing measured yet.
+    ///
+    /// # Errors
+    /// Only if the histogram's bounds were invalid (they are constants).
+    pub fn new() -> io::Result<Outcome> {
+        Ok(Outcome {
+            established: 0,
+            failed: 0,
+            messages: 0,
+            bytes: 0,
+            errors: 0,
+            mismatches: 0,
+            // 1 us to 60 s, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            measured: Duration::ZERO,
+            idle_ok: None,
+        })
+    }
+}
+
 #[derive(Debug, PartialEq, Eq)]
 enum Phase {
     Connecting,
@@ -151,8 +173,6 @@ impl Driver {
     /// # Errors
     /// If the poll cannot be created.
     pub fn new(plan: Plan, progress: Progress) -> io::Result<Driver> {
-        let latency = Histogram::new_with_bounds(1, 60_000_000, 3)
-            .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Driver {
             to_open: plan.connections,
             plan,
@@ -164,17 +184,7 @@ impl Driver {
             next_seed: 0,
             window: None,
             is_stopping: false,
-            outcome: Outcome {
-                established: 0,
-                failed: 0,
-                messages: 0,
-                bytes: 0,
-                errors: 0,
-                mismatches: 0,
-                latency,
-                measured: Duration::ZERO,
-                idle_ok: None,
-            },
+            outcome: Outcome::new()?,
             progress,
             next_send: None,
             round_robin: 0,

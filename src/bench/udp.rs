@@ -41,18 +41,7 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
     } else {
         (std::net::Ipv6Addr::LOCALHOST, 0).into()
     };
-    let mut outcome = Outcome {
-        established: 0,
-        failed: 0,
-        messages: 0,
-        bytes: 0,
-        errors: 0,
-        mismatches: 0,
-        latency: hdrhistogram::Histogram::new_with_bounds(1, 60_000_000, 3)
-            .map_err(|e| io::Error::other(e.to_string()))?,
-        measured: Duration::ZERO,
-        idle_ok: None,
-    };
+    let mut outcome = Outcome::new()?;
     let mut request = vec![0u8; plan.size];
     let mut reply = vec![0u8; 65_536];
     let mut senders = Vec::with_capacity(plan.connections);

@@ -6,6 +6,18 @@ use std::process::{Command, Output};
 
 use crate::support::*;
 
+/// `reactor-echo bench --json --addr ADDR ARGS` (with `--warmup 0` unless
+/// ARGS sets it).
+fn bench_at(addr: impl ToString, args: &[&str]) -> Output {
+    let addr = addr.to_string();
+    let mut all = vec!["--json", "--addr", &addr];
+    all.extend_from_slice(args);
+    if !args.contains(&"--warmup") {
+        all.extend_from_slice(&["--warmup", "0"]);
+    }
+    bench(&all)
+}
+
 fn bench(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("bench")
@@ -57,17 +69,17 @@ fn report(out: &Output) -> HashMap<String, f64> {
 fn closed_loop_json_report() {
     let server = Server::start(Kind::Reactor, &[]);
     let addr = server.tcp().to_string();
-    let out = bench(&[
-        "--addr",
-        &addr,
-        "--connections",
-        "50",
-        "--duration",
-        "1.5",
-        "--warmup",
-        "0.2",
-        "--json",
-    ]);
+    let out = bench_at(
+        addr,
+        &[
+            "--connections",
+            "50",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.2",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -111,36 +123,18 @@ fn closed_loop_json_report() {
 fn mismatched_replies_fail_the_run() {
     // An echo server, but the generator expects uppercase.
     let server = Server::start(Kind::Reactor, &[]);
-    let out = bench(&[
-        "--addr",
-        &server.tcp().to_string(),
-        "--connections",
-        "5",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0",
-        "--mode",
-        "upper",
-        "--json",
-    ]);
+    let out = bench_at(
+        server.tcp(),
+        &["--connections", "5", "--duration", "0.5", "--mode", "upper"],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(report(&out)["mismatches"] > 0.0);
     // Against upper, the same run is clean.
     let upper = Server::start(Kind::Reactor, &["--mode", "upper"]);
-    let out = bench(&[
-        "--addr",
-        &upper.tcp().to_string(),
-        "--connections",
-        "5",
-        "--duration",
-        "0.5",
-        "--warmup",
-        "0",
-        "--mode",
-        "upper",
-        "--json",
-    ]);
+    let out = bench_at(
+        upper.tcp(),
+        &["--connections", "5", "--duration", "0.5", "--mode", "upper"],
+    );
     assert!(out.status.success());
     assert_eq!(report(&out)["mismatches"], 0.0);
 }
@@ -151,17 +145,7 @@ fn refused_connections_are_counted() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap().to_string();
     drop(unused);
-    let out = bench(&[
-        "--addr",
-        &addr,
-        "--connections",
-        "20",
-        "--duration",
-        "0.3",
-        "--warmup",
-        "0",
-        "--json",
-    ]);
+    let out = bench_at(addr, &["--connections", "20", "--duration", "0.3"]);
     assert!(out.status.success());
     let r = report(&out);
     assert_eq!(r["failed"], 20.0);
@@ -187,18 +171,10 @@ fn connections_that_cannot_fit_are_refused_up_front() {
 #[test]
 fn churn_cycles_connections() {
     let server = Server::start(Kind::Reactor, &[]);
-    let out = bench(&[
-        "--addr",
-        &server.tcp().to_string(),
-        "--connections",
-        "4",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--churn",
-        "--json",
-    ]);
+    let out = bench_at(
+        server.tcp(),
+        &["--connections", "4", "--duration", "1", "--churn"],
+    );
     assert!(out.status.success());
     let r = report(&out);
     assert!(r["messages"] >= 20.0, "{r:?}");
@@ -214,16 +190,10 @@ fn churn_cycles_connections() {
 #[test]
 fn idle_connections_then_round_trips() {
     let server = Server::start(Kind::Reactor, &[]);
-    let out = bench(&[
-        "--addr",
-        &server.tcp().to_string(),
-        "--connections",
-        "300",
-        "--duration",
-        "0.5",
-        "--idle",
-        "--json",
-    ]);
+    let out = bench_at(
+        server.tcp(),
+        &["--connections", "300", "--duration", "0.5", "--idle"],
+    );
     assert!(out.status.success());
     assert_eq!(report(&out)["idle_ok"], 300.0);
 }
@@ -232,19 +202,19 @@ fn idle_connections_then_round_trips() {
 #[test]
 fn open_loop_keeps_the_rate() {
     let server = Server::start(Kind::Reactor, &[]);
-    let out = bench(&[
-        "--addr",
-        &server.tcp().to_string(),
-        "--connections",
-        "10",
-        "--duration",
-        "2",
-        "--warmup",
-        "0.2",
-        "--rate",
-        "1000",
-        "--json",
-    ]);
+    let out = bench_at(
+        server.tcp(),
+        &[
+            "--connections",
+            "10",
+            "--duration",
+            "2",
+            "--warmup",
+            "0.2",
+            "--rate",
+            "1000",
+        ],
+    );
     assert!(out.status.success());
     let r = report(&out);
     assert!((1600.0..=2400.0).contains(&r["messages"]), "{r:?}");
@@ -254,20 +224,18 @@ fn open_loop_keeps_the_rate() {
 #[test]
 fn udp_datagrams_are_verified() {
     let server = Server::start(Kind::Reactor, &["--mode", "upper"]);
-    let out = bench(&[
-        "--addr",
-        &server.udp().to_string(),
-        "--udp",
-        "--connections",
-        "8",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--mode",
-        "upper",
-        "--json",
-    ]);
+    let out = bench_at(
+        server.udp(),
+        &[
+            "--udp",
+            "--connections",
+            "8",
+            "--duration",
+            "1",
+            "--mode",
+            "upper",
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",

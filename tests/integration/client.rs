@@ -138,6 +138,25 @@ impl Tmux {
         String::new()
     }
 
+    /// A new tmux server running `reactor-echo client tcp ADDR` in a session
+    /// named `client`; the shell prints `exit=N` when the client ends.
+    fn with_client(test: &str, addr: std::net::SocketAddr) -> Tmux {
+        let tmux = Tmux::new(test);
+        let command = format!("{BIN} client tcp {addr}; echo exit=$?; sleep 30");
+        tmux.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "client",
+            "-x",
+            "80",
+            "-y",
+            "20",
+            &command,
+        ]);
+        tmux
+    }
+
     fn screen(&self) -> String {
         self.run(&["capture-pane", "-p", "-t", "client"])
     }
@@ -155,19 +174,7 @@ impl Drop for Tmux {
 #[test]
 fn interactive_session_in_a_terminal() {
     let server = Server::start(Kind::Reactor, &["--mode", "upper"]);
-    let tmux = Tmux::new("session");
-    let command = format!("{BIN} client tcp {}; echo exit=$?; sleep 30", server.tcp());
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "client",
-        "-x",
-        "80",
-        "-y",
-        "20",
-        &command,
-    ]);
+    let tmux = Tmux::with_client("session", server.tcp());
     let wait_for = |what: &str| {
         assert!(
             eventually(PATIENCE, || tmux.screen().contains(what)),
@@ -195,19 +202,7 @@ fn interactive_session_in_a_terminal() {
 #[test]
 fn interactive_client_leaves_when_the_server_closes() {
     let server = Server::start(Kind::Reactor, &["--mode", "greet"]);
-    let tmux = Tmux::new("closes");
-    let command = format!("{BIN} client tcp {}; echo exit=$?; sleep 30", server.tcp());
-    tmux.run(&[
-        "new-session",
-        "-d",
-        "-s",
-        "client",
-        "-x",
-        "80",
-        "-y",
-        "20",
-        &command,
-    ]);
+    let tmux = Tmux::with_client("closes", server.tcp());
     assert!(
         eventually(PATIENCE, || tmux.screen().contains(">>>")),
         "{}",
