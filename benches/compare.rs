@@ -19,6 +19,10 @@
 //! connection streaming 4 KiB messages (4 in flight); RSS per idle connection
 //! with 10,000 idle connections; churn (connections per second).
 //!
+//! Other options (after `--`): `--repeats N`, `--duration S`, `--conns
+//! 100,1000`, `--throughput-only` (skip streaming, churn and idle; the table
+//! and plots then go to `target/compare-throughput/`).
+//!
 //! Output: a markdown table and three SVG plots (plotters) in
 //! `docs/benchmarks/` (or `target/compare-quick/` with `--quick`). A server
 //! that fails a workload (threads, memory, connections never answered) gets
@@ -47,6 +51,7 @@ struct Options {
     quick: bool,
     extra: Vec<(String, String)>,
     anchors: bool,
+    throughput_only: bool,
 }
 
 fn options() -> Options {
@@ -58,6 +63,7 @@ fn options() -> Options {
         quick: false,
         extra: Vec::new(),
         anchors: false,
+        throughput_only: false,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut i = 0;
@@ -77,7 +83,15 @@ fn options() -> Options {
                 o.extra.push((name.to_owned(), command.to_owned()));
                 i += 1;
             }
+            "--conns" => {
+                o.conns = next
+                    .split(',')
+                    .map(|c| c.parse().expect("--conns list"))
+                    .collect();
+                i += 1;
+            }
             "--anchors" => o.anchors = true,
+            "--throughput-only" => o.throughput_only = true,
             "--quick" => {
                 o.quick = true;
                 o.repeats = 1;
@@ -192,6 +206,9 @@ fn main() {
                 record(format!("msgs@{conns}"), get(&r, "messages_per_sec"));
                 record(format!("p50@{conns}"), get(&r, "latency_us.p50"));
                 record(format!("p99@{conns}"), get(&r, "latency_us.p99"));
+            }
+            if o.throughput_only {
+                continue;
             }
             let r = drive(
                 &bin,
@@ -376,8 +393,12 @@ fn render_table(
     for c in &o.conns {
         s += &format!(" p99/p50 @{c} |");
     }
-    s += " 1 conn 4 KiB MB/s | churn conn/s | idle B/conn |\n|---|";
-    s += &"---:|".repeat(o.conns.len() * 2 + 3);
+    let extra = if o.throughput_only { 0 } else { 3 };
+    if extra > 0 {
+        s += " 1 conn 4 KiB MB/s | churn conn/s | idle B/conn |";
+    }
+    s += "\n|---|";
+    s += &"---:|".repeat(o.conns.len() * 2 + extra);
     s += "\n";
     for (k, kind) in kinds.iter().enumerate() {
         s += &format!("| {} |", kind.name);
@@ -391,12 +412,15 @@ fn render_table(
                 med(k, &format!("p99@{c}")) / med(k, &format!("p50@{c}"))
             );
         }
-        s += &format!(
-            " {:.0} | {:.0} | {:.0} |\n",
-            med(k, "stream_bytes") / 1e6,
-            med(k, "churn"),
-            med(k, "idle_bytes")
-        );
+        if extra > 0 {
+            s += &format!(
+                " {:.0} | {:.0} | {:.0} |",
+                med(k, "stream_bytes") / 1e6,
+                med(k, "churn"),
+                med(k, "idle_bytes")
+            );
+        }
+        s += "\n";
     }
     s += "\n(The ratio after each messages/s figure is to the reactor in the same run.)\n";
     let failures: Vec<String> = kinds

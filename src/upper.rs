@@ -191,8 +191,21 @@ fn first_unit(bytes: &[u8]) -> Unit {
 }
 
 fn push_upper_str(text: &str, out: &mut Vec<u8>) {
-    for c in text.chars() {
-        push_upper(c, out);
+    let mut rest = text;
+    while !rest.is_empty() {
+        // Runs of ASCII are converted a byte at a time without decoding; only
+        // the characters between them go through the Unicode tables.
+        let run = rest
+            .bytes()
+            .position(|b| !b.is_ascii())
+            .unwrap_or(rest.len());
+        out.extend(rest.as_bytes()[..run].iter().map(u8::to_ascii_uppercase));
+        rest = &rest[run..];
+        let mut chars = rest.chars();
+        if let Some(c) = chars.next() {
+            push_upper(c, out);
+            rest = chars.as_str();
+        }
     }
 }
 
