@@ -35,8 +35,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, loadgen, median, parse_flat_json, strings,
-    syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen, median,
+    parse_flat_json, strings, syscalls_per_message,
 };
 
 struct Options {
@@ -160,47 +160,12 @@ fn main() {
                     .push(get("lat_p99_us"));
             }
             // Idle memory: RSS before and after `idle_conns` connections.
-            let server = Running::start(kind, &[]);
-            thread::sleep(Duration::from_millis(200));
-            let before = server.rss_bytes();
-            let mut child = Command::new("taskset")
-                .args(["-c", "1"])
-                .arg(&lg)
-                .args(["--addr", &format!("127.0.0.1:{}", server.port)])
-                .args([
-                    "--conns",
-                    &o.idle_conns.to_string(),
-                    "--size",
-                    "64",
-                    "--idle",
-                    "2",
-                ])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("loadgen --idle");
-            let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-            let mut per_conn = f64::NAN;
-            for line in lines.by_ref() {
-                let Ok(line) = line else { break };
-                if line.starts_with("idle-ready") {
-                    thread::sleep(Duration::from_millis(500));
-                    per_conn =
-                        (server.rss_bytes().saturating_sub(before)) as f64 / o.idle_conns as f64;
-                }
-                if line.starts_with('{') {
-                    let idle_ok = parse_flat_json(&line)
-                        .get("idle_ok")
-                        .copied()
-                        .unwrap_or(0.0);
-                    eprintln!(
-                        "repeat {repeat} {:<24} idle: {per_conn:.0} B/conn, {idle_ok} of {} round trips ok",
-                        kind.name, o.idle_conns
-                    );
-                }
-            }
-            let _ = child.wait();
-            server.stop();
+            let idle = idle_cost_with_loadgen(kind, &lg, o.idle_conns, &["--idle", "2"]);
+            let per_conn = idle.bytes_per_connection;
+            eprintln!(
+                "repeat {repeat} {:<24} idle: {per_conn:.0} B/conn, {} of {} round trips ok",
+                kind.name, idle.round_trips_ok, o.idle_conns
+            );
             results[k]
                 .entry("idle_bytes".into())
                 .or_default()

@@ -23,8 +23,8 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, loadgen, parse_flat_json, strings,
-    syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen,
+    parse_flat_json, strings, syscalls_per_message,
 };
 
 const IDLE_CONNS: usize = 1000;
@@ -70,44 +70,10 @@ fn main() {
         };
 
         // Idle cost.
-        let server = Running::start(k, &[]);
-        thread::sleep(Duration::from_millis(200));
-        let before = server.rss_bytes();
-        let mut child = Command::new("taskset")
-            .args(["-c", "1"])
-            .arg(&lg)
-            .args(["--addr", &format!("127.0.0.1:{}", server.port)])
-            .args([
-                "--conns",
-                &IDLE_CONNS.to_string(),
-                "--size",
-                "64",
-                "--idle",
-                "1",
-                "--rtt-timeout",
-                "2",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("loadgen --idle");
-        let (mut per_conn, mut threads, mut ok) = (f64::NAN, 0, 0.0);
-        for line in BufReader::new(child.stdout.take().expect("stdout")).lines() {
-            let Ok(line) = line else { break };
-            if line.starts_with("idle-ready") {
-                thread::sleep(Duration::from_millis(500));
-                per_conn = server.rss_bytes().saturating_sub(before) as f64 / IDLE_CONNS as f64;
-                threads = server.threads();
-            }
-            if line.starts_with('{') {
-                ok = parse_flat_json(&line)
-                    .get("idle_ok")
-                    .copied()
-                    .unwrap_or(0.0);
-            }
-        }
-        let _ = child.wait();
-        server.stop();
+        let idle =
+            idle_cost_with_loadgen(k, &lg, IDLE_CONNS, &["--idle", "1", "--rtt-timeout", "2"]);
+        let (per_conn, threads, ok) =
+            (idle.bytes_per_connection, idle.threads, idle.round_trips_ok);
 
         // Throughput.
         let mut rates = Vec::new();

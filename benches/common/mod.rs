@@ -235,3 +235,63 @@ pub fn build_release(root: &Path) -> String {
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
+
+/// What holding idle connections cost a server.
+pub struct IdleCost {
+    /// RSS growth divided by the number of connections.
+    pub bytes_per_connection: f64,
+    /// The server's threads while they were held.
+    pub threads: u64,
+    /// Connections whose round trip after the idle period succeeded.
+    pub round_trips_ok: f64,
+}
+
+/// Starts `kind`, has the C load generator hold `conns` idle connections
+/// (`loadgen --idle`, plus `extra` arguments), and measures the server's RSS
+/// growth and threads half a second after they are all established.
+pub fn idle_cost_with_loadgen(
+    kind: &ServerKind,
+    lg: &Path,
+    conns: usize,
+    extra: &[&str],
+) -> IdleCost {
+    let server = Running::start(kind, &[]);
+    thread::sleep(Duration::from_millis(200));
+    let before = server.rss_bytes();
+    let mut cost = IdleCost {
+        bytes_per_connection: f64::NAN,
+        threads: 0,
+        round_trips_ok: 0.0,
+    };
+    let child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(lg)
+        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args(["--conns", &conns.to_string(), "--size", "64"])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Ok(mut child) = child {
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("idle-ready") {
+                    thread::sleep(Duration::from_millis(500));
+                    cost.bytes_per_connection =
+                        server.rss_bytes().saturating_sub(before) as f64 / conns as f64;
+                    cost.threads = server.threads();
+                }
+                if line.starts_with('{') {
+                    cost.round_trips_ok = parse_flat_json(&line)
+                        .get("idle_ok")
+                        .copied()
+                        .unwrap_or(0.0);
+                }
+            }
+        }
+        let _ = child.wait();
+    }
+    server.stop();
+    cost
+}

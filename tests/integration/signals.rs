@@ -49,6 +49,9 @@ server_test! {
         let addr = server.tcp();
         // A paused peer keeps the drain going for its full second.
         let mut slow = server.connect();
+        // Fill the buffers between us; the write may block once they are
+        // full, so it is bounded, and its outcome does not matter.
+        slow.set_write_timeout(Some(Duration::from_secs(2))).unwrap();
         slow.write_all(&pattern(8 << 20, 1)).ok();
         server.signal("TERM");
         assert!(eventually(PATIENCE, || std::net::TcpStream::connect(addr).is_err()));

@@ -173,10 +173,12 @@ impl Server {
         self.udp.expect("UDP is on")
     }
 
-    /// A connected client with a read timeout.
+    /// A connected client with read and write timeouts, so that a test that
+    /// goes wrong fails instead of hanging.
     pub fn connect(&self) -> TcpStream {
         let stream = TcpStream::connect(self.tcp()).expect("connect");
         stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        stream.set_write_timeout(Some(PATIENCE)).unwrap();
         stream
     }
 
