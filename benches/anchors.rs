@@ -28,15 +28,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread;
-use std::time::Duration;
 
 use common::{
     Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen, median,
-    parse_flat_json, strings, syscalls_per_message,
+    strings, syscalls_per_message,
 };
 
 struct Options {

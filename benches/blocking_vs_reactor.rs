@@ -16,15 +16,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::thread;
-use std::time::Duration;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen,
-    parse_flat_json, strings, syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen, strings,
+    syscalls_per_message,
 };
 
 const IDLE_CONNS: usize = 1000;
