@@ -33,8 +33,8 @@ use std::process::Command;
 use std::thread;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen, median,
-    strings, syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, closed_loop, idle_cost_with_loadgen, median,
+    syscalls_per_message,
 };
 
 struct Options {
@@ -124,17 +124,7 @@ fn main() {
         for (k, kind) in kinds.iter().enumerate() {
             for &conns in &o.conns {
                 let server = Running::start(kind, &[]);
-                let args = strings(&[
-                    "--conns",
-                    &conns.to_string(),
-                    "--size",
-                    "64",
-                    "--duration",
-                    &o.duration.to_string(),
-                    "--warmup",
-                    "1",
-                ]);
-                let r = loadgen(&lg, server.port, &args);
+                let r = closed_loop(&lg, server.port, conns, o.duration as f64);
                 server.stop();
                 let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
                 eprintln!(
@@ -184,17 +174,7 @@ fn main() {
     for _ in 0..o.repeats {
         for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
             let server = Running::start(&kinds[0], &[]);
-            let c_args = strings(&[
-                "--conns",
-                &conns.to_string(),
-                "--size",
-                "64",
-                "--duration",
-                &o.duration.to_string(),
-                "--warmup",
-                "1",
-            ]);
-            let c = loadgen(&lg, server.port, &c_args)
+            let c = closed_loop(&lg, server.port, conns, o.duration as f64)
                 .get("msgs_per_s")
                 .copied()
                 .unwrap_or(f64::NAN);

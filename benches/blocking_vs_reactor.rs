@@ -19,7 +19,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, idle_cost_with_loadgen, loadgen, strings,
+    Running, ServerKind, build_anchors, build_release, closed_loop, idle_cost_with_loadgen,
     syscalls_per_message,
 };
 
@@ -75,17 +75,7 @@ fn main() {
         let mut rates = Vec::new();
         for conns in [1, 100] {
             let server = Running::start(k, &[]);
-            let args = strings(&[
-                "--conns",
-                &conns.to_string(),
-                "--size",
-                "64",
-                "--duration",
-                "3",
-                "--warmup",
-                "1",
-            ]);
-            let r = loadgen(&lg, server.port, &args);
+            let r = closed_loop(&lg, server.port, conns, 3.0);
             server.stop();
             rates.push(r.get("msgs_per_s").copied().unwrap_or(f64::NAN));
         }

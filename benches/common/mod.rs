@@ -295,3 +295,19 @@ pub fn idle_cost_with_loadgen(
     server.stop();
     cost
 }
+
+/// The standard closed-loop run of the C load generator against `port`:
+/// `conns` connections, 64-byte messages, 1 s warm-up, `duration` seconds.
+pub fn closed_loop(lg: &Path, port: u16, conns: usize, duration: f64) -> BTreeMap<String, f64> {
+    let args = strings(&[
+        "--conns",
+        &conns.to_string(),
+        "--size",
+        "64",
+        "--duration",
+        &duration.to_string(),
+        "--warmup",
+        "1",
+    ]);
+    loadgen(lg, port, &args)
+}
