@@ -38,6 +38,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use reactor_echo::bench::report::parse_json_numbers;
+
 use common::{Running, ServerKind, build_anchors, build_release, median, strings};
 
 /// One measurement: the bench JSON's numbers, flattened.
@@ -310,35 +312,8 @@ fn bench_json(bin: &str, port: u16, args: &[&str], duration: f64) -> Sample {
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find(|l| l.starts_with('{'))
-        .map(flatten_json)
+        .map(parse_json_numbers)
         .unwrap_or_default()
-}
-
-/// Flattens the bench's JSON object (one level of nesting) into `a.b` keys.
-fn flatten_json(line: &str) -> Sample {
-    let mut out = Sample::new();
-    let mut prefix = String::new();
-    for part in line.split(',') {
-        let part = part.trim_start_matches('{');
-        let Some((key, value)) = part.split_once(':') else {
-            continue;
-        };
-        let key = key.trim_matches('"');
-        let (key, value) = match value.split_once(':') {
-            Some((inner, v)) => {
-                prefix = format!("{key}.");
-                (inner.trim_matches(|c| c == '{' || c == '"').to_owned(), v)
-            }
-            None => (key.to_owned(), value),
-        };
-        if let Ok(v) = value.trim_end_matches('}').parse() {
-            out.insert(format!("{prefix}{key}"), v);
-        }
-        if value.ends_with('}') {
-            prefix.clear();
-        }
-    }
-    out
 }
 
 /// RSS growth per connection while `n` connections are held idle: the peak of

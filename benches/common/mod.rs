@@ -74,25 +74,23 @@ impl Running {
         }
     }
 
+    /// The server's resident set size in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
+        self.status_field("VmRSS:") * 1024
     }
 
     /// The number of threads the server runs.
     pub fn threads(&self) -> u64 {
+        self.status_field("Threads:")
+    }
+
+    /// The first number of a line of `/proc/PID/status` (0 if unreadable).
+    fn status_field(&self, key: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.server_pid()))
             .unwrap_or_default();
         status
             .lines()
-            .find(|l| l.starts_with("Threads:"))
+            .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)

@@ -4,6 +4,7 @@
 //! limits, the source addresses, the CPUs the generator may run on, the
 //! kernel and the core count.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
@@ -212,6 +213,36 @@ impl Report {
     }
 }
 
+/// Reads back the numbers of a [`Report::json`] line, flattening the nested
+/// objects into dotted keys (`latency_us.p99`); strings and nulls are left
+/// out. Scripts, the tests and the comparison bench read reports with it.
+pub fn parse_json_numbers(line: &str) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let mut prefix = String::new();
+    for part in line.split(',') {
+        let part = part.trim_start_matches('{');
+        let Some((key, value)) = part.split_once(':') else {
+            continue;
+        };
+        let key = key.trim_matches('"');
+        // `"latency_us":{"p50":1` opens a nested object.
+        let (key, value) = match value.split_once(':') {
+            Some((inner, v)) => {
+                prefix = format!("{key}.");
+                (inner.trim_matches(|c| c == '{' || c == '"'), v)
+            }
+            None => (key, value),
+        };
+        if let Ok(v) = value.trim_end_matches('}').parse() {
+            out.insert(format!("{prefix}{key}"), v);
+        }
+        if value.ends_with('}') {
+            prefix.clear();
+        }
+    }
+    out
+}
+
 /// The CPUs this process may run on (`taskset` shows here), from /proc.
 fn allowed_cpus() -> String {
     std::fs::read_to_string("/proc/self/status")
@@ -251,6 +282,18 @@ fn json_escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_back_nested_numbers() {
+        let line = r#"{"mode":"idle","messages":12,"latency_us":{"p50":3,"max":9},"lost":null,"errors":0,"environment":{"fd_soft":20000,"kernel":"6.1"}}"#;
+        let r = parse_json_numbers(line);
+        assert_eq!(r["messages"], 12.0);
+        assert_eq!(r["latency_us.p50"], 3.0);
+        assert_eq!(r["latency_us.max"], 9.0);
+        assert_eq!(r["errors"], 0.0);
+        assert_eq!(r["environment.fd_soft"], 20000.0);
+        assert!(!r.contains_key("lost") && !r.contains_key("mode"));
+    }
 
     #[test]
     fn escapes_json_strings() {

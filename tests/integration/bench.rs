@@ -1,7 +1,7 @@
 //! `reactor-echo bench`, the load generator, against a running server: every
 //! mode, the JSON report, mismatch detection, and its limits.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::process::{Command, Output};
 
 use crate::support::*;
@@ -28,39 +28,13 @@ fn bench(args: &[&str]) -> Output {
 }
 
 /// The numbers of a `--json` report, flattened (`latency_us.p99`).
-fn report(out: &Output) -> HashMap<String, f64> {
+fn report(out: &Output) -> BTreeMap<String, f64> {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()
         .find(|l| l.starts_with('{'))
         .unwrap_or_else(|| panic!("no JSON: {text}\n{}", String::from_utf8_lossy(&out.stderr)));
-    let mut map = HashMap::new();
-    let mut prefix = String::new();
-    for part in line.split(',') {
-        let part = part.trim_start_matches('{');
-        let Some((key, value)) = part.split_once(':') else {
-            continue;
-        };
-        let key = key.trim_matches('"');
-        if let Some((inner, value)) = value.split_once(':') {
-            // `"latency_us":{"p50":1` opens a nested object.
-            prefix = format!("{key}.");
-            if let Ok(v) = value.trim_end_matches('}').parse() {
-                map.insert(
-                    format!("{prefix}{}", inner.trim_matches(|c| c == '{' || c == '"')),
-                    v,
-                );
-            }
-            continue;
-        }
-        if let Ok(v) = value.trim_end_matches('}').parse() {
-            map.insert(format!("{prefix}{key}"), v);
-        }
-        if value.ends_with('}') {
-            prefix.clear();
-        }
-    }
-    map
+    reactor_echo::bench::report::parse_json_numbers(line)
 }
 
 /// Closed loop: all connections established, messages counted, no mismatch,
