@@ -146,6 +146,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         duration: Duration::from_secs_f64(args.duration),
         workload,
     };
+    limits.log();
     let progress = Progress::new(true);
     let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
     let (outcome, lost) = if args.udp {

@@ -147,6 +147,9 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         .map(UdpSocket::local_addr)
         .transpose()
         .map_err(fail)?;
+    // Only now, with every socket bound, say what the limits are: a start-up
+    // error must be the first line on stderr (see `fd_limit`).
+    limits.log();
     info!("blocking server, model {model:?}, max connections {max_connections}");
     net::announce(tcp_addr, udp_addr).map_err(fail)?;
 

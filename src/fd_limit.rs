@@ -5,6 +5,11 @@
 //! the hard limit is far higher; a process may raise its own soft limit up to
 //! the hard one ([getrlimit(2)](https://man7.org/linux/man-pages/man2/getrlimit.2.html)),
 //! so we do that at start and plan the connection limit around the result.
+//!
+//! Raising and reporting are two steps on purpose: a server raises the limit
+//! before it binds (every accepted connection counts against it), but says
+//! so only after its sockets are bound, so that a start-up failure such as
+//! "address in use" is the first line on stderr whatever `RUST_LOG` says.
 
 use log::{info, warn};
 
@@ -14,12 +19,16 @@ use log::{info, warn};
 pub const RESERVED_FDS: u64 = 16;
 
 /// The open-file limits after [`raise_to_hard_limit`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FdLimits {
+    /// The soft limit before it was raised.
+    pub before: u64,
     /// The soft limit now in force.
     pub soft: u64,
     /// The hard limit (the ceiling for the soft one).
     pub hard: u64,
+    /// Why the soft limit could not be raised, if it could not.
+    pub raise_error: Option<String>,
 }
 
 impl FdLimits {
@@ -28,26 +37,41 @@ impl FdLimits {
     pub fn default_max_connections(&self) -> usize {
         self.soft.saturating_sub(RESERVED_FDS).max(1) as usize
     }
+
+    /// Logs what [`raise_to_hard_limit`] did: a warning if it could not
+    /// raise the limit, else one info line.
+    pub fn log(&self) {
+        match &self.raise_error {
+            Some(err) => warn!(
+                "cannot raise the open-file limit (soft {}, hard {}): {err}",
+                self.soft, self.hard
+            ),
+            None => info!(
+                "open-file limit: soft {} -> {}, hard {}",
+                self.before, self.soft, self.hard
+            ),
+        }
+    }
 }
 
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit and logs both.
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit, quietly: call
+/// [`FdLimits::log`] once the sockets are bound.
 ///
-/// Failure is not fatal: the server runs with whatever limit it has, and says so.
+/// Failure is not fatal: the server runs with whatever limit it has, and
+/// [`FdLimits::log`] says so.
 pub fn raise_to_hard_limit() -> FdLimits {
     let before = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
-    let soft = match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(soft) => soft,
-        Err(err) => {
-            warn!(
-                "cannot raise the open-file limit (soft {}): {err}",
-                before.0
-            );
-            before.0
-        }
+    let (soft, raise_error) = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(soft) => (soft, None),
+        Err(err) => (before.0, Some(err.to_string())),
     };
     let hard = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(before.1, |l| l.1);
-    info!("open-file limit: soft {} -> {soft}, hard {hard}", before.0);
-    FdLimits { soft, hard }
+    FdLimits {
+        before: before.0,
+        soft,
+        hard,
+        raise_error,
+    }
 }
 
 /// Whether an `accept` error means "no descriptor to give you": `EMFILE`

@@ -94,25 +94,25 @@ pub struct Reactor {
 /// # Errors
 /// A [`StartError`] if a socket cannot be bound or the poll fails.
 pub fn serve(config: &ServerConfig) -> Result<Stats, StartError> {
+    // Raise the limit before binding, report it after: a start-up error must
+    // be the first line on stderr (see `fd_limit`).
     let limits = fd_limit::raise_to_hard_limit();
-    let max_connections = match config.max_connections {
-        Some(n) => {
-            if n > limits.default_max_connections() {
-                warn!(
-                    "--max-connections {n} is above what the open-file limit ({}) allows; \
-                     accept will pause when descriptors run out",
-                    limits.soft
-                );
-            }
-            n
-        }
-        None => limits.default_max_connections(),
-    };
+    let max_connections = config
+        .max_connections
+        .unwrap_or_else(|| limits.default_max_connections());
+    let reactor = Reactor::new(config, max_connections)?;
+    limits.log();
+    if max_connections > limits.default_max_connections() {
+        warn!(
+            "--max-connections {max_connections} is above what the open-file limit ({}) allows; \
+             accept will pause when descriptors run out",
+            limits.soft
+        );
+    }
     info!(
         "max connections: {max_connections}; listen backlog {}",
         net::effective_backlog()
     );
-    let reactor = Reactor::new(config, max_connections)?;
     reactor.announce()?;
     reactor.run()
 }
@@ -123,26 +123,36 @@ impl Reactor {
     /// # Errors
     /// A [`StartError`] naming what could not be opened.
     pub fn new(config: &ServerConfig, max_connections: usize) -> Result<Reactor, StartError> {
+        // Bind every socket before anything is registered or logged: mio logs
+        // registrations at trace level, and a bind error must come first.
+        let listener = config
+            .tcp
+            .addr()
+            .map(|a| net::bind_tcp(a, true))
+            .transpose()?;
+        let udp_socket = config
+            .udp
+            .addr()
+            .map(|a| net::bind_udp(a, true))
+            .transpose()?;
         let poll = Poll::new().map_err(|e| StartError::new("cannot create the poll", e))?;
         let registry = poll.registry();
-        let acceptor = match config.tcp.addr() {
-            Some(addr) => {
-                let listener = mio::net::TcpListener::from_std(net::bind_tcp(addr, true)?);
-                Some(
-                    Acceptor::new(listener, registry, max_connections)
-                        .map_err(|e| StartError::new("cannot register the listener", e))?,
+        let acceptor = match listener {
+            Some(listener) => Some(
+                Acceptor::new(
+                    mio::net::TcpListener::from_std(listener),
+                    registry,
+                    max_connections,
                 )
-            }
+                .map_err(|e| StartError::new("cannot register the listener", e))?,
+            ),
             None => None,
         };
-        let udp = match config.udp.addr() {
-            Some(addr) => {
-                let socket = mio::net::UdpSocket::from_std(net::bind_udp(addr, true)?);
-                Some(
-                    UdpEndpoint::new(socket, registry)
-                        .map_err(|e| StartError::new("cannot register the UDP socket", e))?,
-                )
-            }
+        let udp = match udp_socket {
+            Some(socket) => Some(
+                UdpEndpoint::new(mio::net::UdpSocket::from_std(socket), registry)
+                    .map_err(|e| StartError::new("cannot register the UDP socket", e))?,
+            ),
             None => None,
         };
         let shutdown = Shutdown::new(registry)

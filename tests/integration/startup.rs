@@ -1,17 +1,29 @@
 //! Bad start-up input: one `error:` line on stderr naming the problem, no
-//! panic, exit status 2 for bad arguments and 1 for a failure to bind.
+//! panic, exit status 2 for bad arguments and 1 for a failure to bind. The
+//! error is the *first* line on stderr whatever `RUST_LOG` says: the servers
+//! log their limits only once their sockets are bound.
 
+use std::net::{TcpListener, UdpSocket};
 use std::process::Command;
 
 use crate::support::*;
 
+/// The log levels a start-up error must come first under: unset (the
+/// default, `info`), everything, nothing.
+const LOG_LEVELS: [Option<&str>; 3] = [None, Some("trace"), Some("off")];
+
 fn start_bad(kind: Kind, args: &[&str]) -> (i32, String) {
-    let out = Command::new(BIN)
-        .args(kind.subcommand())
-        .args(args)
-        .env("RUST_LOG", "off")
-        .output()
-        .expect("run");
+    start_bad_logging(kind, args, None)
+}
+
+fn start_bad_logging(kind: Kind, args: &[&str], rust_log: Option<&str>) -> (i32, String) {
+    let mut command = Command::new(BIN);
+    command.args(kind.subcommand()).args(args);
+    match rust_log {
+        Some(level) => command.env("RUST_LOG", level),
+        None => command.env_remove("RUST_LOG"),
+    };
+    let out = command.output().expect("run");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     assert!(!stderr.contains("panicked"), "panic on {args:?}:\n{stderr}");
     assert!(out.stdout.is_empty(), "nothing on stdout for {args:?}");
@@ -19,33 +31,78 @@ fn start_bad(kind: Kind, args: &[&str]) -> (i32, String) {
 }
 
 fn assert_error(kind: Kind, args: &[&str], code: i32, mentions: &str) {
-    let (got, stderr) = start_bad(kind, args);
-    assert_eq!(got, code, "exit code for {args:?}; stderr:\n{stderr}");
+    assert_error_logging(kind, args, None, code, mentions);
+}
+
+/// The exit status is `code`, and the first line on stderr is the `error:`
+/// line and names the problem.
+fn assert_error_logging(
+    kind: Kind,
+    args: &[&str],
+    rust_log: Option<&str>,
+    code: i32,
+    mentions: &str,
+) {
+    let (got, stderr) = start_bad_logging(kind, args, rust_log);
+    assert_eq!(
+        got, code,
+        "exit code for {args:?} (RUST_LOG {rust_log:?}); stderr:\n{stderr}"
+    );
     let first = stderr.lines().next().unwrap_or("");
     assert!(
-        first.starts_with("error:"),
-        "first line for {args:?}: {first}"
-    );
-    assert!(
-        stderr.contains(mentions),
-        "stderr for {args:?} should mention {mentions:?}:\n{stderr}"
+        first.starts_with("error:") && first.contains(mentions),
+        "the first line on stderr for {args:?} (RUST_LOG {rust_log:?}) should be the \
+         error naming {mentions:?}; stderr:\n{stderr}"
     );
 }
 
 server_test! {
+    /// A TCP port in use: the bind error is the first line, at every log level.
     fn address_in_use_exits_1(kind) for [reactor, threads, iterative] {
-        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
-        assert_error(kind, &["--tcp", &addr, "--udp", "off"], 1, "in use");
+        for level in LOG_LEVELS {
+            assert_error_logging(kind, &["--tcp", &addr, "--udp", "off"], level, 1, "in use");
+        }
     }
 }
 
 server_test! {
+    /// A UDP port in use, after TCP bound fine: still the first line.
     fn udp_address_in_use_exits_1(kind) for [reactor, threads, iterative] {
-        let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
-        assert_error(kind, &["--tcp", "off", "--udp", &addr], 1, "cannot bind UDP");
+        for level in LOG_LEVELS {
+            assert_error_logging(kind, &["--tcp", "off", "--udp", &addr], level, 1, "cannot bind UDP");
+            assert_error_logging(
+                kind,
+                &["--tcp", "127.0.0.1:0", "--udp", &addr],
+                level,
+                1,
+                "cannot bind UDP",
+            );
+        }
     }
+}
+
+/// The README's first command (`serve` with its defaults) while the default
+/// port is taken: the error line first, exit 1, for every server. One test
+/// for all three, so that the port stays held by this test the whole time.
+#[test]
+fn default_port_in_use_exits_1_for_every_server() {
+    // Hold 127.0.0.1:8080 (if something else on the machine already holds
+    // it, that serves as well).
+    let held = match TcpListener::bind("127.0.0.1:8080") {
+        Ok(listener) => Some(listener),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
+        Err(e) => panic!("cannot bind 127.0.0.1:8080 to hold it: {e}"),
+    };
+    for kind in [Kind::Reactor, Kind::Threads, Kind::Iterative] {
+        for level in LOG_LEVELS {
+            assert_error_logging(kind, &[], level, 1, "cannot bind TCP 127.0.0.1:8080");
+        }
+    }
+    drop(held);
 }
 
 server_test! {
