@@ -12,10 +12,6 @@ use crate::support::*;
 /// default, `info`), everything, nothing.
 const LOG_LEVELS: [Option<&str>; 3] = [None, Some("trace"), Some("off")];
 
-fn start_bad(kind: Kind, args: &[&str]) -> (i32, String) {
-    start_bad_logging(kind, args, None)
-}
-
 fn start_bad_logging(kind: Kind, args: &[&str], rust_log: Option<&str>) -> (i32, String) {
     let mut command = Command::new(BIN);
     command.args(kind.subcommand()).args(args);
