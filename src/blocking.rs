@@ -32,6 +32,7 @@ use log::{debug, info, trace, warn};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
+use crate::allocator::{self, PeakTrimmer};
 use crate::close::CloseReason;
 use crate::config::ServerConfig;
 use crate::fd_limit;
@@ -49,8 +50,13 @@ pub enum Model {
     Threads,
 }
 
-/// The size of each connection's read buffer (each thread has its own).
+/// The size of each connection's read buffer (each thread has its own). 64
+/// KiB, as the reactor's one scratch buffer, so that both make the same
+/// number of reads.
 const BUFFER_SIZE: usize = 64 * 1024;
+/// After this many connections at once, the last one to close gives the
+/// allocator's free memory back to the system ([`allocator`]).
+const PEAK_WORTH_TRIMMING: usize = 64;
 /// How long after its greeting a connection waits for the peer's FIN.
 const LINGER: Duration = Duration::from_secs(1);
 /// How long the server keeps writing owed bytes after a signal.
@@ -70,6 +76,8 @@ struct Shared {
     /// 0). Shared, not cloned: a clone would cost a second descriptor.
     open: Mutex<HashMap<u64, Arc<TcpStream>>>,
     next_id: AtomicU64,
+    /// Gives memory back after a peak of connection threads (see [`allocator`]).
+    trimmer: PeakTrimmer,
     is_stopping: AtomicBool,
     /// The final stats line is printed once, by whichever thread gets there
     /// first: the main thread after the drain, or the signal thread when a
@@ -125,6 +133,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         stats: Mutex::new(Stats::default()),
         open: Mutex::new(HashMap::new()),
         next_id: AtomicU64::new(0),
+        trimmer: PeakTrimmer::new(PEAK_WORTH_TRIMMING),
         is_stopping: AtomicBool::new(false),
         finished: Once::new(),
         idle_timeout: config.idle_timeout,
@@ -165,6 +174,16 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
                 thread::sleep(every);
                 print_stats(&shared.stats());
             }
+        });
+    }
+    // Memory after a peak: the threads running now are the server's resting
+    // set; a peak's connection threads come on top and must exit before
+    // their memory can be given back.
+    if model == Model::Threads {
+        let shared = Arc::clone(&shared);
+        thread::spawn(move || {
+            let resting = allocator::process_threads().unwrap_or(u64::MAX);
+            shared.trimmer.run(resting, || shared.is_stopping());
         });
     }
 
@@ -221,22 +240,24 @@ fn accept_loop(listener: &TcpListener, model: Model, max_connections: usize, sha
             warn!("accept resumed");
             is_out_of_fds = false;
         }
+        let client = Client::register(stream, peer, shared);
         match model {
             // The tutorial's server: serve this client to the end, then accept the next.
-            Model::Iterative => serve_client(stream, peer, shared),
+            Model::Iterative => serve_client(&client, shared),
             Model::Threads => {
                 if shared.stats().active as usize >= max_connections {
+                    client.unregister(shared);
                     shared.stats().rejected();
                     debug!("rejected {peer}: at the connection limit ({max_connections})");
                     continue;
                 }
                 let worker = Arc::clone(shared);
-                let spawned = thread::Builder::new()
-                    .name(format!("conn {peer}"))
-                    .spawn(move || serve_client(stream, peer, &worker));
+                let id = client.id;
+                let spawned = thread::Builder::new().spawn(move || serve_client(&client, &worker));
                 if let Err(e) = spawned {
                     // The thread limit (or memory) is where this model breaks.
                     warn!("cannot start a thread for {peer}: {e}; connection rejected");
+                    shared.open().remove(&id);
                     shared.stats().rejected();
                 }
             }
@@ -244,16 +265,46 @@ fn accept_loop(listener: &TcpListener, model: Model, max_connections: usize, sha
     }
 }
 
+/// One accepted connection: its id (the `conn=N` of the logs) and its
+/// stream, shared with `Shared::open` so that shutdown can wake it.
+struct Client {
+    id: u64,
+    peer: SocketAddr,
+    stream: Arc<TcpStream>,
+}
+
+impl Client {
+    /// Numbers the connection and enters it in `open`, before any thread
+    /// serves it, so that a shutdown from now on reaches it.
+    fn register(stream: TcpStream, peer: SocketAddr, shared: &Shared) -> Client {
+        let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+        let stream = Arc::new(stream);
+        let mut open = shared.open();
+        open.insert(id, Arc::clone(&stream));
+        shared.trimmer.opened(open.len());
+        drop(open);
+        Client { id, peer, stream }
+    }
+
+    /// Takes the connection out of `open` (its socket closes when the last
+    /// `Arc` goes). The last connection to leave after a peak gives the
+    /// memory its threads freed back to the system: see [`allocator`] for
+    /// why glibc would otherwise keep it.
+    fn unregister(&self, shared: &Shared) {
+        let mut open = shared.open();
+        open.remove(&self.id);
+        shared.trimmer.closed(open.len());
+    }
+}
+
 /// One client, from accept to close: the inner loop.
-fn serve_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
-    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    let stream = Arc::new(stream);
-    shared.open().insert(id, Arc::clone(&stream));
+fn serve_client(client: &Client, shared: &Shared) {
+    let Client { id, peer, stream } = client;
     shared.stats().opened();
     trace!("conn={id} accepted from {peer}");
     // `Read` and `Write` are implemented for `&TcpStream`.
-    let reason = converse(&stream, id, shared);
-    shared.open().remove(&id);
+    let reason = converse(stream, *id, shared);
+    client.unregister(shared);
     if let Some(reason) = reason {
         debug!("conn={id} closed: {reason}");
         shared.stats().closed(reason);
@@ -270,6 +321,8 @@ fn converse(mut stream: &TcpStream, id: u64, shared: &Shared) -> Option<CloseRea
     let _ = stream.set_read_timeout(shared.idle_timeout);
     let _ = stream.set_write_timeout(shared.idle_timeout);
     let mut transform = shared.service.new_stream();
+    // On the heap, zeroed lazily: the kernel maps zero pages on first touch,
+    // so an idle thread's buffer costs no memory until bytes arrive.
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let mut reply_buffer = Vec::new();
     loop {

@@ -29,6 +29,7 @@
 //! And [`bench`](mod@bench), the load generator: a client-side mio reactor of its own
 //! (`bench/driver.rs`), the pattern seen from the other end.
 
+pub mod allocator;
 pub mod bench;
 pub mod blocking;
 pub mod cli;

@@ -264,12 +264,17 @@ impl Server {
 
     /// Current resident set size in bytes (VmRSS).
     pub fn rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmRSS:") * 1024
+        proc_status_number(self.pid(), "VmRSS:") * 1024
     }
 
     /// Peak resident set size in bytes (VmHWM).
     pub fn peak_rss(&self) -> u64 {
-        proc_status_kib(self.pid(), "VmHWM:") * 1024
+        proc_status_number(self.pid(), "VmHWM:") * 1024
+    }
+
+    /// The number of threads the server runs.
+    pub fn threads(&self) -> u64 {
+        proc_status_number(self.pid(), "Threads:")
     }
 
     /// CPU time used so far (user + system), in clock ticks (1/100 s).
@@ -363,7 +368,8 @@ pub fn parse_stats(line: &str) -> HashMap<String, u64> {
     map
 }
 
-fn proc_status_kib(pid: u32, key: &str) -> u64 {
+/// The number after `key` in `/proc/PID/status` (kB for the memory lines).
+fn proc_status_number(pid: u32, key: &str) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
     let line = status
         .lines()
