@@ -59,8 +59,8 @@ const BUFFER_SIZE: usize = 64 * 1024;
 const PEAK_WORTH_TRIMMING: usize = 64;
 /// How long after its greeting a connection waits for the peer's FIN.
 const LINGER: Duration = Duration::from_secs(1);
-/// How long the server keeps writing owed bytes after a signal.
-const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// The grace period: how long the server keeps writing owed bytes after a signal.
+const GRACE_PERIOD: Duration = Duration::from_secs(1);
 /// How long accept waits before retrying when out of descriptors.
 const RETRY_WHILE_OUT_OF_FDS: Duration = Duration::from_millis(100);
 /// How often the UDP thread looks up from `recv_from` to notice shutdown.
@@ -80,7 +80,7 @@ struct Shared {
     trimmer: PeakTrimmer,
     is_stopping: AtomicBool,
     /// The final stats line is printed once, by whichever thread gets there
-    /// first: the main thread after the drain, or the signal thread when a
+    /// first: the main thread after the grace period, or the signal thread when a
     /// blocked write outlasts it.
     finished: Once,
     idle_timeout: Option<Duration>,
@@ -199,7 +199,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
 
     // 6. Shutdown: give connection threads up to a second to finish writing.
     // (Reactor: reactor/shutdown.rs and `Reactor::after_wake`.)
-    let deadline = Instant::now() + DRAIN_LIMIT;
+    let deadline = Instant::now() + GRACE_PERIOD;
     while !shared.open().is_empty() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));
     }
@@ -472,11 +472,11 @@ fn spawn_signal_thread(mut signals: Signals, listener: Option<TcpListener>, shar
             }
             // A thread blocked in `write` to a peer that does not read cannot
             // be woken (and the iterative server's is the main thread). Past
-            // the drain limit, stop the process from here.
-            thread::sleep(DRAIN_LIMIT + Duration::from_millis(100));
+            // the grace period, stop the process from here.
+            thread::sleep(GRACE_PERIOD + Duration::from_millis(100));
             let stats = *shared.stats();
             shared.finished.call_once(|| {
-                warn!("drain limit reached with writes still blocked; exiting");
+                warn!("grace period over with writes still blocked; exiting");
                 print_stats(&stats);
                 std::process::exit(0);
             });

@@ -9,7 +9,8 @@
 //! 2. **sleep**: `Poll::poll` waits until the kernel reports readiness;
 //! 3. **dispatch**: each event goes to its owner, decoded from its token
 //!    ([`token`]); connections that used their read budget get another turn;
-//! 4. **timers**: idle and linger deadlines, the stats line, the drain.
+//! 4. **timers**: idle and linger deadlines, the stats line, the end of the
+//!    grace period.
 //!
 //! mio's epoll is edge-triggered: an event says "something changed", once.
 //! Every handler therefore works until the kernel says `WouldBlock` (or
@@ -24,7 +25,7 @@
 //! 2. Accept is `listener.rs`; 3. Read and transform is
 //! `Connection::on_readable`; 4. Write is `Connection::send` and
 //! `on_writable`; 5. EOF, reset, idle are `state.rs` and `deadlines.rs`;
-//! 6. Shutdown is `shutdown.rs` and the drain in phase 4.
+//! 6. Shutdown is `shutdown.rs` and the grace period in phase 4.
 
 pub mod connection;
 pub mod deadlines;
@@ -200,7 +201,7 @@ impl Reactor {
         net::announce(tcp, udp).map_err(fail)
     }
 
-    /// The event loop. Returns the final counters after the shutdown drain,
+    /// The event loop. Returns the final counters after the grace period,
     /// having printed them as the stats line.
     ///
     /// # Errors
@@ -290,7 +291,9 @@ impl Reactor {
             }
             Target::Signals => match self.shutdown.on_signal(now) {
                 Request::Begin => self.begin_shutdown(now),
-                Request::StopNow => info!("second signal: stopping without waiting for the drain"),
+                Request::StopNow => {
+                    info!("second signal: stopping without waiting for the grace period")
+                }
                 Request::None => {}
             },
             Target::Connection(key) => {
@@ -354,9 +357,14 @@ impl Reactor {
         }
     }
 
-    /// Phase 4: deadlines, the stats line, and the end of the drain.
+    /// Phase 4: deadlines, the stats line, and the end of the grace period.
     /// Returns true when the loop should stop.
     fn after_wake(&mut self, now: Instant) -> bool {
+        // The grace period's limit comes first: connections still open at
+        // it stay counted as active, whatever other deadline falls due now.
+        if self.shutdown.deadline().is_some_and(|limit| now >= limit) {
+            return true;
+        }
         if self.sweeper.is_due(now) {
             self.sweep(now);
         }
@@ -368,10 +376,9 @@ impl Reactor {
                 self.next_stats = Some(at.max(now - every) + every);
             }
         }
-        match self.shutdown.deadline() {
-            Some(deadline) => now >= deadline || !self.owes_anything(),
-            None => false,
-        }
+        // During the grace period, stop once every connection has closed:
+        // flushed, sent its FIN, and seen the peer's (or lingered out).
+        self.shutdown.deadline().is_some() && !self.has_unfinished_work()
     }
 
     /// Closes every connection whose idle or linger deadline has passed.
@@ -403,12 +410,13 @@ impl Reactor {
         });
     }
 
-    /// Stop accepting and reading; what is owed is still written.
+    /// Stop accepting and taking requests; what is owed is still written,
+    /// then each connection sends its FIN and waits for the peer's.
     fn begin_shutdown(&mut self, now: Instant) {
         info!(
             "shutting down: {} connections, writing what is owed for at most {:?}",
             self.conns.len(),
-            shutdown::DRAIN_LIMIT
+            shutdown::GRACE_PERIOD
         );
         if let Some(acceptor) = self.acceptor.take() {
             acceptor.close(self.poll.registry());
@@ -423,12 +431,13 @@ impl Reactor {
         }
     }
 
-    fn owes_anything(&self) -> bool {
+    /// Whether a UDP reply is queued or a connection is not yet closed. A
+    /// connection in `FinWait` counts: it has nothing left to send, but
+    /// closing it before the peer's FIN, with the peer's input unread, would
+    /// make the kernel send RST and destroy replies the peer has not read.
+    fn has_unfinished_work(&self) -> bool {
         self.udp.as_ref().is_some_and(UdpEndpoint::has_queued)
-            || self
-                .conns
-                .iter()
-                .any(|(_, c)| !c.state().is_closed() && c.owed() > 0)
+            || self.conns.iter().any(|(_, c)| !c.state().is_closed())
     }
 
     /// Splits the borrows: the slab on one side, what a connection may touch

@@ -159,8 +159,9 @@ impl Connection {
         }
     }
 
-    /// Writes what is owed. If that unblocks a paused connection, reads at
-    /// once: the input that was left in the socket will not raise a new event.
+    /// Writes what is owed. If that lets the connection read again (a paused
+    /// one resumes, a finishing one reaches `FinWait`), reads at once: the
+    /// input that was left in the socket will not raise a new event.
     pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) {
         if self.owed() == 0 || self.state.is_closed() {
             // A writable edge with nothing owed is only a hint.
@@ -173,14 +174,15 @@ impl Connection {
         if self.owed() < before {
             self.last_active = ctx.now;
         }
-        let was_paused = self.state == State::Paused;
+        let was_reading = self.state.is_reading();
         self.set_state(key, Input::Written { owed: self.owed() }, ctx);
-        if was_paused && self.state == State::Open {
+        if !was_reading && self.state.is_reading() {
             self.on_readable(key, ctx, false);
         }
     }
 
-    /// The server is shutting down: stop reading, finish what is owed.
+    /// The server is shutting down: finish what is owed, then FIN (see
+    /// [`Input::ShutdownBegun`]).
     pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx<'_>) {
         self.set_state(key, Input::ShutdownBegun { owed: self.owed() }, ctx);
     }

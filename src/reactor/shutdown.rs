@@ -1,4 +1,4 @@
-//! Signals and the drain phase: how the reactor stops without losing bytes.
+//! Signals and the grace period: how the reactor stops without losing bytes.
 //!
 //! A signal handler may do almost nothing safely, so signal-hook's handler
 //! only writes a byte to a pipe, and the pipe's read end is registered with
@@ -6,8 +6,12 @@
 //! then handled in the loop, in order with everything else.
 //!
 //! On SIGINT or SIGTERM the reactor closes the listener (new connections are
-//! refused), stops reading, and keeps writing what it owes for at most
-//! [`DRAIN_LIMIT`]. A second signal ends the drain at once.
+//! refused), stops taking requests, and for at most [`GRACE_PERIOD`] keeps
+//! writing what it owes: each connection flushes, sends its FIN, and reads
+//! (and discards) until the peer's FIN, so that closing cannot turn into an
+//! RST that destroys replies the peer has not read yet. The loop stops when
+//! every connection has closed or the grace period is over. A second signal
+//! ends it at once.
 
 use std::io;
 use std::time::{Duration, Instant};
@@ -18,10 +22,10 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::token::SIGNALS;
 
-/// The longest the server keeps writing owed bytes after a signal.
-pub const DRAIN_LIMIT: Duration = Duration::from_secs(1);
+/// The grace period: the longest the server keeps going after a signal.
+pub const GRACE_PERIOD: Duration = Duration::from_secs(1);
 
-/// The signal source and the drain deadline.
+/// The signal source and the end of the grace period.
 pub struct Shutdown {
     signals: Signals,
     deadline: Option<Instant>,
@@ -32,9 +36,9 @@ pub struct Shutdown {
 pub enum Request {
     /// Nothing (the event was spurious).
     None,
-    /// Begin the drain.
+    /// Begin the grace period.
     Begin,
-    /// A signal during the drain: stop now.
+    /// A signal during the grace period: stop now.
     StopNow,
 }
 
@@ -68,7 +72,7 @@ impl Shutdown {
             log::info!("received signal {signal}");
             request = match self.deadline {
                 None => {
-                    self.deadline = Some(now + DRAIN_LIMIT);
+                    self.deadline = Some(now + GRACE_PERIOD);
                     Request::Begin
                 }
                 Some(_) => {
@@ -80,7 +84,7 @@ impl Shutdown {
         request
     }
 
-    /// The end of the drain, once it has begun.
+    /// The end of the grace period, once it has begun.
     pub fn deadline(&self) -> Option<Instant> {
         self.deadline
     }

@@ -84,7 +84,8 @@ pub enum Input {
     IdleExpired,
     /// The peer did not send FIN within the linger time after ours.
     LingerExpired,
-    /// The server is shutting down: stop reading, finish writing.
+    /// The server is shutting down: take no more requests, finish writing,
+    /// then FIN (and, in `FinWait`, read and discard until the peer's FIN).
     ShutdownBegun {
         /// Bytes still owed.
         owed: usize,

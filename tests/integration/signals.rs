@@ -21,24 +21,27 @@ server_test! {
 }
 
 server_test! {
-    /// SIGINT behaves the same, and the connected client sees the server's FIN.
+    /// SIGINT behaves the same: the connected client sees the server's FIN
+    /// at once, and once it closes too the server exits without waiting out
+    /// the grace period.
     fn sigint_prints_stats_exits_zero_and_closes_clients(kind) for [reactor, threads, iterative] {
         let mut server = Server::start(kind, &[]);
         let mut c = server.connect();
         round_trip(&mut c, b"x", b"x");
         let started = Instant::now();
         server.signal("INT");
+        let mut buf = [0u8; 1];
+        assert_eq!(c.read(&mut buf).unwrap_or(0), 0, "the server's FIN");
+        drop(c);
         let status = server.wait_exit(PATIENCE).expect("exits");
         assert_eq!(status.code(), Some(0));
         assert!(
-            started.elapsed() < Duration::from_millis(1500),
-            "drain took {:?}",
+            started.elapsed() < Duration::from_millis(900),
+            "shutdown took {:?} with no client left",
             started.elapsed()
         );
         let line = server.last_stats_line().expect("stats line");
         assert_eq!(parse_stats(&line)["accepted"], 1);
-        let mut buf = [0u8; 1];
-        assert_eq!(c.read(&mut buf).unwrap_or(0), 0);
     }
 }
 
@@ -74,4 +77,85 @@ server_test! {
             .expect("a second line");
         assert!(again.starts_with("stats accepted=1 "), "{again}");
     }
+}
+
+server_test! {
+    /// SIGTERM while a peer is still sending and has not read its replies:
+    /// the server flushes what it owes, sends its FIN, and then waits (for
+    /// at most the grace period) for the peer's FIN, reading and discarding
+    /// its input. Closing at once, with that input unread, would make the
+    /// kernel send RST and throw away the replies still in the server's send
+    /// buffer: the peer would lose them, and see a reset or even a clean EOF.
+    fn sigterm_lets_a_sending_peer_read_every_reply_then_eof(kind) for [reactor]
+    skip [
+        threads: "a thread blocked in read can only be woken by shutdown(Read), after which Linux returns 0 at once: the peer's later input cannot be read and discarded, so closing may reset (docs/blocking-vs-reactor.md)",
+        iterative: "a thread blocked in read can only be woken by shutdown(Read), after which Linux returns 0 at once: the peer's later input cannot be read and discarded, so closing may reset (docs/blocking-vs-reactor.md)"
+    ] {
+        let server = Server::start(kind, &["--max-pending", "16384"]);
+        // A small receive window: the replies the server has written wait in
+        // its send buffer while the peer reads, as they would over a real
+        // network.
+        let c = connect_with_receive_buffer(server.tcp(), 4096);
+        let payload = pattern(4 << 20, 7);
+        // The peer sends 4 MiB and reads nothing yet: the server pauses with
+        // input left unread in its socket. Then it keeps sending a little
+        // until told to stop, so that input is still arriving while the
+        // server shuts down.
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer = {
+            let mut c = c.try_clone().unwrap();
+            let payload = payload.clone();
+            let stop = std::sync::Arc::clone(&stop);
+            std::thread::spawn(move || {
+                c.write_all(&payload)?;
+                let deadline = Instant::now() + PATIENCE;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
+                    c.write_all(&[b'.'; 1024])?;
+                }
+                c.shutdown(std::net::Shutdown::Write)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        server.signal("TERM");
+        // Now the peer reads: every reply the server sent, then a clean EOF.
+        let mut got = Vec::new();
+        let read = (&c).read_to_end(&mut got);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            read.is_ok(),
+            "the peer saw {read:?} after {} bytes instead of EOF",
+            got.len()
+        );
+        assert!(!got.is_empty(), "the server replied nothing");
+        assert_bytes_prefix(&got, &payload);
+        // The peer stops sending and half-closes: that is the FIN the server
+        // waits for.
+        let _ = writer.join();
+        let (status, stats) = server.stop_after_signal();
+        assert_eq!(status.code(), Some(0));
+        // Every byte the server wrote reached the peer (an RST would have
+        // thrown away what was still in the server's send buffer, and Linux
+        // may then even report a clean EOF to the peer).
+        assert_eq!(
+            got.len() as u64,
+            stats["bytes_out"],
+            "the peer read fewer bytes than the server sent; {stats:?}"
+        );
+        assert_eq!(stats["closed_reset"], 0, "{stats:?}");
+    }
+}
+
+fn connect_with_receive_buffer(addr: std::net::SocketAddr, bytes: usize) -> std::net::TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(bytes).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
 }

@@ -239,6 +239,18 @@ impl Server {
         (status, parse_stats(&line))
     }
 
+    /// After a signal already sent: waits for exit; returns the status and
+    /// the parsed final stats line.
+    pub fn stop_after_signal(mut self) -> (ExitStatus, HashMap<String, u64>) {
+        let status = self
+            .wait_exit(PATIENCE)
+            .expect("server exits after the signal");
+        let line = self
+            .last_stats_line()
+            .unwrap_or_else(|| panic!("no stats line; stderr:\n{}", self.stderr()));
+        (status, parse_stats(&line))
+    }
+
     /// Waits for the process to exit.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
@@ -384,6 +396,25 @@ pub fn round_trip(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
     let mut got = vec![0; expected.len()];
     stream.read_exact(&mut got).expect("read reply");
     assert_eq!(got, expected);
+}
+
+/// Asserts that `got` is a prefix of `sent`, saying where they differ.
+pub fn assert_bytes_prefix(got: &[u8], sent: &[u8]) {
+    assert!(
+        got.len() <= sent.len(),
+        "got {} bytes, more than the {} sent",
+        got.len(),
+        sent.len()
+    );
+    if let Some(at) = got.iter().zip(sent).position(|(a, b)| a != b) {
+        let window = |b: &[u8]| format!("{:02x?}", &b[at..(at + 16).min(b.len())]);
+        panic!(
+            "bytes differ at offset {at} of {}: got {} expected {}",
+            got.len(),
+            window(got),
+            window(sent)
+        );
+    }
 }
 
 /// Reads until EOF (the server's FIN).
