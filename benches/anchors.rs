@@ -24,20 +24,31 @@
 //! Options (after `--`): `--repeats N` (default 5), `--duration S` (default
 //! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
 //! a smoke test), `--no-strace`.
+//!
+//! Needs gcc, taskset and strace, and the C sources (`REACTOR_ECHO_ANCHORS`,
+//! default `../shared/anchors`); without them it says so in one line and
+//! exits 1. A complete run (default connection counts, strace on, not
+//! `--quick`) writes its table to `docs/benchmarks/anchors.md`; any other
+//! run writes under `target/bench-partial/`.
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::thread;
+
+use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, closed_loop, idle_cost_with_loadgen, median,
-    syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, cannot_run, closed_loop,
+    idle_cost_with_loadgen, machine_line, median, publish, require_tools, syscalls_per_message,
 };
 
+/// The connection counts of a complete run.
+const DEFAULT_CONNS: [usize; 3] = [100, 1000, 10_000];
+
 struct Options {
+    quick: bool,
     repeats: usize,
     duration: u64,
     conns: Vec<usize>,
@@ -47,9 +58,10 @@ struct Options {
 
 fn options() -> Options {
     let mut o = Options {
+        quick: false,
         repeats: 5,
         duration: 5,
-        conns: vec![100, 1000, 10_000],
+        conns: DEFAULT_CONNS.to_vec(),
         strace: true,
         idle_conns: 10_000,
     };
@@ -71,6 +83,7 @@ fn options() -> Options {
                 i -= 1;
             }
             "--quick" => {
+                o.quick = true;
                 o.repeats = 1;
                 o.duration = 2;
                 o.conns = vec![100];
@@ -89,9 +102,15 @@ fn main() {
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let bin = build_release(&root);
-    let Some((c_server, lg)) = build_anchors(&root) else {
-        return;
-    };
+    if let Err(why) = require_tools(if o.strace {
+        &["gcc", "taskset", "strace"]
+    } else {
+        &["gcc", "taskset"]
+    }) {
+        cannot_run("anchors", &why);
+    }
+    let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("anchors", &why));
+    let (c_server, lg) = (anchors.server, anchors.loadgen);
     let kinds = [
         ServerKind {
             name: "reactor-echo serve",
@@ -201,8 +220,8 @@ fn main() {
                 .ok()
                 .and_then(|out| {
                     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                    let start = text.find("\"messages_per_sec\":")? + 19;
-                    text[start..].split(',').next()?.parse::<f64>().ok()
+                    let json = text.lines().find(|l| l.starts_with('{'))?;
+                    parse_json_numbers(json).get("messages_per_sec").copied()
                 })
                 .unwrap_or(f64::NAN);
             server.stop();
@@ -218,15 +237,11 @@ fn main() {
     }
 
     let med = |k: usize, key: &str| median(results[k].get(key).cloned().unwrap_or_default());
-    let kernel = Command::new("uname")
-        .arg("-r")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
-    let cores = thread::available_parallelism().map_or(0, |n| n.get());
-    println!(
-        "\nMedians of {} interleaved repeats, {} s each; server on CPU 0, loadgen on CPU 1; kernel {kernel}, {cores} cores.\n",
-        o.repeats, o.duration
+    let mut out = format!(
+        "Medians of {} interleaved repeats, {} s each; server on CPU 0, the C load generator on CPU 1; {}.\n\n",
+        o.repeats,
+        o.duration,
+        machine_line()
     );
     let mut header = String::from("| server |");
     let mut rule = String::from("|---|");
@@ -234,9 +249,9 @@ fn main() {
         header += &format!(" msg/s @{c} | p99/p50 @{c} |");
         rule += "---:|---:|";
     }
-    header += " idle B/conn | syscalls/msg |";
+    header += &format!(" idle B/conn ({} idle) | syscalls/msg |", o.idle_conns);
     rule += "---:|---:|";
-    println!("{header}\n{rule}");
+    out += &format!("{header}\n{rule}\n");
     for (k, kind) in kinds.iter().enumerate() {
         let mut row = format!("| {} |", kind.name);
         for c in &o.conns {
@@ -247,11 +262,18 @@ fn main() {
                 med(k, &format!("p99_{c}")) / med(k, &format!("p50_{c}"))
             );
         }
-        row += &format!(" {:.0} | {:.3} |", med(k, "idle_bytes"), med(k, "syscalls"));
-        println!("{row}");
+        let syscalls = if o.strace {
+            format!("{:.3}", med(k, "syscalls"))
+        } else {
+            "not measured".to_owned()
+        };
+        row += &format!(" {:.0} | {syscalls} |", med(k, "idle_bytes"));
+        out += &format!("{row}\n");
     }
-    println!("\nLoad generators on the reactor (median msg/s):\n");
-    println!("| connections | C loadgen | reactor-echo bench | ratio |\n|---:|---:|---:|---:|");
+    out += "\n(The ratio after each messages/s figure is to `epoll_echo --short-read` in the same run. \
+            Syscalls per message: `strace -f -c` over 100,000 messages on 100 connections minus 10,000, divided by 90,000.)\n";
+    out += "\nLoad generators on the reactor (median msg/s, alternating runs):\n\n";
+    out += "| connections | C loadgen | reactor-echo bench | ratio |\n|---:|---:|---:|---:|\n";
     for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
         let c = median(
             generator
@@ -265,6 +287,10 @@ fn main() {
                 .cloned()
                 .unwrap_or_default(),
         );
-        println!("| {conns} | {c:.0} | {ours:.0} | {:.2} |", ours / c);
+        out += &format!("| {conns} | {c:.0} | {ours:.0} | {:.2} |\n", ours / c);
     }
+    print!("\n{out}");
+    let complete = !o.quick && o.strace && o.conns == DEFAULT_CONNS;
+    let path = publish(&root, "anchors.md", &out, complete);
+    eprintln!("wrote {}", path.display());
 }

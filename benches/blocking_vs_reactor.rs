@@ -11,26 +11,33 @@
 //!   verified round trip within 2 s;
 //! * messages/s with 1 and 100 connections (64-byte messages, 3 s).
 //!
-//! Server on CPU 0, the C load generator from `../shared/anchors/` on CPU 1.
-//! Prints a markdown table; `docs/blocking-vs-reactor.md` quotes it.
+//! Server on CPU 0, the C load generator on CPU 1. Needs gcc, taskset and
+//! strace, and the C sources (`REACTOR_ECHO_ANCHORS`, default
+//! `../shared/anchors`); without them it says so in one line and exits 1.
+//! Prints a markdown table and writes it to
+//! `docs/benchmarks/blocking_vs_reactor.md`, which
+//! `docs/blocking-vs-reactor.md` quotes.
 
 mod common;
 
 use std::path::PathBuf;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, closed_loop, idle_cost_with_loadgen,
-    syscalls_per_message,
+    Running, ServerKind, build_anchors, build_release, cannot_run, closed_loop,
+    idle_cost_with_loadgen, machine_line, publish, require_tools, syscalls_per_message,
 };
 
 const IDLE_CONNS: usize = 1000;
 
 fn main() {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Err(why) = require_tools(&["gcc", "taskset", "strace"]) {
+        cannot_run("blocking_vs_reactor", &why);
+    }
     let bin = build_release(&root);
-    let Some((_, lg)) = build_anchors(&root) else {
-        return;
-    };
+    let lg = build_anchors(&root)
+        .unwrap_or_else(|why| cannot_run("blocking_vs_reactor", &why))
+        .loadgen;
     let kind = |name: &'static str, sub: &[&str]| ServerKind {
         name,
         command: [bin.as_str()]
@@ -52,36 +59,52 @@ fn main() {
         ),
     ];
 
-    println!(
-        "| server | syscalls/msg, 1 conn | syscalls/msg, 100 conns | RSS/conn at {IDLE_CONNS} idle | threads at {IDLE_CONNS} | round trips ok | msg/s, 1 conn | msg/s, 100 conns |"
+    let mut out = format!(
+        "One run; server on CPU 0, the C load generator on CPU 1; {}.\n\n",
+        machine_line()
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    out += &format!(
+        "| server | syscalls/msg, 1 conn | syscalls/msg, 100 conns | RSS/conn at {IDLE_CONNS} idle | threads at {IDLE_CONNS} idle | idle round trips answered | msg/s, 1 conn | msg/s, 100 conns | conns answered of 100 |\n"
+    );
+    out += "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (i, k) in kinds.iter().enumerate() {
         let is_iterative = i == 2;
-        let one = syscalls_per_message(k, &lg, 1).unwrap_or(f64::NAN);
+        let one = syscalls_per_message(k, &lg, 1).map_or("failed".into(), |v| format!("{v:.3}"));
+        // 100 connections at once never finish on the iterative server: it
+        // serves one, and the other 99 wait in the backlog.
         let hundred = if is_iterative {
-            f64::NAN
+            "cannot finish".to_owned()
         } else {
-            syscalls_per_message(k, &lg, 100).unwrap_or(f64::NAN)
+            syscalls_per_message(k, &lg, 100).map_or("failed".into(), |v| format!("{v:.3}"))
         };
 
-        // Idle cost.
         let idle =
             idle_cost_with_loadgen(k, &lg, IDLE_CONNS, &["--idle", "1", "--rtt-timeout", "2"]);
-        let (per_conn, threads, ok) =
-            (idle.bytes_per_connection, idle.threads, idle.round_trips_ok);
 
-        // Throughput.
         let mut rates = Vec::new();
+        let mut answered = 0.0;
         for conns in [1, 100] {
             let server = Running::start(k, &[]);
             let r = closed_loop(&lg, server.port, conns, 3.0);
             server.stop();
-            rates.push(r.get("msgs_per_s").copied().unwrap_or(f64::NAN));
+            let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+            rates.push(get("msgs_per_s"));
+            answered = get("conns_established") - get("conns_stalled");
         }
-        println!(
-            "| {} | {one:.3} | {hundred:.3} | {per_conn:.0} B | {threads} | {ok} of {IDLE_CONNS} | {:.0} | {:.0} |",
-            k.name, rates[0], rates[1]
+        out += &format!(
+            "| {} | {one} | {hundred} | {:.0} B | {} | {} of {IDLE_CONNS} | {:.0} | {:.0} | {answered:.0} |\n",
+            k.name,
+            idle.bytes_per_connection,
+            idle.threads,
+            idle.round_trips_ok,
+            rates[0],
+            rates[1]
         );
     }
+    out += "\n(msg/s, 100 conns counts every verified round trip in the window, whichever connection made it: \
+            for the iterative server that is the one connection it serves, while the others wait in the backlog, \
+            as the last column shows.)\n";
+    print!("{out}");
+    let path = publish(&root, "blocking_vs_reactor.md", &out, true);
+    eprintln!("wrote {}", path.display());
 }

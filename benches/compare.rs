@@ -13,20 +13,24 @@
 //! * any `--server NAME=COMMAND` (a command that prints the `listening
 //!   tcp=...` line): this is how the C reference from `../shared/anchors/` is
 //!   measured beside them without entering the repository. `--anchors` adds
-//!   `epoll_echo --short-read` from there, built with gcc under `target/`.
+//!   the C `epoll_echo --short-read`, built with gcc under `target/`.
 //!
 //! Workloads: 64-byte messages on 1, 100, 1,000 and 10,000 connections; one
 //! connection streaming 4 KiB messages (4 in flight); RSS per idle connection
 //! with 10,000 idle connections; churn (connections per second).
 //!
 //! Other options (after `--`): `--repeats N`, `--duration S`, `--conns
-//! 100,1000`, `--throughput-only` (skip streaming, churn and idle; the table
-//! and plots then go to `target/compare-throughput/`).
+//! 100,1000`, `--throughput-only` (skip streaming, churn and idle).
 //!
-//! Output: a markdown table and three SVG plots (plotters) in
-//! `docs/benchmarks/` (or `target/compare-quick/` with `--quick`). A server
-//! that fails a workload (threads, memory, connections never answered) gets
-//! its failure in the table, never a hidden row.
+//! Output: a markdown table and three SVG plots (plotters). Only a complete
+//! run (every workload at the default connection counts, not `--quick`)
+//! writes them into `docs/benchmarks/`, the published figures; `--quick`
+//! writes to `target/compare-quick/` and any other partial run to
+//! `target/compare-partial/`. A server that fails a workload (threads,
+//! memory, connections never answered) gets its failure listed under the
+//! table, never a hidden row. Needs `taskset`; `--anchors` also needs gcc
+//! and the C sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`),
+//! and says so in one line, exiting 1, when they are missing.
 
 mod common;
 #[path = "compare/plot.rs"]
@@ -40,7 +44,10 @@ use std::time::{Duration, Instant};
 
 use reactor_echo::bench::report::parse_json_numbers;
 
-use common::{Running, ServerKind, build_anchors, build_release, median, strings};
+use common::{
+    Running, ServerKind, build_anchors, build_release, cannot_run, machine_line, median,
+    require_tools, strings,
+};
 
 /// One measurement: the bench JSON's numbers, flattened.
 type Sample = BTreeMap<String, f64>;
@@ -56,12 +63,28 @@ struct Options {
     throughput_only: bool,
 }
 
+/// The connection counts of a complete run.
+const DEFAULT_CONNS: [usize; 4] = [1, 100, 1000, 10_000];
+/// Idle connections held for the memory figure in a complete run.
+const DEFAULT_IDLE_CONNS: usize = 10_000;
+
+impl Options {
+    /// Every workload at every default connection count: the only kind of
+    /// run whose tables and plots go into `docs/`.
+    fn is_complete(&self) -> bool {
+        !self.quick
+            && !self.throughput_only
+            && self.conns == DEFAULT_CONNS
+            && self.idle_conns == DEFAULT_IDLE_CONNS
+    }
+}
+
 fn options() -> Options {
     let mut o = Options {
         repeats: 3,
         duration: 4.0,
-        conns: vec![1, 100, 1000, 10_000],
-        idle_conns: 10_000,
+        conns: DEFAULT_CONNS.to_vec(),
+        idle_conns: DEFAULT_IDLE_CONNS,
         quick: false,
         extra: Vec::new(),
         anchors: false,
@@ -116,6 +139,9 @@ fn main() {
     }
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if let Err(why) = require_tools(&["taskset"]) {
+        cannot_run("compare", &why);
+    }
     let bin = build_release(&root);
     let me = std::env::current_exe()
         .expect("current exe")
@@ -149,16 +175,17 @@ fn main() {
         },
     ];
     if o.anchors {
-        if let Some((c_server, _)) = build_anchors(&root) {
-            kinds.push(ServerKind {
-                name: "C epoll --short-read",
-                command: vec![
-                    c_server.display().to_string(),
-                    "0".into(),
-                    "--short-read".into(),
-                ],
-            });
-        }
+        let c_server = build_anchors(&root)
+            .unwrap_or_else(|why| cannot_run("compare -- --anchors", &why))
+            .server;
+        kinds.push(ServerKind {
+            name: "C epoll --short-read",
+            command: vec![
+                c_server.display().to_string(),
+                "0".into(),
+                "--short-read".into(),
+            ],
+        });
     }
     for (name, command) in &o.extra {
         kinds.push(ServerKind {
@@ -237,10 +264,13 @@ fn main() {
     }
 
     let med = |k: usize, key: &str| median(samples[k].get(key).cloned().unwrap_or_default());
+    // Only a complete run may replace the published figures.
     let out_dir = if o.quick {
         root.join("target/compare-quick")
-    } else {
+    } else if o.is_complete() {
         root.join("docs/benchmarks")
+    } else {
+        root.join("target/compare-partial")
     };
     std::fs::create_dir_all(&out_dir).expect("create output dir");
     let table = render_table(&o, &kinds, &med, &notes);
@@ -352,14 +382,12 @@ fn render_table(
     med: &dyn Fn(usize, &str) -> f64,
     notes: &[Vec<String>],
 ) -> String {
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let mut s = format!(
         "Medians of {} interleaved repeats, {} s measured after 1 s warm-up; servers on CPU 0, `reactor-echo bench` on CPU 1; \
-         kernel {}, {} cores.\n\n",
+         {}.\n\n",
         o.repeats,
         o.duration,
-        kernel.trim(),
-        thread::available_parallelism().map_or(0, |n| n.get())
+        machine_line()
     );
     s += "| server |";
     for c in &o.conns {

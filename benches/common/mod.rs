@@ -1,6 +1,7 @@
 //! Shared by the benchmarks: starting a server pinned to CPU 0, driving it
-//! with the C load generator from `../shared/anchors/` pinned to CPU 1,
-//! reading its RSS, and counting its syscalls with strace.
+//! with the C load generator (one of the C reference programs, see
+//! [`anchors_dir`]) pinned to CPU 1, reading its RSS, counting its syscalls
+//! with strace, and writing a table into `docs/` only from a complete run.
 
 #![allow(dead_code)] // each bench uses its own subset
 
@@ -150,25 +151,83 @@ pub fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn build_anchors(root: &Path) -> Option<(PathBuf, PathBuf)> {
-    let src = root.join("../shared/anchors");
-    if !src.join("epoll_echo.c").exists() {
-        eprintln!("../shared/anchors not found: nothing to compare against");
-        return None;
+/// Where the C reference programs' sources are: `$REACTOR_ECHO_ANCHORS`, or
+/// `../shared/anchors` beside the checkout (where the project's machines keep
+/// them). They are instruments, not part of the repository.
+pub fn anchors_dir(root: &Path) -> PathBuf {
+    std::env::var_os("REACTOR_ECHO_ANCHORS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../shared/anchors"))
+}
+
+/// The C reference programs, built with gcc under `target/anchors/`.
+pub struct Anchors {
+    /// `epoll_echo`: the C epoll echo server.
+    pub server: PathBuf,
+    /// `loadgen`: the C load generator.
+    pub loadgen: PathBuf,
+}
+
+/// Builds the C reference programs, or explains in one line why it cannot.
+pub fn build_anchors(root: &Path) -> Result<Anchors, String> {
+    let src = anchors_dir(root);
+    if !src.join("epoll_echo.c").exists() || !src.join("loadgen.c").exists() {
+        return Err(format!(
+            "the C reference programs (epoll_echo.c, loadgen.c) are not in {}: set REACTOR_ECHO_ANCHORS to their folder",
+            src.display()
+        ));
     }
     let out = root.join("target/anchors");
-    std::fs::create_dir_all(&out).ok()?;
-    let gcc = |name: &str, extra: &[&str]| {
+    std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
+    let gcc = |name: &str, extra: &[&str]| -> Result<PathBuf, String> {
         let status = Command::new("gcc")
             .args(["-O2", "-Wall", "-o"])
             .arg(out.join(name))
             .arg(src.join(format!("{name}.c")))
             .args(extra)
             .status()
-            .ok()?;
-        status.success().then(|| out.join(name))
+            .map_err(|e| format!("cannot run gcc to build {name}: {e}"))?;
+        if status.success() {
+            Ok(out.join(name))
+        } else {
+            Err(format!("gcc failed to build {name}.c"))
+        }
     };
-    Some((gcc("epoll_echo", &[])?, gcc("loadgen", &["-lm"])?))
+    Ok(Anchors {
+        server: gcc("epoll_echo", &[])?,
+        loadgen: gcc("loadgen", &["-lm"])?,
+    })
+}
+
+/// Checks that each command can be run (`NAME --version` or `--help`
+/// starts), or explains in one line which is missing.
+pub fn require_tools(tools: &[&str]) -> Result<(), String> {
+    for tool in tools {
+        let found = Command::new(tool)
+            .arg(if *tool == "taskset" {
+                "-V"
+            } else {
+                "--version"
+            })
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok();
+        if !found {
+            return Err(format!(
+                "`{tool}` is not installed (needed: {})",
+                tools.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Prints `error: WHY` as the one line a bench that cannot run says, and
+/// exits with status 1.
+pub fn cannot_run(bench: &str, why: &str) -> ! {
+    eprintln!("error: cargo bench --bench {bench} cannot run: {why}");
+    std::process::exit(1);
 }
 
 /// Syscalls per message from `strace -c -f`: the difference between a long
@@ -308,4 +367,35 @@ pub fn closed_loop(lg: &Path, port: u16, conns: usize, duration: f64) -> BTreeMa
         "1",
     ]);
     loadgen(lg, port, &args)
+}
+
+/// Writes a bench's table: into `docs/benchmarks/NAME` when the run was
+/// complete (the published figures), else under `target/bench-partial/`, so
+/// that a quick or partial run never overwrites what the docs quote.
+/// Returns the path written.
+pub fn publish(root: &Path, name: &str, text: &str, complete: bool) -> PathBuf {
+    let dir = if complete {
+        root.join("docs/benchmarks")
+    } else {
+        root.join("target/bench-partial")
+    };
+    std::fs::create_dir_all(&dir).expect("create the output folder");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write the table");
+    path
+}
+
+/// The machine facts printed with every table: kernel, cores, date.
+pub fn machine_line() -> String {
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "kernel {}, {} cores, taken {date}",
+        kernel.trim(),
+        thread::available_parallelism().map_or(0, |n| n.get())
+    )
 }
