@@ -4,16 +4,20 @@
 //! one with its newline, and print what comes back. A `>>> ` prompt appears
 //! only when stdin is a terminal, so piped use prints nothing but replies.
 //!
-//! TCP skips empty lines. That is the tutorials' "empty data" pitfall: in the
-//! classic Python client an empty input is sent as `send(b"")`, which sends
-//! nothing at all, and the client then blocks in `recv` forever waiting for a
-//! reply to a message the server never saw (and a server that treated empty
-//! data as EOF would be fooled the other way). Replies are printed by a reader
-//! thread as they arrive, since a TCP reply need not come in one piece.
+//! Empty lines are not sent, on either protocol. This client sends each
+//! line with its newline, so an empty line would be a one-byte message whose
+//! reply is a blank line: noise while typing, and not a message anyone
+//! meant. (The tutorials' client strips the newline, so there an empty
+//! input became `send(b"")`: zero bytes, which TCP does not transmit at all,
+//! and the client then waited in `recv` forever for the reply to nothing.
+//! Every message this client sends is at least one byte, so it cannot fall
+//! into that.) On TCP, replies are printed by a reader thread as they
+//! arrive, since a TCP reply need not come in one piece.
 //!
-//! UDP has no connection to lose: each line is one datagram, and an
-//! unanswered one (the datagram or its reply was lost, or no server listens)
-//! prints one line on stderr after `--timeout` seconds and the client goes on.
+//! On UDP each line is one datagram, and one reply datagram is expected.
+//! Nothing tells the client when the datagram or its reply is lost (there is
+//! no connection whose reset or close would say so), so it waits at most
+//! `--timeout` seconds, prints one line on stderr, and goes on.
 
 use std::fmt;
 use std::io::{self, BufRead, IsTerminal, Read, Write};
@@ -38,8 +42,8 @@ pub enum Protocol {
 /// `reactor-echo client` flags.
 #[derive(Debug, Clone, Args)]
 #[command(
-    after_help = "Empty lines are skipped on TCP: a classic client that sends empty data \
-                        sends nothing, then waits forever for a reply that cannot come.\n\
+    after_help = "Empty lines are not sent: each line goes out with its newline, and an empty \
+                        one would only bring back a blank line.\n\
                         Type `quit` or end the input (Ctrl-D) to leave."
 )]
 pub struct ClientArgs {
@@ -137,7 +141,7 @@ fn run_tcp(addr: SocketAddr) -> Result<(), ClientError> {
             break;
         }
         if line.is_empty() {
-            continue; // the empty-data pitfall: see the module docs
+            continue; // not a message: see the module docs
         }
         let mut message = line.into_bytes();
         message.push(b'\n');
@@ -207,6 +211,9 @@ fn run_udp(addr: SocketAddr, timeout: Duration) -> Result<(), ClientError> {
     let interactive = io::stdin().is_terminal();
     let mut buffer = vec![0u8; 65_536];
     for line in Lines::new(interactive) {
+        if line.is_empty() {
+            continue; // not a message: see the module docs
+        }
         let mut message = line.into_bytes();
         message.push(b'\n');
         if let Err(e) = socket.send(&message) {

@@ -76,8 +76,21 @@ impl Running {
     }
 
     /// The server's resident set size in bytes.
+    ///
+    /// From `/proc/PID/smaps_rollup`, which walks the page tables, rather
+    /// than `VmRSS` in `/proc/PID/status`: since Linux 6.2 that one is read
+    /// from per-CPU counters that may lag by many pages, which at 10,000
+    /// connections is several bytes per connection.
     pub fn rss_bytes(&self) -> u64 {
-        self.status_field("VmRSS:") * 1024
+        let rollup = std::fs::read_to_string(format!("/proc/{}/smaps_rollup", self.server_pid()))
+            .unwrap_or_default();
+        rollup
+            .lines()
+            .find(|l| l.starts_with("Rss:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
     }
 
     /// The number of threads the server runs.

@@ -36,11 +36,27 @@ const READ_BUDGET: usize = 16;
 /// (greet, shutdown) before closing anyway.
 pub const LINGER: Duration = Duration::from_secs(1);
 
-/// On Linux, a read that returns less than the buffer proves the socket
-/// drained: edge-triggered epoll reports a fresh event for every new arrival
-/// after that read, so the extra read that would return `EAGAIN` can be
-/// skipped, saving one syscall per message. mio's portable contract is
-/// "read until WouldBlock", which other systems keep.
+/// Linux only: a read that returns less than the buffer proves the socket
+/// was drained at that moment, so the loop stops there instead of making one
+/// more `read` that would only return `EAGAIN`: one syscall per message
+/// saved (measured in `docs/benchmarks/anchors.md`, `epoll_echo` against
+/// `epoll_echo --short-read`).
+///
+/// Why it is safe on Linux: edge-triggered epoll queues a new event for
+/// every arrival after our read, not only for the empty-to-non-empty
+/// change, so bytes that come later are reported again. epoll(7) says as
+/// much for stream sockets (Q9: "if you call read(2) by asking to read a
+/// certain amount of data and read(2) returns a lower number of bytes, you
+/// can be sure of having exhausted the read I/O space"). The exception is a
+/// FIN that arrived before the read: it raised its event already, so when
+/// the event says `read_closed` (or `error`) the loop reads on until `read`
+/// itself returns 0 or the error.
+///
+/// Elsewhere the constant is false and the loop keeps mio's portable
+/// contract, "read until `WouldBlock`": mio promises no more than that, and
+/// other systems' notification (kqueue's) is not documented to fire for
+/// every arrival the way epoll(7) describes. The portable path costs that
+/// one extra `read` per wake-up of a connection.
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(target_os = "linux");
 
 /// Everything a connection borrows from the reactor while it handles an event.

@@ -69,13 +69,16 @@ fn refused_connection_is_one_clear_error() {
     assert!(out.stdout.is_empty());
 }
 
-/// UDP: each line is a datagram and its reply is printed.
+/// UDP: each line is a datagram and its reply is printed; empty lines are
+/// not sent.
 #[test]
 fn udp_piped_round_trips() {
     let server = Server::start(Kind::Threads, &["--mode", "upper"]);
-    let out = client(&["udp", &server.udp().to_string()], "hi\nthere\n");
+    let out = client(&["udp", &server.udp().to_string()], "hi\n\nthere\n");
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HI\nTHERE\n");
+    let (_, stats) = server.stop();
+    assert_eq!(stats["udp_in"], 2, "the empty line was not sent: {stats:?}");
 }
 
 /// UDP with nobody listening: each unanswered datagram gives one line on
