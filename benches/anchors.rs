@@ -40,7 +40,7 @@ use std::process::Command;
 use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, cannot_run, closed_loop,
+    Running, ServerSpec, build_anchors, build_release, cannot_run, closed_loop,
     idle_cost_with_loadgen, machine_line, median, publish, require_tools, syscalls_per_message,
 };
 
@@ -112,29 +112,13 @@ fn main() {
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("anchors", &why));
     let (c_server, lg) = (anchors.server, anchors.loadgen);
     let kinds = [
-        ServerKind {
-            name: "reactor-echo serve",
-            command: vec![
-                bin.clone(),
-                "serve".into(),
-                "--tcp".into(),
-                "127.0.0.1:0".into(),
-                "--udp".into(),
-                "off".into(),
-            ],
-        },
-        ServerKind {
-            name: "epoll_echo --short-read",
-            command: vec![
-                c_server.display().to_string(),
-                "0".into(),
-                "--short-read".into(),
-            ],
-        },
-        ServerKind {
-            name: "epoll_echo",
-            command: vec![c_server.display().to_string(), "0".into()],
-        },
+        ServerSpec::new(
+            "reactor-echo serve",
+            &bin,
+            &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
+        ),
+        ServerSpec::new("epoll_echo --short-read", &c_server, &["0", "--short-read"]),
+        ServerSpec::new("epoll_echo", &c_server, &["0"]),
     ];
 
     // results[kind][metric] = samples

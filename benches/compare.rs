@@ -45,8 +45,8 @@ use std::time::{Duration, Instant};
 use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Running, ServerKind, build_anchors, build_release, cannot_run, machine_line, median,
-    require_tools, strings,
+    Running, ServerSpec, build_anchors, build_release, cannot_run, machine_line, median,
+    require_tools,
 };
 
 /// One measurement: the bench JSON's numbers, flattened.
@@ -147,51 +147,36 @@ fn main() {
         .expect("current exe")
         .display()
         .to_string();
+    let tcp_only = ["--tcp", "127.0.0.1:0", "--udp", "off"];
     let mut kinds = vec![
-        ServerKind {
-            name: "reactor (serve)",
-            command: strings(&[&bin, "serve", "--tcp", "127.0.0.1:0", "--udp", "off"]),
-        },
-        ServerKind {
-            name: "blocking threads",
-            command: strings(&[
-                &bin,
-                "blocking",
-                "--model",
-                "threads",
-                "--tcp",
-                "127.0.0.1:0",
-                "--udp",
-                "off",
-            ]),
-        },
-        ServerKind {
-            name: "tokio current_thread",
-            command: strings(&[&me, "--tokio-server", "ct"]),
-        },
-        ServerKind {
-            name: "tokio multi_thread",
-            command: strings(&[&me, "--tokio-server", "mt"]),
-        },
+        ServerSpec::new(
+            "reactor (serve)",
+            &bin,
+            &[&["serve"][..], &tcp_only].concat(),
+        ),
+        ServerSpec::new(
+            "blocking threads",
+            &bin,
+            &[&["blocking", "--model", "threads"][..], &tcp_only].concat(),
+        ),
+        ServerSpec::new("tokio current_thread", &me, &["--tokio-server", "ct"]),
+        ServerSpec::new("tokio multi_thread", &me, &["--tokio-server", "mt"]),
     ];
     if o.anchors {
         let c_server = build_anchors(&root)
             .unwrap_or_else(|why| cannot_run("compare -- --anchors", &why))
             .server;
-        kinds.push(ServerKind {
-            name: "C epoll --short-read",
-            command: vec![
-                c_server.display().to_string(),
-                "0".into(),
-                "--short-read".into(),
-            ],
-        });
+        kinds.push(ServerSpec::new(
+            "C epoll --short-read",
+            c_server,
+            &["0", "--short-read"],
+        ));
     }
     for (name, command) in &o.extra {
-        kinds.push(ServerKind {
-            name: Box::leak(name.clone().into_boxed_str()),
-            command: command.split_whitespace().map(str::to_owned).collect(),
-        });
+        let mut words = command.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let args: Vec<&str> = words.collect();
+        kinds.push(ServerSpec::new(name, program, &args));
     }
 
     // Wake the machine up (CPU frequency, caches, page cache) before anything
@@ -276,7 +261,7 @@ fn main() {
     let table = render_table(&o, &kinds, &med, &notes);
     std::fs::write(out_dir.join("compare.md"), &table).expect("write compare.md");
     print!("{table}");
-    let names: Vec<&str> = kinds.iter().map(|k| k.name).collect();
+    let names: Vec<&str> = kinds.iter().map(|k| k.name.as_str()).collect();
     let series = |prefix: &str| -> Vec<Vec<(f64, f64)>> {
         (0..kinds.len())
             .map(|k| {
@@ -316,7 +301,7 @@ fn get(r: &Sample, key: &str) -> f64 {
 }
 
 /// Starts the server, runs one `reactor-echo bench --json` against it, stops it.
-fn drive(bin: &str, kind: &ServerKind, args: &[&str], duration: f64) -> Sample {
+fn drive(bin: &str, kind: &ServerSpec, args: &[&str], duration: f64) -> Sample {
     let server = Running::start(kind, &[]);
     let r = bench_json(bin, server.port, args, duration);
     server.stop();
@@ -348,7 +333,7 @@ fn bench_json(bin: &str, port: u16, args: &[&str], duration: f64) -> Sample {
 
 /// RSS growth per connection while `n` connections are held idle: the peak of
 /// samples taken while the load generator holds them, minus the RSS before.
-fn idle_cost(bin: &str, kind: &ServerKind, n: usize) -> (f64, f64) {
+fn idle_cost(bin: &str, kind: &ServerSpec, n: usize) -> (f64, f64) {
     let server = Running::start(kind, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = server.rss_bytes();
@@ -378,7 +363,7 @@ fn idle_cost(bin: &str, kind: &ServerKind, n: usize) -> (f64, f64) {
 
 fn render_table(
     o: &Options,
-    kinds: &[ServerKind],
+    kinds: &[ServerSpec],
     med: &dyn Fn(usize, &str) -> f64,
     notes: &[Vec<String>],
 ) -> String {

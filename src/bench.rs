@@ -12,8 +12,10 @@
 
 pub mod driver;
 pub mod payload;
+pub mod plan;
 pub mod progress;
 pub mod report;
+pub mod role;
 pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -22,10 +24,12 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::fd_limit;
-use driver::{Driver, Plan, Workload};
+use driver::Driver;
+use plan::Plan;
 use payload::Expect;
 use progress::Progress;
 use report::Report;
+use role::Role;
 
 /// Connections one source address can hold with room to spare: Linux's
 /// default ephemeral range (32768-60999) has 28,232 ports.
@@ -126,14 +130,14 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
             "--duration must be positive and --warmup not negative".into(),
         ));
     }
-    let workload = match (args.rate, args.churn, args.idle) {
-        (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Workload::Rate(rate),
+    let role = match (args.rate, args.churn, args.idle) {
+        (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Role::OpenLoop(rate),
         (Some(_), _, _) => {
             return Err(BenchError::Usage("--rate must be a positive number".into()));
         }
-        (None, true, _) => Workload::Churn,
-        (None, false, true) => Workload::Idle,
-        (None, false, false) => Workload::Closed,
+        (None, true, _) => Role::Churn,
+        (None, false, true) => Role::Idle,
+        (None, false, false) => Role::ClosedLoop,
     };
     let plan = Plan {
         addr,
@@ -144,7 +148,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         expect: args.mode,
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
-        workload,
+        role,
     };
     limits.log();
     let progress = Progress::new(true);

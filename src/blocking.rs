@@ -17,8 +17,9 @@
 //! [`Stats`]; binding and the start-up line are the same [`net`] functions.
 //! Only the way the I/O is driven differs.
 //!
-//! The sections are numbered like the reactor's, with a pointer to where the
-//! reactor does the same job.
+//! The sections carry the same names as the reactor's (*Bind*, *Accept*,
+//! *Read and transform*, *Write*, *EOF, reset, idle*, *Shutdown*), each with
+//! a pointer to where the reactor does the same job.
 
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -35,13 +36,15 @@ use signal_hook::iterator::Signals;
 use crate::allocator::{self, PeakTrimmer};
 use crate::close::CloseReason;
 use crate::config::ServerConfig;
+use crate::error::ServerError;
 use crate::fd_limit;
-use crate::net::{self, StartError};
+use crate::listening::Listening;
+use crate::net::{self, IoMode, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
 
 /// How the blocking server serves TCP clients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Model {
     /// One client at a time: the classic two loops.
     #[default]
@@ -110,24 +113,15 @@ impl Shared {
 /// line. This is `reactor-echo blocking`.
 ///
 /// # Errors
-/// A [`StartError`] if a socket cannot be bound or the signal handlers
+/// A [`ServerError`] if a socket cannot be bound or the signal handlers
 /// cannot be installed.
-pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
-    // 1. Bind. (Reactor: reactor.rs, `Reactor::new`.)
+pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> {
+    // Bind. (Reactor: reactor.rs, `serve` and `Reactor::new`.)
     let limits = fd_limit::raise_to_hard_limit();
     let max_connections = config
         .max_connections
         .unwrap_or_else(|| limits.default_max_connections());
-    let listener = config
-        .tcp
-        .addr()
-        .map(|addr| net::bind_tcp(addr, false))
-        .transpose()?;
-    let udp = config
-        .udp
-        .addr()
-        .map(|addr| net::bind_udp(addr, false))
-        .transpose()?;
+    let Sockets { tcp: listener, udp } = Sockets::bind(config, IoMode::Blocking)?;
     let shared = Arc::new(Shared {
         service: config.service.clone(),
         stats: Mutex::new(Stats::default()),
@@ -142,10 +136,10 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         .as_ref()
         .map(TcpListener::try_clone)
         .transpose()
-        .map_err(|e| StartError::new("cannot clone the listener", e))?;
+        .map_err(|e| ServerError::new("cannot clone the listener", e))?;
     let signals = Signals::new([SIGINT, SIGTERM])
-        .map_err(|e| StartError::new("cannot install signal handlers", e))?;
-    let fail = |e| StartError::new("cannot announce the listening addresses", e);
+        .map_err(|e| ServerError::new("cannot install signal handlers", e))?;
+    let fail = |e| ServerError::new("cannot announce the listening addresses", e);
     let tcp_addr = listener
         .as_ref()
         .map(TcpListener::local_addr)
@@ -160,7 +154,12 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
     // error must be the first line on stderr (see `fd_limit`).
     limits.log();
     info!("blocking server, model {model:?}, max connections {max_connections}");
-    net::announce(tcp_addr, udp_addr).map_err(fail)?;
+    Listening {
+        tcp: tcp_addr,
+        udp: udp_addr,
+    }
+    .announce()
+    .map_err(fail)?;
 
     spawn_signal_thread(signals, wake_listener, Arc::clone(&shared));
     if let Some(socket) = udp {
@@ -187,7 +186,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         });
     }
 
-    // 2. Accept: the outer loop. (Reactor: reactor/listener.rs, `accept_all`.)
+    // Accept: the outer loop. (Reactor: reactor/listener.rs, `accept_all`.)
     match listener {
         Some(listener) => accept_loop(&listener, model, max_connections, &shared),
         None => {
@@ -197,7 +196,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, StartError> {
         }
     }
 
-    // 6. Shutdown: give connection threads up to a second to finish writing.
+    // Shutdown: give connection threads up to a second to finish writing.
     // (Reactor: reactor/shutdown.rs and `Reactor::after_wake`.)
     let deadline = Instant::now() + GRACE_PERIOD;
     while !shared.open().is_empty() && Instant::now() < deadline {
@@ -326,11 +325,11 @@ fn converse(mut stream: &TcpStream, id: u64, shared: &Shared) -> Option<CloseRea
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let mut reply_buffer = Vec::new();
     loop {
-        // 3. Read and transform. `read` blocks until bytes, EOF or an error.
+        // Read and transform. `read` blocks until bytes, EOF or an error.
         // (Reactor: reactor/connection.rs, `on_readable`.)
         let n = match stream.read(&mut buffer) {
             Ok(0) if shared.is_stopping() => return None,
-            // 5. EOF: the client sent "empty data". Everything owed has
+            // EOF, reset, idle: the client sent "empty data". Everything owed has
             // already been written (write_all below blocks until it is), so
             // send the transform's tail and our FIN.
             Ok(0) => {
@@ -356,7 +355,7 @@ fn converse(mut stream: &TcpStream, id: u64, shared: &Shared) -> Option<CloseRea
             .service
             .on_bytes(&mut transform, &mut buffer[..n], &mut reply_buffer);
 
-        // 4. Write. `write_all` blocks until the kernel took every byte: a
+        // Write. `write_all` blocks until the kernel took every byte: a
         // client that does not read stops this thread here, which is the
         // blocking server's backpressure. (Reactor: `Connection::send`.)
         if let Err(e) = stream.write_all(reply.bytes) {
@@ -390,7 +389,7 @@ fn linger(mut stream: &TcpStream, buffer: &mut [u8]) {
 
 /// Maps an I/O error to why the connection ended: a timeout is the idle
 /// timeout (`set_read_timeout` reports `WouldBlock` or `TimedOut`), anything
-/// else a reset.
+/// else a reset (see `close.rs`).
 fn failure(err: &io::Error, id: u64) -> CloseReason {
     if matches!(
         err.kind(),
@@ -400,7 +399,7 @@ fn failure(err: &io::Error, id: u64) -> CloseReason {
         return CloseReason::Idle;
     }
     debug!("conn={id} reset: {err}");
-    CloseReason::from_io_error(err)
+    CloseReason::Reset
 }
 
 /// The UDP thread: receive, transform, reply, one datagram at a time.

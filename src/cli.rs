@@ -1,15 +1,24 @@
-//! The command line, declared with clap's derive API.
+//! The command line, declared with clap's derive API: the edge of the
+//! program.
 //!
-//! Each subcommand is one way of running the project. Both servers (`serve`,
-//! and the blocking one that will stand beside it) share [`ServerArgs`], so
-//! their flags cannot drift apart. clap reports a bad flag or value on stderr
-//! as `error: ...` and exits with status 2, which is the contract for bad
-//! start-up input; values clap cannot check alone (addresses) are validated in
-//! [`crate::config`].
+//! Each subcommand is one way of running the project. Both servers share
+//! [`ServerArgs`], so their flags cannot drift apart; flags that only `serve`
+//! has live in [`ServeArgs`]. clap reports a bad flag or value on stderr as
+//! `error: ...` and exits with status 2, which is the contract for bad
+//! start-up input; values clap cannot check alone (addresses) are validated
+//! by [`ServerArgs::to_config`], which builds the [`ServerConfig`] the
+//! servers take. The domain's enums (`Mode`, `Model`, `Expect`) know nothing
+//! of clap: their `ValueEnum` impls are at the end of this file, so the
+//! dependencies point one way (command line, then configuration, then
+//! servers).
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::service::Mode;
+use crate::bench::payload::Expect;
+use crate::blocking::Model;
+use crate::config::{self, ConfigError, Endpoint, ServerConfig};
+use crate::service::{Mode, Service};
 
 /// A TCP and UDP echo / uppercase / greeting server on one single-threaded mio reactor.
 #[derive(Debug, Parser)]
@@ -24,7 +33,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the reactor server: TCP and UDP on one thread and one mio::Poll.
-    Serve(ServerArgs),
+    Serve(ServeArgs),
     /// Run the blocking server (std::net): one client at a time, or a thread per connection.
     Blocking(BlockingArgs),
     /// An interactive TCP or UDP client: lines from stdin, replies on stdout.
@@ -37,9 +46,18 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct BlockingArgs {
     /// iterative: one TCP client at a time (the classic two loops); threads: a thread per connection.
-    #[arg(long, value_enum, default_value_t = crate::blocking::Model::Iterative)]
-    pub model: crate::blocking::Model,
+    #[arg(long, value_enum, default_value_t = Model::Iterative)]
+    pub model: Model,
     /// The server flags, the same as for `serve`.
+    #[command(flatten)]
+    pub server: ServerArgs,
+}
+
+/// `reactor-echo serve` flags: every server flag, and those only the
+/// reactor has.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// The server flags, the same as for `blocking`.
     #[command(flatten)]
     pub server: ServerArgs,
 }
@@ -82,4 +100,132 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub stats_interval: u64,
+}
+
+impl ServerArgs {
+    /// Validates the flags and resolves the addresses.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for an address that does not resolve, or when both
+    /// protocols are off.
+    pub fn to_config(&self) -> Result<ServerConfig, ConfigError> {
+        let tcp = config::parse_endpoint("--tcp", &self.tcp)?;
+        let udp = match (&self.udp, tcp) {
+            (Some(text), _) => config::parse_endpoint("--udp", text)?,
+            (None, Endpoint::At(addr)) => Endpoint::At(addr),
+            (None, Endpoint::Off) => config::parse_endpoint("--udp", config::DEFAULT_UDP)?,
+        };
+        if tcp == Endpoint::Off && udp == Endpoint::Off {
+            return Err(ConfigError::NothingToServe);
+        }
+        let seconds = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        Ok(ServerConfig {
+            tcp,
+            udp,
+            service: Service::new(self.mode, &self.greeting),
+            max_connections: self.max_connections.map(|n| n as usize),
+            idle_timeout: seconds(self.idle_timeout),
+            max_pending: self.max_pending as usize,
+            stats_interval: seconds(self.stats_interval),
+        })
+    }
+}
+
+/// A `ValueEnum` for a domain enum: its variants, each with its flag value
+/// and help line.
+macro_rules! value_enum {
+    ($ty:ty { $($variant:path => $name:literal: $help:literal),+ $(,)? }) => {
+        impl ValueEnum for $ty {
+            fn value_variants<'a>() -> &'a [Self] {
+                &[$($variant),+]
+            }
+
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(match self {
+                    $($variant => PossibleValue::new($name).help($help)),+
+                })
+            }
+        }
+    };
+}
+
+value_enum!(Mode {
+    Mode::Echo => "echo": "Every byte back, unchanged, in order",
+    Mode::Upper => "upper": "Unicode uppercase (full case mapping); invalid UTF-8 passes unchanged",
+    Mode::Greet => "greet": "A fixed greeting in reply to the first bytes, then the write side closes",
+});
+
+value_enum!(Model {
+    Model::Iterative => "iterative": "One client at a time: the classic two loops",
+    Model::Threads => "threads": "One thread per connection",
+});
+
+value_enum!(Expect {
+    Expect::Echo => "echo": "Replies are identical to the request",
+    Expect::Upper => "upper": "Replies are the request in uppercase",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> Result<ServerConfig, ConfigError> {
+        let mut argv = vec!["reactor-echo", "serve"];
+        argv.extend_from_slice(args);
+        let cli = Cli::try_parse_from(argv).expect("flags parse");
+        match cli.command {
+            Command::Serve(serve) => serve.server.to_config(),
+            _ => unreachable!("the test parses `serve`"),
+        }
+    }
+
+    #[test]
+    fn udp_defaults_to_the_tcp_address() {
+        let c = config(&["--tcp", "127.0.0.1:9000"]).unwrap();
+        assert_eq!(c.udp, c.tcp);
+        let c = config(&["--tcp", "off"]).unwrap();
+        assert_eq!(c.udp.addr().unwrap().to_string(), "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn bad_address_names_flag_and_input() {
+        let err = config(&["--udp", "not-an-address"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("invalid --udp address 'not-an-address'")
+        );
+    }
+
+    #[test]
+    fn both_off_is_refused() {
+        assert_eq!(
+            config(&["--tcp", "off", "--udp", "off"]).unwrap_err(),
+            ConfigError::NothingToServe
+        );
+    }
+
+    #[test]
+    fn enum_values_are_the_documented_words() {
+        let names = |values: Vec<PossibleValue>| -> Vec<String> {
+            values.iter().map(|v| v.get_name().to_owned()).collect()
+        };
+        assert_eq!(
+            names(
+                Mode::value_variants()
+                    .iter()
+                    .filter_map(Mode::to_possible_value)
+                    .collect()
+            ),
+            ["echo", "upper", "greet"]
+        );
+        assert_eq!(
+            names(
+                Model::value_variants()
+                    .iter()
+                    .filter_map(Model::to_possible_value)
+                    .collect()
+            ),
+            ["iterative", "threads"]
+        );
+    }
 }

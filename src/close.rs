@@ -6,6 +6,13 @@
 //! (`ECONNRESET`, or `EPIPE` when we write after its reset) is gone, and the
 //! bytes owed to it can only be dropped. Both servers use this module, so the
 //! counters in the stats line mean the same thing for each.
+//!
+//! Every error from `read` or `write` on an established stream counts as
+//! [`CloseReason::Reset`]: `ECONNRESET` (the peer's RST arrived) and `EPIPE`
+//! (we wrote after it) are the usual ones, and any other (`ETIMEDOUT` from
+//! keepalive, `EHOSTUNREACH`, ...) leaves the stream just as unusable.
+//! `WouldBlock` and `Interrupted` are not errors and never get here.
+//! [`CloseReason::is_peer_reset`] only picks the wording of the log line.
 
 use std::fmt;
 use std::io;
@@ -19,27 +26,9 @@ pub enum CloseReason {
     Reset,
     /// Neither side sent anything for the idle timeout.
     Idle,
-    /// Accepted past the connection limit and closed at once.
-    Rejected,
 }
 
 impl CloseReason {
-    /// Classifies an error from `read` or `write` on a connected stream.
-    ///
-    /// `ECONNRESET` (the peer's RST arrived) and `EPIPE` (we wrote after the
-    /// peer's RST or after it closed both directions) are the usual ones; any
-    /// other error on an established stream (`ETIMEDOUT` from keepalive,
-    /// `EHOSTUNREACH`, ...) leaves it just as unusable, so it is counted the
-    /// same way. `WouldBlock` and `Interrupted` are not errors and must be
-    /// handled by the caller before this is reached.
-    pub fn from_io_error(err: &io::Error) -> CloseReason {
-        debug_assert!(!matches!(
-            err.kind(),
-            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
-        ));
-        CloseReason::Reset
-    }
-
     /// Whether `err` is the peer resetting the stream (as opposed to some
     /// other failure); used to pick the wording of the log line.
     pub fn is_peer_reset(err: &io::Error) -> bool {
@@ -58,7 +47,6 @@ impl fmt::Display for CloseReason {
             CloseReason::Eof => "eof",
             CloseReason::Reset => "reset",
             CloseReason::Idle => "idle",
-            CloseReason::Rejected => "rejected",
         })
     }
 }

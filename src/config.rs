@@ -1,19 +1,20 @@
-//! A validated server configuration, built from the command-line flags.
+//! A validated server configuration: what every server needs to start.
 //!
-//! Everything that can be wrong with the user's input is found here, before a
-//! socket is opened, and reported as one [`ConfigError`] whose message names
-//! the flag and the value. After this point the servers deal only with
-//! resolved addresses and limits that make sense.
+//! The command line (`crate::cli`) builds it, and everything that can be
+//! wrong with the user's input is found there or here, before a socket is
+//! opened, and reported as one [`ConfigError`] whose message names the flag
+//! and the value. After this point the servers deal only with resolved
+//! addresses and limits that make sense. Dependencies point one way: the
+//! command line knows this module, this module knows no command line.
 
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use crate::cli::ServerArgs;
 use crate::service::Service;
 
 /// The address used for UDP when `--tcp` is off and `--udp` is not given.
-const DEFAULT_UDP: &str = "127.0.0.1:8080";
+pub const DEFAULT_UDP: &str = "127.0.0.1:8080";
 
 /// Where one protocol listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,38 +87,12 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl ServerConfig {
-    /// Validates the flags and resolves the addresses.
-    ///
-    /// # Errors
-    /// [`ConfigError`] for an address that does not resolve, or when both
-    /// protocols are off.
-    pub fn from_args(args: &ServerArgs) -> Result<ServerConfig, ConfigError> {
-        let tcp = parse_endpoint("--tcp", &args.tcp)?;
-        let udp = match (&args.udp, tcp) {
-            (Some(text), _) => parse_endpoint("--udp", text)?,
-            (None, Endpoint::At(addr)) => Endpoint::At(addr),
-            (None, Endpoint::Off) => parse_endpoint("--udp", DEFAULT_UDP)?,
-        };
-        if tcp == Endpoint::Off && udp == Endpoint::Off {
-            return Err(ConfigError::NothingToServe);
-        }
-        let seconds = |s: u64| (s > 0).then(|| Duration::from_secs(s));
-        Ok(ServerConfig {
-            tcp,
-            udp,
-            service: Service::new(args.mode, &args.greeting),
-            max_connections: args.max_connections.map(|n| n as usize),
-            idle_timeout: seconds(args.idle_timeout),
-            max_pending: args.max_pending as usize,
-            stats_interval: seconds(args.stats_interval),
-        })
-    }
-}
-
 /// `off`, or anything std resolves (`127.0.0.1:8080`, `[::1]:0`,
 /// `localhost:8080`); the first resolved address is used.
-fn parse_endpoint(flag: &'static str, text: &str) -> Result<Endpoint, ConfigError> {
+///
+/// # Errors
+/// [`ConfigError::BadAddress`] naming `flag` and the input.
+pub fn parse_endpoint(flag: &'static str, text: &str) -> Result<Endpoint, ConfigError> {
     if text.eq_ignore_ascii_case("off") {
         return Ok(Endpoint::Off);
     }
@@ -136,40 +111,22 @@ fn parse_endpoint(flag: &'static str, text: &str) -> Result<Endpoint, ConfigErro
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::Parser;
-
-    fn config(args: &[&str]) -> Result<ServerConfig, ConfigError> {
-        let mut argv = vec!["reactor-echo", "serve"];
-        argv.extend_from_slice(args);
-        let cli = crate::cli::Cli::try_parse_from(argv).expect("flags parse");
-        match cli.command {
-            crate::cli::Command::Serve(server) => ServerConfig::from_args(&server),
-            _ => unreachable!("the test parses `serve`"),
-        }
-    }
 
     #[test]
-    fn udp_defaults_to_the_tcp_address() {
-        let c = config(&["--tcp", "127.0.0.1:9000"]).unwrap();
-        assert_eq!(c.udp, c.tcp);
-        let c = config(&["--tcp", "off"]).unwrap();
-        assert_eq!(c.udp.addr().unwrap().to_string(), "127.0.0.1:8080");
-    }
-
-    #[test]
-    fn bad_address_names_flag_and_input() {
-        let err = config(&["--udp", "not-an-address"]).unwrap_err();
+    fn off_and_addresses_parse_and_bad_input_names_flag_and_input() {
+        assert_eq!(parse_endpoint("--tcp", "OFF"), Ok(Endpoint::Off));
+        assert_eq!(
+            parse_endpoint("--tcp", "127.0.0.1:9")
+                .unwrap()
+                .addr()
+                .unwrap()
+                .port(),
+            9
+        );
+        let err = parse_endpoint("--udp", "not-an-address").unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("invalid --udp address 'not-an-address'")
-        );
-    }
-
-    #[test]
-    fn both_off_is_refused() {
-        assert_eq!(
-            config(&["--tcp", "off", "--udp", "off"]).unwrap_err(),
-            ConfigError::NothingToServe
         );
     }
 }

@@ -18,25 +18,39 @@
 //! The pieces that do not depend on how sockets are driven:
 //! [`service`] (what echo, upper and greet do), [`upper`] (streaming UTF-8
 //! uppercasing), [`close`] (why a connection ended), [`stats`] (the counters
-//! and the stats line), [`net`] (binding and the start-up line),
-//! [`fd_limit`] (the open-file limit), [`config`] and [`cli`] (the flags).
+//! and the stats line, with its reader), [`listening`] (the start-up line,
+//! with its reader), [`net`] (binding the sockets), [`error`] (why a server
+//! stopped), [`config`] and [`cli`] (the flags), and two crate-private
+//! helpers: `fd_limit` (the open-file limit) and `allocator` (giving a peak's
+//! memory back).
 //!
 //! Beside the reactor: [`blocking`], the same server written with blocking
 //! `std::net` sockets (one client at a time, or a thread per connection), to
 //! read side by side with `reactor.rs`; and [`client`], the interactive
 //! clients.
 //!
-//! And [`bench`](mod@bench), the load generator: a client-side mio reactor of its own
-//! (`bench/driver.rs`), the pattern seen from the other end.
+//! And [`bench`](mod@bench), the load generator: a client-side mio reactor of
+//! its own (`bench/driver.rs`), the pattern seen from the other end.
+//!
+//! # What is public, and for whom
+//! The binary (`src/main.rs`) is a client of this library like any other, so
+//! everything it runs is public: [`cli`], [`config`], [`reactor`],
+//! [`blocking`], [`client`], [`bench`](mod@bench), [`error`]. The tests and benches
+//! read the contract lines with [`stats`] and [`listening`], and measure
+//! [`service`], [`upper`] and [`reactor::state`] directly; [`reactor`]
+//! takes bound sockets ([`net`]) so that a test or a course step can drive
+//! the same loop. What no one outside needs stays crate-private.
 
-pub mod allocator;
+mod allocator;
 pub mod bench;
 pub mod blocking;
 pub mod cli;
 pub mod client;
 pub mod close;
 pub mod config;
-pub mod fd_limit;
+pub mod error;
+mod fd_limit;
+pub mod listening;
 pub mod net;
 pub mod reactor;
 pub mod service;

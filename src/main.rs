@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use reactor_echo::cli::{Cli, Command, ServerArgs};
 use reactor_echo::config::ServerConfig;
+use reactor_echo::error::ServerError;
 use reactor_echo::stats::Stats;
-use reactor_echo::{bench, blocking, client, net::StartError, reactor};
+use reactor_echo::{bench, blocking, client, reactor};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -20,7 +21,7 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => run_server(&args, reactor::serve),
+        Command::Serve(args) => run_server(&args.server, reactor::serve),
         Command::Blocking(args) => {
             run_server(&args.server, |config| blocking::serve(config, args.model))
         }
@@ -42,9 +43,9 @@ fn main() -> ExitCode {
 /// cannot start).
 fn run_server(
     args: &ServerArgs,
-    serve: impl FnOnce(&ServerConfig) -> Result<Stats, StartError>,
+    serve: impl FnOnce(&ServerConfig) -> Result<Stats, ServerError>,
 ) -> ExitCode {
-    let config = match ServerConfig::from_args(args) {
+    let config = match args.to_config() {
         Ok(config) => config,
         Err(e) => return fail(&e, 2),
     };

@@ -1,4 +1,4 @@
-//! Opening the sockets and announcing them: shared by every server.
+//! Opening the sockets: shared by every server.
 //!
 //! The TCP listener is built with socket2 rather than `TcpListener::bind`,
 //! because both std and mio hard-code a listen backlog of 128. A storm of
@@ -8,56 +8,63 @@
 //! silently caps it at `net.core.somaxconn`
 //! ([listen(2)](https://man7.org/linux/man-pages/man2/listen.2.html)).
 
-use std::fmt;
-use std::io::{self, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+
 /// The backlog requested from `listen(2)`; the kernel caps it at somaxconn.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// A failure to start that is not the user's typing: exit status 1.
+/// Whether a socket's calls block (the blocking server) or return
+/// `WouldBlock` (the reactor).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoMode {
+    /// Calls wait until they can complete.
+    Blocking,
+    /// Calls that cannot complete at once return `WouldBlock`.
+    NonBlocking,
+}
+
+/// The sockets a server was asked for, bound and listening.
 #[derive(Debug)]
-pub struct StartError {
-    /// What was being attempted, e.g. `cannot bind TCP 127.0.0.1:8080`.
-    pub context: String,
-    /// The operating system's reason.
-    pub source: io::Error,
+pub struct Sockets {
+    /// The TCP listener, unless TCP is off.
+    pub tcp: Option<TcpListener>,
+    /// The UDP socket, unless UDP is off.
+    pub udp: Option<UdpSocket>,
 }
 
-impl fmt::Display for StartError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.context, self.source)
+impl Sockets {
+    /// Binds what `config` asks for, TCP first.
+    ///
+    /// # Errors
+    /// A [`ServerError`] naming the address that could not be bound.
+    pub fn bind(config: &ServerConfig, mode: IoMode) -> Result<Sockets, ServerError> {
+        Ok(Sockets {
+            tcp: config.tcp.addr().map(|a| bind_tcp(a, mode)).transpose()?,
+            udp: config.udp.addr().map(|a| bind_udp(a, mode)).transpose()?,
+        })
     }
 }
 
-impl std::error::Error for StartError {}
-
-impl StartError {
-    /// Wraps an I/O error with what was being attempted.
-    pub fn new(context: impl Into<String>, source: io::Error) -> Self {
-        StartError {
-            context: context.into(),
-            source,
-        }
-    }
-}
-
-/// Binds a TCP listener with a large backlog. `nonblocking` is true for the
-/// reactor and false for the blocking server.
+/// Binds a TCP listener with a large backlog.
 ///
 /// # Errors
-/// A [`StartError`] naming the address (for example "Address already in use").
-pub fn bind_tcp(addr: SocketAddr, nonblocking: bool) -> Result<TcpListener, StartError> {
-    let fail = |e| StartError::new(format!("cannot bind TCP {addr}"), e);
+/// A [`ServerError`] naming the address (for example "Address already in use").
+pub fn bind_tcp(addr: SocketAddr, mode: IoMode) -> Result<TcpListener, ServerError> {
+    let fail = |e| ServerError::new(format!("cannot bind TCP {addr}"), e);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
     // SO_REUSEADDR lets a restarted server bind while old connections sit in
     // TIME_WAIT; on Linux it does not let two listeners share a port, so
     // "address in use" is still reported when another server holds it.
     socket.set_reuse_address(true).map_err(fail)?;
-    socket.set_nonblocking(nonblocking).map_err(fail)?;
+    socket
+        .set_nonblocking(mode == IoMode::NonBlocking)
+        .map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
     socket.listen(LISTEN_BACKLOG).map_err(fail)?;
     Ok(socket.into())
@@ -66,11 +73,13 @@ pub fn bind_tcp(addr: SocketAddr, nonblocking: bool) -> Result<TcpListener, Star
 /// Binds the UDP socket.
 ///
 /// # Errors
-/// A [`StartError`] naming the address.
-pub fn bind_udp(addr: SocketAddr, nonblocking: bool) -> Result<UdpSocket, StartError> {
-    let fail = |e| StartError::new(format!("cannot bind UDP {addr}"), e);
+/// A [`ServerError`] naming the address.
+pub fn bind_udp(addr: SocketAddr, mode: IoMode) -> Result<UdpSocket, ServerError> {
+    let fail = |e| ServerError::new(format!("cannot bind UDP {addr}"), e);
     let socket = UdpSocket::bind(addr).map_err(fail)?;
-    socket.set_nonblocking(nonblocking).map_err(fail)?;
+    socket
+        .set_nonblocking(mode == IoMode::NonBlocking)
+        .map_err(fail)?;
     Ok(socket)
 }
 
@@ -80,19 +89,6 @@ pub fn effective_backlog() -> i32 {
         .ok()
         .and_then(|s| s.trim().parse::<i32>().ok())
         .map_or(LISTEN_BACKLOG, |cap| cap.min(LISTEN_BACKLOG))
-}
-
-/// Prints the one start-up line, `listening tcp=ADDR udp=ADDR` (`off` for a
-/// disabled endpoint), and flushes it: tests and scripts wait for it to learn
-/// the ports that port 0 picked.
-///
-/// # Errors
-/// Only if stdout cannot be written.
-pub fn announce(tcp: Option<SocketAddr>, udp: Option<SocketAddr>) -> io::Result<()> {
-    let show = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening tcp={} udp={}", show(tcp), show(udp))?;
-    out.flush()
 }
 
 /// Source ports a UDP server must never answer: 0 is not a valid source, and

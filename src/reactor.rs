@@ -1,31 +1,43 @@
 //! The reactor: one thread, one `mio::Poll`, every socket on it.
 //!
-//! Read this file top to bottom. [`serve`] opens the sockets and announces
-//! them; [`Reactor::run`] is the event loop, in four named phases (the shape
-//! of redis's `aeProcessEvents`):
+//! Read this file top to bottom. [`serve`] is the process around the
+//! reactor, in five short steps: bind the sockets, build the [`Reactor`] on
+//! them, announce the `listening` line, run, print the final stats line. The
+//! reactor itself takes bound sockets and a shutdown source and hands back
+//! its counters, so that another composition (a worker under a supervisor, a
+//! test) can drive the same loop differently.
 //!
-//! 1. **before sleep**: remove the connections closed during the last batch,
-//!    resume a paused acceptor, and work out how long the poll may sleep;
-//! 2. **sleep**: `Poll::poll` waits until the kernel reports readiness;
-//! 3. **dispatch**: each event goes to its owner, decoded from its token
-//!    ([`token`]); connections that used their read budget get another turn;
-//! 4. **timers**: idle and linger deadlines, the stats line, the end of the
-//!    grace period.
+//! [`Reactor::run`] is the event loop, in four named phases (the shape of
+//! redis's `aeProcessEvents`), each a method of the same name:
 //!
-//! mio's epoll is edge-triggered: an event says "something changed", once.
-//! Every handler therefore works until the kernel says `WouldBlock` (or
-//! until its budget runs out, and then the reactor remembers to come back),
-//! because no second event will come for work left behind.
+//! 1. **before sleep** (`Reactor::before_sleep`): remove the connections
+//!    closed during the last batch, resume a paused acceptor, and work out
+//!    how long the poll may sleep;
+//! 2. **sleep** (`Reactor::sleep`): `Poll::poll` waits until the kernel
+//!    reports readiness or a deadline is due;
+//! 3. **dispatch** (`Reactor::dispatch`): each event goes to its owner,
+//!    decoded from its token ([`token`]), and the loop acts on what the owner
+//!    reports ([`Turn`]); then the sockets whose read budget ran out get
+//!    another turn;
+//! 4. **timers** (`Reactor::timers`): the end of the grace period, idle
+//!    and linger deadlines, the periodic stats line.
+//!
+//! mio's epoll is edge-triggered: an event says "something changed", once
+//! (epoll(7): "delivers events only when changes occur on the monitored file
+//! descriptor"). Every handler therefore works until the kernel says
+//! `WouldBlock` (or until its budget runs out, and then the reactor
+//! remembers to come back), because no second event will come for work left
+//! behind.
 //!
 //! Only a failure of `poll` itself ends the loop with an error. Everything a
 //! peer can do wrong ends that peer's connection, counted, and nothing else.
 //!
 //! Read it beside [`crate::blocking`], the same server with blocking calls.
-//! Its numbered sections map to this one: 1. Bind is [`Reactor::new`];
-//! 2. Accept is `listener.rs`; 3. Read and transform is
-//! `Connection::on_readable`; 4. Write is `Connection::send` and
-//! `on_writable`; 5. EOF, reset, idle are `state.rs` and `deadlines.rs`;
-//! 6. Shutdown is `shutdown.rs` and the grace period in phase 4.
+//! Its named sections map to this file: *Bind* is [`serve`] and
+//! [`Reactor::new`]; *Accept* is `listener.rs`; *Read and transform* is
+//! `Connection::on_readable`; *Write* is `Connection::send` and
+//! `on_writable`; *EOF, reset, idle* are `state.rs` and `deadlines.rs`;
+//! *Shutdown* is `shutdown.rs` and the grace period in the timers phase.
 
 pub mod connection;
 pub mod deadlines;
@@ -38,17 +50,19 @@ pub mod udp;
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::{info, trace, warn};
+use log::{info, log_enabled, trace, warn};
 use mio::event::Event;
 use mio::{Events, Poll};
 use slab::Slab;
 
 use crate::config::ServerConfig;
+use crate::error::ServerError;
 use crate::fd_limit;
-use crate::net::{self, StartError};
+use crate::listening::Listening;
+use crate::net::{self, IoMode, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
-use connection::{Connection, Ctx};
+use connection::{Connection, Ctx, Turn};
 use deadlines::Sweeper;
 use listener::{AcceptCtx, Acceptor};
 use shutdown::{Request, Shutdown};
@@ -61,47 +75,35 @@ const SCRATCH_SIZE: usize = 64 * 1024;
 /// Events taken from the kernel per poll.
 const EVENTS_CAPACITY: usize = 1024;
 
-/// The reactor and everything it owns.
-#[derive(Debug)]
-pub struct Reactor {
-    poll: Poll,
-    acceptor: Option<Acceptor>,
-    udp: Option<UdpEndpoint>,
-    shutdown: Shutdown,
-    /// The connections; slot `k` has token `3 + k` (see [`token`]).
-    conns: Slab<Connection>,
-    /// The one read buffer, lent to whichever socket is being read.
-    scratch: Box<[u8]>,
-    /// The one buffer for replies that cannot be made in place.
-    reply: Vec<u8>,
-    service: Service,
-    stats: Stats,
-    max_pending: usize,
-    idle_timeout: Option<Duration>,
-    sweeper: Sweeper,
-    /// Slab keys closed during this batch; removed in phase 1.
-    closed: Vec<usize>,
-    /// Slab keys whose read budget ran out; read again in phase 3.
-    read_again: Vec<usize>,
-    /// The UDP socket's budget ran out; read it again in phase 3.
-    udp_read_again: bool,
-    stats_interval: Option<Duration>,
-    next_stats: Option<Instant>,
+/// How a reactor is to behave, beside its sockets.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// What to do with received bytes.
+    pub service: Service,
+    /// Connections served at once; more are accepted and closed.
+    pub max_connections: usize,
+    /// Close connections idle for this long.
+    pub idle_timeout: Option<Duration>,
+    /// Owed bytes above which reading from a connection pauses.
+    pub max_pending: usize,
+    /// How often to report the counters while running.
+    pub stats_interval: Option<Duration>,
 }
 
 /// Runs the reactor server until SIGINT or SIGTERM, then prints the stats
 /// line. This is `reactor-echo serve`.
 ///
 /// # Errors
-/// A [`StartError`] if a socket cannot be bound or the poll fails.
-pub fn serve(config: &ServerConfig) -> Result<Stats, StartError> {
+/// A [`ServerError`] if a socket cannot be bound, the signal handlers cannot
+/// be installed, or the poll fails.
+pub fn serve(config: &ServerConfig) -> Result<Stats, ServerError> {
     // Raise the limit before binding, report it after: a start-up error must
     // be the first line on stderr (see `fd_limit`).
     let limits = fd_limit::raise_to_hard_limit();
     let max_connections = config
         .max_connections
         .unwrap_or_else(|| limits.default_max_connections());
-    let reactor = Reactor::new(config, max_connections)?;
+    let sockets = Sockets::bind(config, IoMode::NonBlocking)?;
     limits.log();
     if max_connections > limits.default_max_connections() {
         warn!(
@@ -114,50 +116,109 @@ pub fn serve(config: &ServerConfig) -> Result<Stats, StartError> {
         "max connections: {max_connections}; listen backlog {}",
         net::effective_backlog()
     );
-    reactor.announce()?;
-    reactor.run()
+    let shutdown = Shutdown::on_signals()
+        .map_err(|e| ServerError::new("cannot install signal handlers", e))?;
+    let options = Options {
+        service: config.service.clone(),
+        max_connections,
+        idle_timeout: config.idle_timeout,
+        max_pending: config.max_pending,
+        stats_interval: config.stats_interval,
+    };
+    let reactor = Reactor::new(sockets, shutdown, options)?;
+    info!("mode {}", config.service.mode());
+    reactor
+        .listening()
+        .and_then(|line| line.announce())
+        .map_err(|e| ServerError::new("cannot announce the listening addresses", e))?;
+    let stats = reactor.run(&mut print_stats)?;
+    print_stats(&stats);
+    info!("stopped");
+    Ok(stats)
+}
+
+fn print_stats(stats: &Stats) {
+    if let Err(e) = stats.print_line() {
+        warn!("cannot print the stats line: {e}");
+    }
+}
+
+/// The reactor and everything it owns.
+#[derive(Debug)]
+pub struct Reactor {
+    /// The one poll every socket is registered with.
+    poll: Poll,
+    /// The TCP listener and the connection limit. `None` both when TCP is
+    /// off and once shutdown has begun (the listener is closed then, so new
+    /// connections are refused by the kernel).
+    acceptor: Option<Acceptor>,
+    /// The UDP socket and its queue of unsent replies; `None` when UDP is off.
+    udp: Option<UdpEndpoint>,
+    /// The signal source and, once a signal came, the end of the grace period.
+    shutdown: Shutdown,
+    /// The connections; slot `k` has the token `FIRST_CONNECTION + k` (see
+    /// [`token`]).
+    conns: Slab<Connection>,
+    /// The one read buffer, lent to whichever socket is being read.
+    scratch: Box<[u8]>,
+    /// The one buffer for replies that cannot be made in place.
+    reply: Vec<u8>,
+    /// What to do with received bytes.
+    service: Service,
+    /// The counters of the stats line.
+    stats: Stats,
+    /// Owed bytes above which reading from a connection pauses.
+    max_pending: usize,
+    /// Close connections idle for this long (`None`: never).
+    idle_timeout: Option<Duration>,
+    /// When the next sweep of idle and linger deadlines is due.
+    sweeper: Sweeper,
+    /// Slab keys of connections closed during this batch; removed in the
+    /// before-sleep phase, never within a batch (see [`token`]).
+    closed: Vec<usize>,
+    /// Slab keys whose read budget ran out; read again in the dispatch phase.
+    read_again: Vec<usize>,
+    /// The UDP socket's budget ran out; read it again in the dispatch phase.
+    udp_read_again: bool,
+    /// How often to report the counters while running.
+    stats_interval: Option<Duration>,
+    /// When the next periodic report is due.
+    next_stats: Option<Instant>,
 }
 
 impl Reactor {
-    /// Binds the sockets and registers them with a new `Poll`.
+    /// Registers bound sockets and the shutdown source with a new `Poll`.
     ///
     /// # Errors
-    /// A [`StartError`] naming what could not be opened.
-    pub fn new(config: &ServerConfig, max_connections: usize) -> Result<Reactor, StartError> {
-        // Bind every socket before anything is registered or logged: mio logs
-        // registrations at trace level, and a bind error must come first.
-        let listener = config
-            .tcp
-            .addr()
-            .map(|a| net::bind_tcp(a, true))
-            .transpose()?;
-        let udp_socket = config
-            .udp
-            .addr()
-            .map(|a| net::bind_udp(a, true))
-            .transpose()?;
-        let poll = Poll::new().map_err(|e| StartError::new("cannot create the poll", e))?;
+    /// A [`ServerError`] naming what could not be registered.
+    pub fn new(
+        sockets: Sockets,
+        mut shutdown: Shutdown,
+        options: Options,
+    ) -> Result<Reactor, ServerError> {
+        let poll = Poll::new().map_err(|e| ServerError::new("cannot create the poll", e))?;
         let registry = poll.registry();
-        let acceptor = match listener {
+        let acceptor = match sockets.tcp {
             Some(listener) => Some(
                 Acceptor::new(
                     mio::net::TcpListener::from_std(listener),
                     registry,
-                    max_connections,
+                    options.max_connections,
                 )
-                .map_err(|e| StartError::new("cannot register the listener", e))?,
+                .map_err(|e| ServerError::new("cannot register the listener", e))?,
             ),
             None => None,
         };
-        let udp = match udp_socket {
+        let udp = match sockets.udp {
             Some(socket) => Some(
                 UdpEndpoint::new(mio::net::UdpSocket::from_std(socket), registry)
-                    .map_err(|e| StartError::new("cannot register the UDP socket", e))?,
+                    .map_err(|e| ServerError::new("cannot register the UDP socket", e))?,
             ),
             None => None,
         };
-        let shutdown = Shutdown::new(registry)
-            .map_err(|e| StartError::new("cannot install signal handlers", e))?;
+        shutdown
+            .register(registry)
+            .map_err(|e| ServerError::new("cannot register the signal pipe", e))?;
         Ok(Reactor {
             poll,
             acceptor,
@@ -166,78 +227,55 @@ impl Reactor {
             conns: Slab::new(),
             scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
             reply: Vec::with_capacity(SCRATCH_SIZE),
-            service: config.service.clone(),
+            service: options.service,
             stats: Stats::default(),
-            max_pending: config.max_pending,
-            idle_timeout: config.idle_timeout,
+            max_pending: options.max_pending,
+            idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
             closed: Vec::new(),
             read_again: Vec::new(),
             udp_read_again: false,
-            stats_interval: config.stats_interval,
-            next_stats: config.stats_interval.map(|every| Instant::now() + every),
+            stats_interval: options.stats_interval,
+            next_stats: options.stats_interval.map(|every| Instant::now() + every),
         })
     }
 
-    /// Prints the `listening tcp=... udp=...` line.
+    /// The addresses the reactor listens on, for the `listening` line.
     ///
     /// # Errors
-    /// If an address cannot be read back or stdout cannot be written.
-    pub fn announce(&self) -> Result<(), StartError> {
-        let fail = |e| StartError::new("cannot announce the listening addresses", e);
-        let tcp = self
-            .acceptor
-            .as_ref()
-            .map(Acceptor::local_addr)
-            .transpose()
-            .map_err(fail)?;
-        let udp = self
-            .udp
-            .as_ref()
-            .map(UdpEndpoint::local_addr)
-            .transpose()
-            .map_err(fail)?;
-        info!("mode {}", self.service.mode());
-        net::announce(tcp, udp).map_err(fail)
+    /// If an address cannot be read back (`getsockname(2)`).
+    pub fn listening(&self) -> io::Result<Listening> {
+        Ok(Listening {
+            tcp: self
+                .acceptor
+                .as_ref()
+                .map(Acceptor::local_addr)
+                .transpose()?,
+            udp: self.udp.as_ref().map(UdpEndpoint::local_addr).transpose()?,
+        })
     }
 
-    /// The event loop. Returns the final counters after the grace period,
-    /// having printed them as the stats line.
+    /// The event loop, until a shutdown source says stop and the grace
+    /// period is over. `report` gets the counters every `stats_interval`;
+    /// the final ones are returned.
     ///
     /// # Errors
     /// Only if `Poll::poll` fails with something other than `EINTR`.
-    pub fn run(mut self) -> Result<Stats, StartError> {
+    pub fn run(mut self, report: &mut dyn FnMut(&Stats)) -> Result<Stats, ServerError> {
         // A local, not a field, so that dispatch can borrow `self` mutably.
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
-            // 1. Before sleep.
             let timeout = self.before_sleep(Instant::now());
-
-            // 2. Sleep until the kernel reports readiness or a timer is due.
-            if let Err(e) = self.poll.poll(&mut events, timeout) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return Err(StartError::new("poll failed", e));
-            }
+            self.sleep(&mut events, timeout)?;
             let now = Instant::now();
-
-            // 3. Dispatch.
             for event in events.iter() {
                 self.dispatch(event, now);
             }
             self.serve_read_again(now);
-
-            // 4. Timers.
-            if self.after_wake(now) {
-                break;
+            if self.timers(now, report) {
+                return Ok(self.stats);
             }
         }
-        if let Err(e) = self.stats.print_line() {
-            warn!("cannot print the stats line: {e}");
-        }
-        info!("stopped");
-        Ok(self.stats)
     }
 
     /// Phase 1: reap, resume, and choose the poll timeout.
@@ -271,7 +309,21 @@ impl Reactor {
             .map(|at| at.saturating_duration_since(now))
     }
 
-    /// Phase 3: hand one event to its owner.
+    /// Phase 2: sleep until the kernel reports readiness or `timeout` passes.
+    /// A signal that interrupts the sleep (`EINTR`) is an empty wake-up.
+    fn sleep(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), ServerError> {
+        match self.poll.poll(events, timeout) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => return Err(ServerError::new("poll failed", e)),
+        }
+        if log_enabled!(log::Level::Trace) {
+            trace!("wake: {} events", events.iter().count());
+        }
+        Ok(())
+    }
+
+    /// Phase 3: hand one event to its owner, and act on what it reports.
     fn dispatch(&mut self, event: &Event, now: Instant) {
         match token::target(event.token()) {
             Target::Listener => self.accept_all(now),
@@ -281,12 +333,13 @@ impl Reactor {
                     udp.on_writable(&mut self.stats);
                 }
                 if event.is_readable() {
-                    self.udp_read_again = udp.on_readable(
+                    let turn = udp.on_readable(
                         &mut self.scratch,
                         &mut self.reply,
                         &self.service,
                         &mut self.stats,
                     );
+                    self.udp_read_again = turn == Turn::BudgetUsed;
                 }
             }
             Target::Signals => match self.shutdown.on_signal(now) {
@@ -297,32 +350,55 @@ impl Reactor {
                 Request::None => {}
             },
             Target::Connection(key) => {
-                trace!(
-                    "conn={key} event{}{}{}{}",
-                    if event.is_readable() { " readable" } else { "" },
-                    if event.is_writable() { " writable" } else { "" },
-                    if event.is_read_closed() {
-                        " read_closed"
-                    } else {
-                        ""
-                    },
-                    if event.is_error() { " error" } else { "" },
-                );
+                if log_enabled!(log::Level::Trace) {
+                    trace!("conn={key} event {}", describe(event));
+                }
+                let idle_timeout = self.idle_timeout;
                 let (conns, mut ctx) = self.split(now);
                 // A slot emptied earlier (never within a batch: see token.rs).
                 let Some(conn) = conns.get_mut(key) else {
                     return;
                 };
-                // Write first: draining what is owed may unpause the reader.
-                if event.is_writable() || event.is_write_closed() || event.is_error() {
-                    conn.on_writable(key, &mut ctx);
+                if conn.state().is_closed() {
+                    return; // closed earlier in this batch; removed after it
                 }
+                let before = conn.state();
                 // Errors and hang-ups are only hints (mio's docs): the verdict
                 // comes from `read` itself, which returns 0 or the error.
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    conn.on_readable(key, &mut ctx, event.is_read_closed() || event.is_error());
+                if event.is_read_closed() || event.is_error() {
+                    conn.hint_peer_fin();
                 }
+                let mut turn = Turn::Done;
+                // Write first: flushing what is owed may let the reader resume.
+                if event.is_writable() || event.is_write_closed() || event.is_error() {
+                    turn = turn.then(conn.on_writable(key, &mut ctx));
+                }
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    turn = turn.then(conn.on_readable(key, &mut ctx));
+                }
+                // A new state may bring a new deadline (the linger after our
+                // FIN); a message in the same state never does.
+                let deadline = (conn.state() != before)
+                    .then(|| conn.deadline(idle_timeout))
+                    .flatten();
+                self.act_on(key, turn, deadline);
             }
+        }
+    }
+
+    /// What the loop does with a connection's turn: every rule about
+    /// removal, coming back, and timers is here.
+    fn act_on(&mut self, key: usize, turn: Turn, deadline: Option<Instant>) {
+        match turn {
+            // Removed in phase 1, after the batch: a later event of this
+            // batch for the same slot must not reach a newcomer.
+            Turn::Closed => self.closed.push(key),
+            // epoll will not report the input left behind: come back to it.
+            Turn::BudgetUsed => self.read_again.push(key),
+            Turn::Done => {}
+        }
+        if let Some(at) = deadline {
+            self.sweeper.wake_at(at);
         }
     }
 
@@ -330,36 +406,42 @@ impl Reactor {
     fn serve_read_again(&mut self, now: Instant) {
         if self.udp_read_again {
             if let Some(udp) = self.udp.as_mut() {
-                self.udp_read_again = udp.on_readable(
+                let turn = udp.on_readable(
                     &mut self.scratch,
                     &mut self.reply,
                     &self.service,
                     &mut self.stats,
                 );
+                self.udp_read_again = turn == Turn::BudgetUsed;
             }
         }
         if self.read_again.is_empty() {
             return;
         }
-        let mut keys = std::mem::take(&mut self.read_again);
-        let (conns, mut ctx) = self.split(now);
+        let keys = std::mem::take(&mut self.read_again);
         for &key in &keys {
+            let idle_timeout = self.idle_timeout;
+            let (conns, mut ctx) = self.split(now);
             // The slot may have been reused since: an extra read is harmless
             // (it reads WouldBlock), so no check beyond existence is needed.
-            if let Some(conn) = conns.get_mut(key) {
-                conn.on_readable(key, &mut ctx, false);
+            let Some(conn) = conns.get_mut(key) else {
+                continue;
+            };
+            if conn.state().is_closed() {
+                continue;
             }
-        }
-        // Keep the allocation for the next round if nothing was added.
-        if self.read_again.is_empty() {
-            keys.clear();
-            self.read_again = keys;
+            let before = conn.state();
+            let turn = conn.on_readable(key, &mut ctx);
+            let deadline = (conn.state() != before)
+                .then(|| conn.deadline(idle_timeout))
+                .flatten();
+            self.act_on(key, turn, deadline);
         }
     }
 
-    /// Phase 4: deadlines, the stats line, and the end of the grace period.
+    /// Phase 4: the end of the grace period, deadlines, the periodic stats.
     /// Returns true when the loop should stop.
-    fn after_wake(&mut self, now: Instant) -> bool {
+    fn timers(&mut self, now: Instant, report: &mut dyn FnMut(&Stats)) -> bool {
         // The grace period's limit comes first: connections still open at
         // it stay counted as active, whatever other deadline falls due now.
         if self.shutdown.deadline().is_some_and(|limit| now >= limit) {
@@ -370,9 +452,7 @@ impl Reactor {
         }
         if let (Some(at), Some(every)) = (self.next_stats, self.stats_interval) {
             if at <= now {
-                if let Err(e) = self.stats.print_line() {
-                    warn!("cannot print the stats line: {e}");
-                }
+                report(&self.stats);
                 self.next_stats = Some(at.max(now - every) + every);
             }
         }
@@ -384,14 +464,21 @@ impl Reactor {
     /// Closes every connection whose idle or linger deadline has passed.
     fn sweep(&mut self, now: Instant) {
         let idle_timeout = self.idle_timeout;
-        let (conns, mut ctx) = self.split(now);
         let mut earliest: Option<Instant> = None;
+        let mut closed = Vec::new();
+        let (conns, mut ctx) = self.split(now);
         for (key, conn) in conns.iter_mut() {
-            conn.on_timer(key, &mut ctx, idle_timeout);
+            if conn.state().is_closed() {
+                continue;
+            }
+            if conn.on_timer(key, &mut ctx, idle_timeout) == Turn::Closed {
+                closed.push(key);
+            }
             if let Some(at) = conn.deadline(idle_timeout) {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
+        self.closed.extend(closed);
         self.sweeper.swept(now, earliest);
     }
 
@@ -410,11 +497,12 @@ impl Reactor {
         });
     }
 
-    /// Stop accepting and taking requests; what is owed is still written,
-    /// then each connection sends its FIN and waits for the peer's.
+    /// The grace period begins: stop accepting and taking requests; what is
+    /// owed is still written, then each connection sends its FIN and waits
+    /// for the peer's.
     fn begin_shutdown(&mut self, now: Instant) {
         info!(
-            "shutting down: {} connections, writing what is owed for at most {:?}",
+            "shutting down: {} connections; grace period of at most {:?}",
             self.conns.len(),
             shutdown::GRACE_PERIOD
         );
@@ -425,9 +513,18 @@ impl Reactor {
             udp.stop_reading();
         }
         self.udp_read_again = false;
+        let idle_timeout = self.idle_timeout;
+        let mut turns = Vec::new();
         let (conns, mut ctx) = self.split(now);
         for (key, conn) in conns.iter_mut() {
-            conn.begin_shutdown(key, &mut ctx);
+            if conn.state().is_closed() {
+                continue;
+            }
+            let turn = conn.begin_shutdown(key, &mut ctx);
+            turns.push((key, turn, conn.deadline(idle_timeout)));
+        }
+        for (key, turn, deadline) in turns {
+            self.act_on(key, turn, deadline);
         }
     }
 
@@ -452,10 +549,24 @@ impl Reactor {
                 stats: &mut self.stats,
                 now,
                 max_pending: self.max_pending,
-                closed: &mut self.closed,
-                read_again: &mut self.read_again,
-                sweeper: &mut self.sweeper,
             },
         )
     }
+}
+
+/// The readiness an event reports, for the trace log: `readable writable
+/// read_closed error`, as far as set.
+fn describe(event: &Event) -> String {
+    let flags = [
+        (event.is_readable(), "readable"),
+        (event.is_writable(), "writable"),
+        (event.is_read_closed(), "read_closed"),
+        (event.is_error(), "error"),
+    ];
+    let set: Vec<&str> = flags
+        .iter()
+        .filter(|(is_set, _)| *is_set)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join(" ")
 }

@@ -15,7 +15,7 @@
 use crate::upper::{Output, UpperStream, upper_all};
 
 /// The service offered on both TCP and UDP.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Mode {
     /// Every byte back, unchanged, in order.
     #[default]

@@ -1,12 +1,14 @@
 //! The server's counters and the exact `stats ...` line printed on stdout.
 //!
 //! The line is part of the contract (scripts and the tests parse it), so its
-//! format is defined here once: `stats accepted=N rejected=N active=N
-//! closed_eof=N closed_reset=N closed_idle=N bytes_in=N bytes_out=N udp_in=N
-//! udp_out=N udp_dropped=N`.
+//! format is defined here once, with its one reader beside its writer:
+//! `stats accepted=N rejected=N active=N closed_eof=N closed_reset=N
+//! closed_idle=N bytes_in=N bytes_out=N udp_in=N udp_out=N udp_dropped=N`
+//! ([`Stats`]'s `Display`, and `FromStr` to read it back).
 
 use std::fmt;
 use std::io::{self, Write};
+use std::str::FromStr;
 
 use crate::close::CloseReason;
 
@@ -51,7 +53,6 @@ impl Stats {
             CloseReason::Eof => self.closed_eof += 1,
             CloseReason::Reset => self.closed_reset += 1,
             CloseReason::Idle => self.closed_idle += 1,
-            CloseReason::Rejected => {}
         }
     }
 
@@ -60,7 +61,8 @@ impl Stats {
         self.rejected += 1;
     }
 
-    /// Adds another set of counters (the blocking server keeps one per thread).
+    /// Adds another set of counters: how the stats of several servers (the
+    /// workers of one) are summed into one line.
     pub fn add(&mut self, other: &Stats) {
         self.accepted += other.accepted;
         self.rejected += other.rejected;
@@ -84,24 +86,97 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// The fields in the order of the line, with their names: the one list
+    /// that both the writer and the reader follow.
+    fn fields(&self) -> [(&'static str, u64); 11] {
+        [
+            ("accepted", self.accepted),
+            ("rejected", self.rejected),
+            ("active", self.active),
+            ("closed_eof", self.closed_eof),
+            ("closed_reset", self.closed_reset),
+            ("closed_idle", self.closed_idle),
+            ("bytes_in", self.bytes_in),
+            ("bytes_out", self.bytes_out),
+            ("udp_in", self.udp_in),
+            ("udp_out", self.udp_out),
+            ("udp_dropped", self.udp_dropped),
+        ]
+    }
+
+    fn field_mut(&mut self, index: usize) -> Option<&mut u64> {
+        Some(match index {
+            0 => &mut self.accepted,
+            1 => &mut self.rejected,
+            2 => &mut self.active,
+            3 => &mut self.closed_eof,
+            4 => &mut self.closed_reset,
+            5 => &mut self.closed_idle,
+            6 => &mut self.bytes_in,
+            7 => &mut self.bytes_out,
+            8 => &mut self.udp_in,
+            9 => &mut self.udp_out,
+            10 => &mut self.udp_dropped,
+            _ => return None,
+        })
+    }
+}
+
 impl fmt::Display for Stats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "stats accepted={} rejected={} active={} closed_eof={} closed_reset={} closed_idle={} \
-             bytes_in={} bytes_out={} udp_in={} udp_out={} udp_dropped={}",
-            self.accepted,
-            self.rejected,
-            self.active,
-            self.closed_eof,
-            self.closed_reset,
-            self.closed_idle,
-            self.bytes_in,
-            self.bytes_out,
-            self.udp_in,
-            self.udp_out,
-            self.udp_dropped
-        )
+        f.write_str("stats")?;
+        for (name, value) in self.fields() {
+            write!(f, " {name}={value}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A line that is not a stats line, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseStatsError(String);
+
+impl fmt::Display for ParseStatsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "not a stats line: {}", self.0)
+    }
+}
+
+impl std::error::Error for ParseStatsError {}
+
+impl FromStr for Stats {
+    type Err = ParseStatsError;
+
+    /// Reads a line written by `Display`: `stats`, then every field as
+    /// `name=N`, in order, and nothing else.
+    fn from_str(line: &str) -> Result<Stats, ParseStatsError> {
+        let bad = |why: String| ParseStatsError(format!("{why} in {line:?}"));
+        let mut words = line.split_whitespace();
+        if words.next() != Some("stats") {
+            return Err(bad("no leading `stats`".into()));
+        }
+        let mut stats = Stats::default();
+        let names = Stats::default().fields().map(|(name, _)| name);
+        for (index, name) in names.iter().enumerate() {
+            let word = words
+                .next()
+                .ok_or_else(|| bad(format!("`{name}` missing")))?;
+            let value = word
+                .strip_prefix(name)
+                .and_then(|rest| rest.strip_prefix('='))
+                .ok_or_else(|| bad(format!("`{name}=` expected, got `{word}`")))?;
+            let slot = stats
+                .field_mut(index)
+                .ok_or_else(|| bad("too many fields".into()))?;
+            *slot = value
+                .parse()
+                .map_err(|_| bad(format!("`{name}` is not a number")))?;
+        }
+        match words.next() {
+            Some(extra) => Err(bad(format!("unexpected `{extra}`"))),
+            None => Ok(stats),
+        }
     }
 }
 
@@ -122,5 +197,33 @@ mod tests {
             "stats accepted=2 rejected=1 active=1 closed_eof=0 closed_reset=1 closed_idle=0 \
              bytes_in=5 bytes_out=0 udp_in=0 udp_out=0 udp_dropped=0"
         );
+    }
+
+    #[test]
+    fn the_reader_reads_what_the_writer_writes_and_nothing_else() {
+        let stats = Stats {
+            accepted: 1,
+            rejected: 2,
+            active: 3,
+            closed_eof: 4,
+            closed_reset: 5,
+            closed_idle: 6,
+            bytes_in: 7,
+            bytes_out: 8,
+            udp_in: 9,
+            udp_out: 10,
+            udp_dropped: 11,
+        };
+        assert_eq!(stats.to_string().parse(), Ok(stats));
+        let line = stats.to_string();
+        for bad in [
+            line.replace("stats ", "stat "),
+            line.replace("active=3 ", ""),
+            line.replace("active=3", "active=x"),
+            line.replace("rejected=2 active=3", "active=3 rejected=2"),
+            format!("{line} extra=1"),
+        ] {
+            assert!(bad.parse::<Stats>().is_err(), "{bad}");
+        }
     }
 }

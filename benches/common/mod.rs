@@ -12,15 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// A server to measure: a name for the report and the command that starts it
-/// (it must print the `listening tcp=...` line).
-#[derive(Clone)]
-pub struct ServerKind {
-    /// The name in the report.
-    pub name: &'static str,
-    /// The command line.
-    pub command: Vec<String>,
-}
+use reactor_echo::listening::Listening;
+
+/// A server to measure: the one type for "a server" that the tests use too.
+#[path = "../../tests/integration/support/spec.rs"]
+mod spec;
+pub use spec::ServerSpec;
 
 /// A running server, pinned to CPU 0.
 pub struct Running {
@@ -30,10 +27,10 @@ pub struct Running {
 }
 
 impl Running {
-    pub fn start(kind: &ServerKind, wrapper: &[String]) -> Running {
+    pub fn start(kind: &ServerSpec, wrapper: &[String]) -> Running {
         let mut argv: Vec<String> = vec!["taskset".into(), "-c".into(), "0".into()];
         argv.extend_from_slice(wrapper);
-        argv.extend(kind.command.iter().cloned());
+        argv.extend(kind.command_line());
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .env("RUST_LOG", "warn")
@@ -45,15 +42,13 @@ impl Running {
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("listening line");
-        let tcp = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("tcp="))
-            .expect("tcp=");
-        let port = tcp
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .expect("port");
+        let listening: Listening = line
+            .parse()
+            .unwrap_or_else(|e| panic!("{}: {e}", kind.name));
+        let port = listening
+            .tcp
+            .unwrap_or_else(|| panic!("{} does not listen on TCP", kind.name))
+            .port();
         Running { child, port }
     }
 
@@ -245,7 +240,7 @@ pub fn cannot_run(bench: &str, why: &str) -> ! {
 
 /// Syscalls per message from `strace -c -f`: the difference between a long
 /// and a short run, so start-up and connection set-up cancel out.
-pub fn syscalls_per_message(kind: &ServerKind, lg: &Path, conns: usize) -> Option<f64> {
+pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Option<f64> {
     let count = |messages: u64| -> Option<f64> {
         let file = std::env::temp_dir().join(format!(
             "reactor-echo-strace-{}-{messages}.txt",
@@ -320,7 +315,7 @@ pub struct IdleCost {
 /// (`loadgen --idle`, plus `extra` arguments), and measures the server's RSS
 /// growth and threads half a second after they are all established.
 pub fn idle_cost_with_loadgen(
-    kind: &ServerKind,
+    kind: &ServerSpec,
     lg: &Path,
     conns: usize,
     extra: &[&str],
@@ -411,4 +406,26 @@ pub fn machine_line() -> String {
         kernel.trim(),
         thread::available_parallelism().map_or(0, |n| n.get())
     )
+}
+
+/// What a peak leaves behind: starts `kind`, has the C load generator open
+/// `conns` connections at once and make one verified round trip on each,
+/// then close them all; returns the server's RSS growth 1.5 s after they
+/// closed, measured from before the first connection.
+pub fn rss_kept_after_peak(kind: &ServerSpec, lg: &Path, conns: usize) -> u64 {
+    let server = Running::start(kind, &[]);
+    thread::sleep(Duration::from_millis(200));
+    let before = server.rss_bytes();
+    let _ = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(lg)
+        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args(["--conns", &conns.to_string(), "--size", "64", "--idle", "0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    thread::sleep(Duration::from_millis(1500));
+    let kept = server.rss_bytes().saturating_sub(before);
+    server.stop();
+    kept
 }

@@ -1,15 +1,34 @@
 //! The load generator's TCP engine: a client-side mio reactor.
 //!
-//! The second worked example of the pattern, seen from the other end. One
-//! thread and one `Poll` drive every client connection; each connection is a
-//! small state machine (`Connecting`, then `Open`), fed by readiness:
+//! The second worked example of the pattern, seen from the other end, and
+//! built the same way as the server: one thread, one `Poll`, connections in
+//! a `Slab` keyed by token, each a small state machine ([`ConnState`]:
+//! `Connecting`, then `Open`), and a loop in named steps:
+//!
+//! 1. **open**: start connects, at most [`CONNECT_BATCH`] in flight;
+//! 2. **advance**: move the run to its next [`RunPhase`] when it is due;
+//! 3. **schedule**: the open loop sends the messages whose time has come;
+//! 4. **sleep**: `Poll::poll` until readiness or the next deadline;
+//! 5. **dispatch**: each event to its connection;
+//! 6. **expire**: connects that took too long are counted as failed.
+//!
+//! Readiness drives each connection:
 //!
 //! * **writable while connecting**: the non-blocking `connect` has finished;
 //!   `take_error` says whether it succeeded (a refused connect shows up here);
 //! * **writable while open**: write the rest of what is queued;
 //! * **readable**: read the replies, check every byte, and for each message
-//!   whose last byte arrived, record its latency and (closed loop) queue the
-//!   next one.
+//!   whose last byte arrived, record its latency and ask the [`Role`] what
+//!   comes next.
+//!
+//! What depends on the kind of load is asked of the connection's [`Role`]
+//! (`role.rs`), never branched on here.
+//!
+//! **Removal.** A slot is freed at once (a lost connection, a finished churn
+//! cycle, a failed connect), not after the batch as in the server. That is
+//! safe because slots are reused only by connects, and connects start only
+//! in the *open* step, before the poll: within a batch a freed slot stays
+//! empty, and a later event for it finds nothing (`get_mut` is `None`).
 //!
 //! Messages are numbered by their offset in the stream: message `i` is bytes
 //! `i*size .. (i+1)*size`, so no per-message bookkeeping but a start time is
@@ -19,113 +38,64 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
+use log::trace;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::payload::{Expect, count_mismatches, fill_request};
+use super::payload::{count_mismatches, fill_request};
+use super::plan::{Outcome, Plan};
 use super::progress::Progress;
+use super::role::AfterReply;
 
 /// Connects in flight at once: a storm of 10,000 SYNs at once would overflow
 /// the server's accept queue and turn into one-second SYN retransmits.
-const CONNECT_BATCH: usize = 512;
+pub const CONNECT_BATCH: usize = 512;
 /// A connect that has not finished after this long is counted as failed.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After `--idle`, how long the final round trips may take.
 const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The I/O buffer (requests are generated into it, replies read into it).
 const BUFFER: usize = 64 * 1024;
+/// The longest the loop sleeps, so that the progress line keeps coming.
+const MAX_SLEEP: Duration = Duration::from_millis(250);
 
-/// What the connections do.
+/// Where the whole run is.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Workload {
-    /// Closed loop: each connection keeps `pipeline` messages in flight.
-    Closed,
-    /// Open loop: messages at this many per second in total, on a schedule.
-    Rate(f64),
-    /// Connect, one message, verify, close, repeat; latency covers it all.
-    Churn,
-    /// Connect, hold idle for the duration, then one round trip each.
-    Idle,
+pub enum RunPhase {
+    /// Connections are being opened; the clock has not started.
+    Opening,
+    /// Load runs but is not counted yet.
+    Warmup {
+        /// When counting starts.
+        until: Instant,
+    },
+    /// Load is counted (for `Idle`: the connections are held idle).
+    Measuring {
+        /// When counting started.
+        from: Instant,
+        /// When it stops.
+        until: Instant,
+    },
+    /// `Idle` only: one round trip on every connection, until all are back.
+    IdleCheck {
+        /// When the check gives up on the missing round trips.
+        until: Instant,
+    },
+    /// Over: nothing new is started.
+    Done,
 }
 
-/// Everything the driver needs to know.
-#[derive(Debug, Clone)]
-pub struct Plan {
-    /// The server.
-    pub addr: SocketAddr,
-    /// How many connections (or churn slots).
-    pub connections: usize,
-    /// Source addresses to bind before connecting (round robin); empty: let
-    /// the kernel choose.
-    pub sources: Vec<IpAddr>,
-    /// Bytes per message.
-    pub size: usize,
-    /// Messages in flight per connection (closed loop).
-    pub pipeline: usize,
-    /// What the replies must be.
-    pub expect: Expect,
-    /// Time before measuring.
-    pub warmup: Duration,
-    /// Time measured (for `Idle`: time held idle).
-    pub duration: Duration,
-    /// The kind of load.
-    pub workload: Workload,
-}
-
-/// What a run measured.
-#[derive(Debug)]
-pub struct Outcome {
-    /// Connections that completed their handshake (churn: cycles started that connected).
-    pub established: u64,
-    /// Connects that failed or timed out.
-    pub failed: u64,
-    /// Messages completed inside the measured window (churn: whole cycles).
-    pub messages: u64,
-    /// Reply bytes received inside the window.
-    pub bytes: u64,
-    /// Connections lost mid-run (reset, or closed by the server).
-    pub errors: u64,
-    /// Reply bytes that were not what the server owed.
-    pub mismatches: u64,
-    /// Latency of the messages in the window, in microseconds.
-    pub latency: Histogram<u64>,
-    /// The length of the measured window.
-    pub measured: Duration,
-    /// `Idle`: connections whose final round trip succeeded.
-    pub idle_ok: Option<u64>,
-}
-
-impl Outcome {
-    /// Nothing measured yet.
-    ///
-    /// # Errors
-    /// Only if the histogram's bounds were invalid (they are constants).
-    pub fn new() -> io::Result<Outcome> {
-        Ok(Outcome {
-            established: 0,
-            failed: 0,
-            messages: 0,
-            bytes: 0,
-            errors: 0,
-            mismatches: 0,
-            // 1 us to 60 s, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| io::Error::other(e.to_string()))?,
-            measured: Duration::ZERO,
-            idle_ok: None,
-        })
-    }
-}
-
-#[derive(Debug, PartialEq, Eq)]
-enum Phase {
+/// Where one client connection is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnState {
+    /// The non-blocking connect has not finished.
     Connecting,
+    /// Connected: messages go out and replies come back.
     Open,
 }
 
@@ -133,7 +103,7 @@ enum Phase {
 #[derive(Debug)]
 struct Conn {
     stream: TcpStream,
-    phase: Phase,
+    state: ConnState,
     seed: u64,
     connect_started: Instant,
     /// Stream offset written so far, and the offset queued to be written.
@@ -158,8 +128,7 @@ pub struct Driver {
     connecting: usize,
     next_source: usize,
     next_seed: u64,
-    window: Option<(Instant, Instant)>,
-    is_stopping: bool,
+    phase: RunPhase,
     outcome: Outcome,
     progress: Progress,
     /// Open loop: the next scheduled send, and the next connection to use.
@@ -182,8 +151,7 @@ impl Driver {
             connecting: 0,
             next_source: 0,
             next_seed: 0,
-            window: None,
-            is_stopping: false,
+            phase: RunPhase::Opening,
             outcome: Outcome::new()?,
             progress,
             next_send: None,
@@ -197,27 +165,23 @@ impl Driver {
     /// Only if `Poll::poll` fails.
     pub fn run(mut self) -> io::Result<Outcome> {
         let mut events = Events::with_capacity(1024);
-        let started = Instant::now();
-        if self.plan.workload == Workload::Churn {
-            self.window = Some((
-                started + self.plan.warmup,
-                started + self.plan.warmup + self.plan.duration,
-            ));
+        if !self.plan.role.opens_all_first() {
+            self.start_clock(Instant::now());
         }
         loop {
             let now = Instant::now();
+            // 1. Open.
             self.open_more(now);
-            if self.window.is_none() && self.to_open == 0 && self.connecting == 0 {
-                self.begin_window(now);
+            // 2. Advance.
+            self.advance(now);
+            if self.phase == RunPhase::Done {
+                break;
             }
-            if let Some((_, end)) = self.window {
-                if now >= end && self.finish_phase(now) {
-                    break;
-                }
-            }
+            // 3. Schedule.
             self.send_scheduled(now);
             self.progress
                 .tick(now, self.open_count(), self.plan.connections);
+            // 4. Sleep.
             let timeout = self.timeout(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -225,6 +189,7 @@ impl Driver {
                 }
                 return Err(e);
             }
+            // 5. Dispatch.
             let now = Instant::now();
             for event in events.iter() {
                 let key = event.token().0;
@@ -232,19 +197,92 @@ impl Driver {
                     self.on_writable(key, now);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    self.on_readable(key, now, event.is_read_closed() || event.is_error());
+                    let fin_hinted = event.is_read_closed() || event.is_error();
+                    self.on_readable(key, now, fin_hinted);
                 }
             }
+            // 6. Expire.
             self.expire_connects(now);
         }
         Ok(self.outcome)
+    }
+
+    /// The one place the run's phase changes, so that `RUST_LOG=trace`
+    /// shows every step of a run.
+    fn set_phase(&mut self, next: RunPhase) {
+        trace!("bench phase {:?} => {next:?}", self.phase);
+        self.phase = next;
+    }
+
+    /// Step 2: moves the run on when the current phase is over.
+    fn advance(&mut self, now: Instant) {
+        match self.phase {
+            RunPhase::Opening if self.to_open == 0 && self.connecting == 0 => {
+                self.start_clock(now);
+            }
+            RunPhase::Warmup { until } if now >= until => {
+                let end = until + self.plan.duration;
+                self.set_phase(RunPhase::Measuring {
+                    from: until,
+                    until: end,
+                });
+            }
+            RunPhase::Measuring { from, until } if now >= until => {
+                if self.plan.role.checks_after_hold() {
+                    self.begin_idle_check(now);
+                } else {
+                    self.outcome.measured = now.saturating_duration_since(from);
+                    self.set_phase(RunPhase::Done);
+                }
+            }
+            RunPhase::IdleCheck { until } if now >= until => self.set_phase(RunPhase::Done),
+            _ => {}
+        }
+    }
+
+    /// The clock starts: warm-up first (the open loop's schedule too).
+    fn start_clock(&mut self, now: Instant) {
+        self.set_phase(RunPhase::Warmup {
+            until: now + self.plan.warmup,
+        });
+        if self.plan.role.scheduled_rate().is_some() {
+            self.next_send = Some(now);
+        }
+    }
+
+    /// `Idle`: the hold is over; one round trip on every connection.
+    fn begin_idle_check(&mut self, now: Instant) {
+        self.outcome.idle_ok = Some(0);
+        self.set_phase(RunPhase::IdleCheck {
+            until: now + IDLE_CHECK_TIMEOUT,
+        });
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.start_message(key, now);
+        }
+    }
+
+    /// Whether replies arriving now are counted in the throughput.
+    fn is_measuring(&self, now: Instant) -> bool {
+        matches!(self.phase, RunPhase::Measuring { from, until } if now >= from && now < until)
+    }
+
+    /// Whether a reply completing now has its latency recorded: while
+    /// measuring, and for `Idle`, during the round trips after the hold.
+    fn records_latency(&self, now: Instant) -> bool {
+        self.is_measuring(now) || matches!(self.phase, RunPhase::IdleCheck { .. })
+    }
+
+    /// Whether the run still starts new work (messages, connections).
+    fn is_running(&self) -> bool {
+        self.phase != RunPhase::Done
     }
 
     fn open_count(&self) -> usize {
         self.conns.len() - self.connecting
     }
 
-    /// Starts connects until the batch is full or all are started.
+    /// Step 1: starts connects until the batch is full or all are started.
     fn open_more(&mut self, now: Instant) {
         while self.to_open > 0 && self.connecting < CONNECT_BATCH {
             self.to_open -= 1;
@@ -281,7 +319,7 @@ impl Driver {
         self.next_seed += 1;
         entry.insert(Conn {
             stream,
-            phase: Phase::Connecting,
+            state: ConnState::Connecting,
             seed: self.next_seed * 7,
             connect_started: now,
             sent: 0,
@@ -293,14 +331,31 @@ impl Driver {
         Ok(())
     }
 
+    /// Frees a slot at once (see "Removal" in the module docs for why that
+    /// is safe here), and lets the role replace the connection.
+    fn remove(&mut self, key: usize) -> bool {
+        let removed = self.conns.try_remove(key).is_some();
+        if removed && self.plan.role.replaces_connections() && self.is_running() {
+            self.to_open += 1;
+        }
+        removed
+    }
+
     fn connect_failed(&mut self) {
         self.outcome.failed += 1;
-        // A churn slot tries again; a fixed connection is simply missing.
-        if self.plan.workload == Workload::Churn && !self.is_stopping {
+        if self.plan.role.replaces_connections() && self.is_running() {
             self.to_open += 1;
         }
     }
 
+    /// A connect that did not complete: its slot goes, and it counts as failed.
+    fn abandon_connect(&mut self, key: usize) {
+        self.conns.remove(key);
+        self.connecting -= 1;
+        self.connect_failed();
+    }
+
+    /// Step 6.
     fn expire_connects(&mut self, now: Instant) {
         if self.connecting == 0 {
             return;
@@ -309,73 +364,40 @@ impl Driver {
             .conns
             .iter()
             .filter(|(_, c)| {
-                c.phase == Phase::Connecting && now - c.connect_started > CONNECT_TIMEOUT
+                c.state == ConnState::Connecting && now - c.connect_started > CONNECT_TIMEOUT
             })
             .map(|(k, _)| k)
             .collect();
         for key in expired {
-            self.conns.remove(key);
-            self.connecting -= 1;
-            self.connect_failed();
-        }
-    }
-
-    fn begin_window(&mut self, now: Instant) {
-        let start = now + self.plan.warmup;
-        self.window = Some((start, start + self.plan.duration));
-        if let Workload::Rate(_) = self.plan.workload {
-            self.next_send = Some(now);
-        }
-    }
-
-    /// The window has ended. Returns true when the run is over; `Idle` then
-    /// does its round trips first.
-    fn finish_phase(&mut self, now: Instant) -> bool {
-        match (self.plan.workload, self.outcome.idle_ok) {
-            (Workload::Idle, None) => {
-                self.outcome.idle_ok = Some(0);
-                self.window = Some((now, now + IDLE_CHECK_TIMEOUT));
-                let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
-                for key in keys {
-                    self.start_message(key, now);
-                }
-                false
-            }
-            _ => {
-                if let Some((start, _)) = self.window {
-                    self.outcome.measured = now.saturating_duration_since(start);
-                }
-                if self.plan.workload == Workload::Idle {
-                    self.outcome.measured = Duration::ZERO;
-                }
-                self.is_stopping = true;
-                true
-            }
+            self.abandon_connect(key);
         }
     }
 
     fn timeout(&self, now: Instant) -> Duration {
-        let mut wake = now + Duration::from_millis(250);
-        if let Some((start, end)) = self.window {
-            wake = wake.min(if now < start { start } else { end });
-        }
-        if let Some(next) = self.next_send {
-            wake = wake.min(next);
-        }
-        wake.saturating_duration_since(now)
+        let phase_end = match self.phase {
+            RunPhase::Warmup { until }
+            | RunPhase::Measuring { until, .. }
+            | RunPhase::IdleCheck { until } => Some(until),
+            RunPhase::Opening | RunPhase::Done => None,
+        };
+        [Some(now + MAX_SLEEP), phase_end, self.next_send]
+            .into_iter()
+            .flatten()
+            .min()
+            .map_or(MAX_SLEEP, |wake| wake.saturating_duration_since(now))
     }
 
-    /// Open loop: send every message whose scheduled time has come, each on
-    /// the next open connection in turn.
+    /// Step 3, the open loop: send every message whose scheduled time has
+    /// come, each on the next open connection in turn.
     fn send_scheduled(&mut self, now: Instant) {
-        let (Workload::Rate(rate), Some(mut next)) = (self.plan.workload, self.next_send) else {
+        let (Some(rate), Some(mut next)) = (self.plan.role.scheduled_rate(), self.next_send) else {
             return;
         };
         let interval = Duration::from_secs_f64(1.0 / rate);
         let keys: Vec<usize> = self
             .conns
             .iter()
-            .filter(|(_, c)| c.phase == Phase::Open)
+            .filter(|(_, c)| c.state == ConnState::Open)
             .map(|(k, _)| k)
             .collect();
         if keys.is_empty() {
@@ -398,7 +420,7 @@ impl Driver {
         };
         conn.in_flight.push_back(at);
         conn.queued += size;
-        if let Err(_e) = flush(conn, &mut self.buffer) {
+        if flush(conn, &mut self.buffer).is_err() {
             self.lose(key);
         }
     }
@@ -407,54 +429,42 @@ impl Driver {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        if conn.phase == Phase::Connecting {
-            // Events are hints: confirm the handshake really finished.
-            match conn.stream.take_error() {
-                Ok(None) => {}
-                Ok(Some(_)) | Err(_) => {
-                    self.conns.remove(key);
-                    self.connecting -= 1;
-                    return self.connect_failed();
-                }
-            }
-            match conn.stream.peer_addr() {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
-                Err(_) => {
-                    self.conns.remove(key);
-                    self.connecting -= 1;
-                    return self.connect_failed();
-                }
-            }
-            conn.phase = Phase::Open;
-            self.connecting -= 1;
-            self.outcome.established += 1;
-            let first = match self.plan.workload {
-                Workload::Closed => self.plan.pipeline,
-                Workload::Churn => 1,
-                Workload::Rate(_) | Workload::Idle => 0,
-            };
-            let start = if self.plan.workload == Workload::Churn {
-                conn.connect_started
-            } else {
-                now
-            };
-            for _ in 0..first {
-                self.start_message(key, start);
+        if conn.state == ConnState::Open {
+            if conn.sent < conn.queued && flush(conn, &mut self.buffer).is_err() {
+                self.lose(key);
             }
             return;
         }
-        if conn.sent < conn.queued && flush(conn, &mut self.buffer).is_err() {
-            self.lose(key);
+        // Connecting. Events are hints: confirm the handshake really finished.
+        let is_refused = !matches!(conn.stream.take_error(), Ok(None));
+        match conn.stream.peer_addr() {
+            Ok(_) if !is_refused => {}
+            Err(e) if !is_refused && e.kind() == io::ErrorKind::NotConnected => return,
+            _ => return self.abandon_connect(key),
+        }
+        let connect_started = conn.connect_started;
+        conn.state = ConnState::Open;
+        self.connecting -= 1;
+        self.outcome.established += 1;
+        let role = self.plan.role;
+        let start = if role.latency_from_connect() {
+            connect_started
+        } else {
+            now
+        };
+        for _ in 0..role.first_messages(self.plan.pipeline) {
+            self.start_message(key, start);
         }
     }
 
-    fn on_readable(&mut self, key: usize, now: Instant, read_closed: bool) {
+    fn on_readable(&mut self, key: usize, now: Instant, fin_hinted: bool) {
         loop {
+            let is_measuring = self.is_measuring(now);
+            let records_latency = self.records_latency(now);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
-            if conn.phase != Phase::Open {
+            if conn.state != ConnState::Open {
                 return;
             }
             let n = match conn.stream.read(&mut self.buffer) {
@@ -475,10 +485,7 @@ impl Driver {
             );
             self.outcome.mismatches += n.saturating_sub(owed) as u64;
             conn.received += n as u64;
-            let in_window = self
-                .window
-                .is_some_and(|(start, end)| now >= start && now < end);
-            if in_window {
+            if is_measuring {
                 self.outcome.bytes += n as u64;
             }
             let size = self.plan.size as u64;
@@ -490,51 +497,45 @@ impl Driver {
                 conn.completed += 1;
                 finished += 1;
                 self.progress.count_message();
-                if in_window || self.plan.workload == Workload::Idle {
+                if records_latency {
                     let micros = now.saturating_duration_since(started).as_micros() as u64;
                     let _ = self.outcome.latency.record(micros.max(1));
                     self.outcome.messages += 1;
                 }
             }
             for _ in 0..finished {
-                self.on_message_done(key, now);
+                self.on_reply(key, now);
             }
-            if n < self.buffer.len() && !read_closed {
+            if n < self.buffer.len() && !fin_hinted {
                 return; // Linux: a short read means drained (see reactor/connection.rs)
             }
         }
     }
 
-    fn on_message_done(&mut self, key: usize, now: Instant) {
-        match self.plan.workload {
-            Workload::Closed if !self.is_stopping => self.start_message(key, now),
-            Workload::Churn => {
-                // One cycle done: close, and the slot connects again.
-                self.conns.remove(key);
-                if !self.is_stopping {
-                    self.to_open += 1;
-                }
+    /// A message's reply is complete: the role says what comes next.
+    fn on_reply(&mut self, key: usize, now: Instant) {
+        match self.plan.role.after_reply() {
+            AfterReply::SendAnother if self.is_running() => self.start_message(key, now),
+            AfterReply::CloseAndReplace => {
+                self.remove(key);
             }
-            Workload::Idle => {
+            AfterReply::CountIdleRoundTrip => {
                 if let Some(ok) = self.outcome.idle_ok.as_mut() {
                     *ok += 1;
                 }
                 if self.outcome.idle_ok == Some(self.outcome.established) {
-                    // Every round trip is back: end the check now.
-                    self.window = Some((now, now));
+                    // Every round trip is back: the check is over.
+                    self.set_phase(RunPhase::Done);
                 }
             }
-            _ => {}
+            AfterReply::SendAnother | AfterReply::Wait => {}
         }
     }
 
     /// A connection lost mid-run: the server reset or closed it.
     fn lose(&mut self, key: usize) {
-        if self.conns.try_remove(key).is_some() {
+        if self.remove(key) {
             self.outcome.errors += 1;
-            if self.plan.workload == Workload::Churn && !self.is_stopping {
-                self.to_open += 1;
-            }
         }
     }
 }

@@ -7,7 +7,7 @@
 //! the C load generator in `../shared/anchors/`).
 
 /// What the server is expected to do to the bytes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Expect {
     /// Replies are identical to the request.
     #[default]

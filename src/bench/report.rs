@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::BenchArgs;
-use super::driver::{Outcome, Plan, Workload};
+use super::plan::{Outcome, Plan};
 use crate::fd_limit::FdLimits;
 
 /// Latency percentiles in microseconds.
@@ -27,11 +27,30 @@ pub struct Latency {
     pub max: u64,
 }
 
-/// Everything printed at the end of a run.
+/// Everything printed at the end of a run, in sections: what was run, what
+/// the verified ("honest") clients saw, and the environment that makes the
+/// figures comparable. (A chaos mode adds its hostile peers as a section of
+/// their own, beside the honest one.)
 #[derive(Debug, Clone)]
 pub struct Report {
+    run: RunSection,
+    honest: HonestSection,
+    environment: Environment,
+}
+
+/// What was run.
+#[derive(Debug, Clone)]
+struct RunSection {
     mode: &'static str,
     connections: usize,
+    size: usize,
+    pipeline: usize,
+    duration: f64,
+}
+
+/// What the verified clients saw: every reply byte checked.
+#[derive(Debug, Clone)]
+struct HonestSection {
     established: u64,
     failed: u64,
     messages: u64,
@@ -42,9 +61,11 @@ pub struct Report {
     mismatches: u64,
     lost: Option<u64>,
     idle_ok: Option<u64>,
-    size: usize,
-    pipeline: usize,
-    duration: f64,
+}
+
+/// What makes the figures comparable between machines and runs.
+#[derive(Debug, Clone)]
+struct Environment {
     fd_soft: u64,
     fd_hard: u64,
     sources: String,
@@ -83,44 +104,44 @@ impl Report {
                 max: h.max(),
             }
         };
-        let mode = match (args.udp, plan.workload) {
-            (true, _) => "udp",
-            (false, Workload::Closed) => "closed-loop",
-            (false, Workload::Rate(_)) => "open-loop",
-            (false, Workload::Churn) => "churn",
-            (false, Workload::Idle) => "idle",
-        };
+        let mode = if args.udp { "udp" } else { plan.role.name() };
         Report {
-            mode,
-            connections: plan.connections,
-            established: outcome.established,
-            failed: outcome.failed,
-            messages: outcome.messages,
-            messages_per_sec: rate(outcome.messages),
-            bytes_per_sec: rate(outcome.bytes),
-            latency,
-            errors: outcome.errors,
-            mismatches: outcome.mismatches,
-            lost,
-            idle_ok: outcome.idle_ok,
-            size: plan.size,
-            pipeline: plan.pipeline,
-            duration: seconds,
-            fd_soft: limits.soft,
-            fd_hard: limits.hard,
-            sources: if sources.is_empty() {
-                "kernel-chosen".to_owned()
-            } else {
-                sources
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
+            run: RunSection {
+                mode,
+                connections: plan.connections,
+                size: plan.size,
+                pipeline: plan.pipeline,
+                duration: seconds,
             },
-            cpus: allowed_cpus(),
-            kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
-            cores: online_cores(),
+            honest: HonestSection {
+                established: outcome.established,
+                failed: outcome.failed,
+                messages: outcome.messages,
+                messages_per_sec: rate(outcome.messages),
+                bytes_per_sec: rate(outcome.bytes),
+                latency,
+                errors: outcome.errors,
+                mismatches: outcome.mismatches,
+                lost,
+                idle_ok: outcome.idle_ok,
+            },
+            environment: Environment {
+                fd_soft: limits.soft,
+                fd_hard: limits.hard,
+                sources: if sources.is_empty() {
+                    "kernel-chosen".to_owned()
+                } else {
+                    sources
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                },
+                cpus: allowed_cpus(),
+                kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
+                cores: online_cores(),
+            },
         }
     }
 
@@ -130,19 +151,22 @@ impl Report {
         let _ = writeln!(
             s,
             "mode          {} ({} bytes, pipeline {})",
-            self.mode, self.size, self.pipeline
+            self.run.mode, self.run.size, self.run.pipeline
         );
         let _ = writeln!(
             s,
             "connections   {} requested, {} established, {} failed",
-            self.connections, self.established, self.failed
+            self.run.connections, self.honest.established, self.honest.failed
         );
         let _ = writeln!(
             s,
             "messages      {} in {:.2} s: {:.0} msg/s, {:.0} bytes/s",
-            self.messages, self.duration, self.messages_per_sec, self.bytes_per_sec
+            self.honest.messages,
+            self.run.duration,
+            self.honest.messages_per_sec,
+            self.honest.bytes_per_sec
         );
-        let l = self.latency;
+        let l = self.honest.latency;
         let _ = writeln!(
             s,
             "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
@@ -151,32 +175,37 @@ impl Report {
         let _ = writeln!(
             s,
             "errors        {} connections lost, {} mismatched bytes",
-            self.errors, self.mismatches
+            self.honest.errors, self.honest.mismatches
         );
-        if let Some(lost) = self.lost {
+        if let Some(lost) = self.honest.lost {
             let _ = writeln!(
                 s,
                 "udp           {lost} datagrams lost (no reply within 1 s)"
             );
         }
-        if let Some(ok) = self.idle_ok {
+        if let Some(ok) = self.honest.idle_ok {
             let _ = writeln!(
                 s,
                 "idle          {ok} of {} round trips after the idle period succeeded",
-                self.established
+                self.honest.established
             );
         }
         let _ = writeln!(
             s,
             "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
-            self.fd_soft, self.fd_hard, self.sources, self.cpus, self.kernel, self.cores
+            self.environment.fd_soft,
+            self.environment.fd_hard,
+            self.environment.sources,
+            self.environment.cpus,
+            self.environment.kernel,
+            self.environment.cores
         );
         s
     }
 
     /// The report as one JSON object on one line.
     pub fn json(&self) -> String {
-        let l = self.latency;
+        let l = self.honest.latency;
         let optional = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
         format!(
             "{{\"mode\":\"{}\",\"connections\":{},\"established\":{},\"failed\":{},\"messages\":{},\
@@ -184,31 +213,31 @@ impl Report {
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
              \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
-            self.mode,
-            self.connections,
-            self.established,
-            self.failed,
-            self.messages,
-            self.messages_per_sec,
-            self.bytes_per_sec,
+            self.run.mode,
+            self.run.connections,
+            self.honest.established,
+            self.honest.failed,
+            self.honest.messages,
+            self.honest.messages_per_sec,
+            self.honest.bytes_per_sec,
             l.p50,
             l.p90,
             l.p99,
             l.p999,
             l.max,
-            self.errors,
-            self.mismatches,
-            optional(self.lost),
-            optional(self.idle_ok),
-            self.size,
-            self.pipeline,
-            self.duration,
-            self.fd_soft,
-            self.fd_hard,
-            json_escape(&self.sources),
-            json_escape(&self.cpus),
-            json_escape(&self.kernel),
-            self.cores
+            self.honest.errors,
+            self.honest.mismatches,
+            optional(self.honest.lost),
+            optional(self.honest.idle_ok),
+            self.run.size,
+            self.run.pipeline,
+            self.run.duration,
+            self.environment.fd_soft,
+            self.environment.fd_hard,
+            json_escape(&self.environment.sources),
+            json_escape(&self.environment.cpus),
+            json_escape(&self.environment.kernel),
+            self.environment.cores
         )
     }
 }

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::driver::{Outcome, Plan};
+use super::plan::{Outcome, Plan};
 use super::payload::{count_mismatches, fill_request};
 use super::progress::Progress;
 

@@ -4,7 +4,11 @@
 //! [`Connection::on_writable`] when epoll reports readiness. They do the
 //! reads and writes, turn each result into an [`Input`], and hand it to
 //! `Connection::set_state`, the only place the state changes (so a
-//! `RUST_LOG=trace` log shows every transition).
+//! `RUST_LOG=trace` log shows every transition) and the one place the
+//! state table's [`Action`]s are carried out. Each handler reports what
+//! happened as a [`Turn`]; the reactor acts on it (removal after the batch,
+//! another turn when the read budget ran out), so the loop's rules stay in
+//! `reactor.rs`.
 //!
 //! # Memory
 //! An idle connection owns no buffer at all. Reads go into the reactor's one
@@ -20,11 +24,13 @@ use std::time::{Duration, Instant};
 use log::{debug, log_enabled, trace};
 use mio::net::TcpStream;
 
-use super::deadlines::Sweeper;
-use super::state::{Input, State};
+use super::state::{Action, Input, State};
 use crate::close::CloseReason;
 use crate::service::{Service, StreamTransform};
 use crate::stats::Stats;
+
+#[cfg(test)]
+mod tests;
 
 /// How many reads one connection may do per readiness event before the
 /// others get their turn. Without a cap, a peer that sends as fast as we echo
@@ -74,12 +80,30 @@ pub struct Ctx<'a> {
     pub now: Instant,
     /// Owed bytes above which reading pauses.
     pub max_pending: usize,
-    /// Connections closed during this batch, removed after it.
-    pub closed: &'a mut Vec<usize>,
-    /// Connections that used their read budget and must be read again.
-    pub read_again: &'a mut Vec<usize>,
-    /// The timer for idle and linger deadlines.
-    pub sweeper: &'a mut Sweeper,
+}
+
+/// What a handler's turn left for the reactor to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Turn {
+    /// Nothing: the socket has nothing more for now (or the connection is
+    /// not reading); the next event will say when it has.
+    Done,
+    /// The read budget ran out with input possibly still waiting: epoll will
+    /// not say so again, so the reactor must come back by itself.
+    BudgetUsed,
+    /// The connection closed: the reactor removes it after this batch.
+    Closed,
+}
+
+impl Turn {
+    /// The turn of two handlers run for one event, one after the other.
+    pub fn then(self, later: Turn) -> Turn {
+        match (self, later) {
+            (Turn::Closed, _) | (_, Turn::Closed) => Turn::Closed,
+            (Turn::BudgetUsed, _) | (_, Turn::BudgetUsed) => Turn::BudgetUsed,
+            (Turn::Done, Turn::Done) => Turn::Done,
+        }
+    }
 }
 
 /// One accepted TCP connection.
@@ -95,6 +119,12 @@ pub struct Connection {
     /// The last time bytes moved either way (or, in `FinWait`, when our FIN
     /// was sent): the idle and linger deadlines are measured from it.
     last_active: Instant,
+    /// epoll's hint that the peer's FIN (or an error) has arrived: an event
+    /// said `read_closed` or `error`. Kept, not passed along, so that every
+    /// read loop honours it (a resume from `Paused`, another turn after the
+    /// budget): such a FIN raises no further event, so a loop that knows of
+    /// it reads on past a short read until `read` gives the verdict.
+    peer_fin_hinted: bool,
 }
 
 // An idle connection should cost well under 128 bytes of the server's memory.
@@ -110,7 +140,15 @@ impl Connection {
             owed: Vec::new(),
             owed_start: 0,
             last_active: now,
+            peer_fin_hinted: false,
         }
+    }
+
+    /// Notes epoll's hint that the peer's FIN or an error has arrived (see
+    /// `peer_fin_hinted`). A hint, not a verdict: the verdict comes from
+    /// `read` returning 0 or an error.
+    pub fn hint_peer_fin(&mut self) {
+        self.peer_fin_hinted = true;
     }
 
     /// The current state.
@@ -126,26 +164,27 @@ impl Connection {
     /// Reads until the socket is drained (or the read budget is used), and
     /// sends the reply to each chunk as it is read.
     ///
-    /// `read_closed` is epoll's hint that the peer's FIN (or an error) has
-    /// arrived; then the loop reads on until `read` itself reports it, since
-    /// no further event will come for it.
-    pub fn on_readable(&mut self, key: usize, ctx: &mut Ctx<'_>, read_closed: bool) {
+    /// After a short read the loop stops (Linux: see
+    /// `SHORT_READ_MEANS_DRAINED`) unless the peer's FIN was hinted; then
+    /// it reads on until `read` itself reports it, since no further event
+    /// will come for it.
+    pub fn on_readable(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
         for _ in 0..READ_BUDGET {
             if !self.state.is_reading() {
-                return;
+                return self.turn();
             }
             let n = match self.stream.read(ctx.scratch) {
                 Ok(0) => return self.on_eof(key, ctx),
                 Ok(n) => n,
                 // Events are hints: a spurious readable event reads nothing.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Done,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return self.fail(key, &e, ctx),
             };
             trace!("conn={key} read {n} bytes");
             ctx.stats.bytes_in += n as u64;
             if self.state == State::FinWait {
-                // Our FIN is out; input is only drained so that closing cannot reset.
+                // Our FIN is out; input is only read so that closing cannot reset.
             } else {
                 self.last_active = ctx.now;
                 let reply =
@@ -157,31 +196,31 @@ impl Connection {
                 }
                 let owed = self.owed();
                 let input = if is_final {
-                    Input::Replied { owed }
+                    Input::LastReply { owed }
                 } else {
                     Input::Received { owed }
                 };
                 self.set_state(key, input, ctx);
             }
-            if SHORT_READ_MEANS_DRAINED && n < ctx.scratch.len() && !read_closed {
-                return;
+            if SHORT_READ_MEANS_DRAINED && n < ctx.scratch.len() && !self.peer_fin_hinted {
+                return self.turn();
             }
         }
-        // Budget used with input possibly still waiting: epoll will not say so
-        // again, so the reactor comes back to this connection itself.
         if self.state.is_reading() {
+            // Input may still be waiting, and epoll will not say so again.
             trace!("conn={key} read budget used; will read again");
-            ctx.read_again.push(key);
+            return Turn::BudgetUsed;
         }
+        self.turn()
     }
 
     /// Writes what is owed. If that lets the connection read again (a paused
     /// one resumes, a finishing one reaches `FinWait`), reads at once: the
     /// input that was left in the socket will not raise a new event.
-    pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+    pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
         if self.owed() == 0 || self.state.is_closed() {
             // A writable edge with nothing owed is only a hint.
-            return;
+            return self.turn();
         }
         let before = self.owed();
         if let Err(e) = self.flush_owed(key, ctx.stats) {
@@ -193,14 +232,16 @@ impl Connection {
         let was_reading = self.state.is_reading();
         self.set_state(key, Input::Written { owed: self.owed() }, ctx);
         if !was_reading && self.state.is_reading() {
-            self.on_readable(key, ctx, false);
+            return self.on_readable(key, ctx);
         }
+        self.turn()
     }
 
     /// The server is shutting down: finish what is owed, then FIN (see
     /// [`Input::ShutdownBegun`]).
-    pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+    pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
         self.set_state(key, Input::ShutdownBegun { owed: self.owed() }, ctx);
+        self.turn()
     }
 
     /// The next idle or linger deadline of this connection, if it has one.
@@ -213,7 +254,12 @@ impl Connection {
     }
 
     /// Applies a deadline that has passed, if one has.
-    pub fn on_timer(&mut self, key: usize, ctx: &mut Ctx<'_>, idle_timeout: Option<Duration>) {
+    pub fn on_timer(
+        &mut self,
+        key: usize,
+        ctx: &mut Ctx<'_>,
+        idle_timeout: Option<Duration>,
+    ) -> Turn {
         match self.deadline(idle_timeout) {
             Some(at) if at <= ctx.now => {
                 let input = if self.state == State::FinWait {
@@ -225,44 +271,62 @@ impl Connection {
             }
             _ => {}
         }
+        self.turn()
+    }
+
+    /// `Closed` once the state says so, else `Done`.
+    fn turn(&self) -> Turn {
+        if self.state.is_closed() {
+            Turn::Closed
+        } else {
+            Turn::Done
+        }
     }
 
     /// The one place the state changes: logs the transition and carries out
-    /// the entry action of the new state.
+    /// its action from the state table ([`State::action`]).
     fn set_state(&mut self, key: usize, input: Input, ctx: &mut Ctx<'_>) {
         let next = self.state.next(input, ctx.max_pending);
         if next == self.state {
+            // The common case (another message in `Open`): nothing to do.
             return;
         }
         if log_enabled!(log::Level::Trace) {
             trace!("conn={key} state {}=>{next} on {input:?}", self.state);
         }
-        let previous = std::mem::replace(&mut self.state, next);
-        match next {
-            State::FinWait => {
-                // Our FIN. The peer reads the rest, sees EOF, and closes.
+        let action = self.state.action(next);
+        self.state = next;
+        match action {
+            Action::None => {}
+            Action::SendFinAndLinger => {
+                // Our FIN. The peer reads the rest, sees EOF, and closes;
+                // the linger deadline is measured from now.
                 self.shutdown_write(key);
                 self.last_active = ctx.now;
-                ctx.sweeper.wake_at(ctx.now + LINGER);
             }
-            State::Closed(reason) => {
-                if reason == CloseReason::Eof && previous != State::FinWait {
-                    // The peer's FIN has arrived and nothing is owed: send
-                    // ours explicitly before the socket is closed.
-                    self.shutdown_write(key);
-                }
-                // The owed bytes (if any) can no longer be delivered.
-                self.owed = Vec::new();
-                self.owed_start = 0;
-                ctx.stats.closed(reason);
-                ctx.closed.push(key);
-                debug!("conn={key} closed: {reason}");
+            Action::SendFinAndClose => {
+                // The peer's FIN has arrived and nothing is owed: send ours
+                // explicitly before the socket is closed.
+                self.shutdown_write(key);
+                self.close(key, ctx);
             }
-            _ => {}
+            Action::Close => self.close(key, ctx),
         }
     }
 
-    fn on_eof(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+    /// Counts the close; the owed bytes (if any) can no longer be delivered.
+    /// The reactor removes the connection after this batch.
+    fn close(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+        let State::Closed(reason) = self.state else {
+            return;
+        };
+        self.owed = Vec::new();
+        self.owed_start = 0;
+        ctx.stats.closed(reason);
+        debug!("conn={key} closed: {reason}");
+    }
+
+    fn on_eof(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
         trace!("conn={key} read EOF");
         if self.state != State::FinWait {
             // The transform may hold an incomplete UTF-8 tail: it is owed too.
@@ -272,15 +336,18 @@ impl Connection {
             }
         }
         self.set_state(key, Input::Eof { owed: self.owed() }, ctx);
+        self.turn()
     }
 
-    fn fail(&mut self, key: usize, err: &io::Error, ctx: &mut Ctx<'_>) {
+    fn fail(&mut self, key: usize, err: &io::Error, ctx: &mut Ctx<'_>) -> Turn {
         if CloseReason::is_peer_reset(err) {
             debug!("conn={key} reset by peer: {err}");
         } else {
             debug!("conn={key} I/O error: {err}");
         }
-        self.set_state(key, Input::Failed(CloseReason::from_io_error(err)), ctx);
+        // Every error on an established stream counts as a reset (close.rs).
+        self.set_state(key, Input::Failed(CloseReason::Reset), ctx);
+        self.turn()
     }
 
     fn shutdown_write(&mut self, key: usize) {

@@ -6,18 +6,20 @@
 //! the reactor *sweeps*: when the earliest deadline it knows of arrives, it
 //! walks all connections once, closes the expired ones, and notes the new
 //! earliest deadline. Activity only ever moves a deadline later, so the noted
-//! one is a safe lower bound: the sweep may wake early, never late.
+//! one is a lower bound: a sweep may come before any deadline is due (and
+//! find nothing to do), but no deadline is missed.
 //!
 //! A sweep costs one pass over the slab (a few microseconds per thousand
-//! connections), so sweeps are spaced at least [`MIN_SWEEP_INTERVAL`] apart;
-//! a deadline is therefore honoured within that much. This is the shape of
+//! connections), so sweeps are spaced at least [`MIN_SWEEP_INTERVAL`] apart.
+//! A deadline is therefore acted on at most that much after it passes (plus
+//! the time the loop spends on the batch it is in). This is the shape of
 //! redis's `serverCron` client timeouts, rather than a timer wheel, because
 //! the whole server has one idle timeout and the pass is cheap.
 
 use std::time::{Duration, Instant};
 
-/// The shortest time between two sweeps, and so the most a deadline can be
-/// late by.
+/// The shortest time between two sweeps, and so how late after a deadline
+/// a sweep may act on it.
 pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// When the next sweep is due.

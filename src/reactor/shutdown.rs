@@ -52,17 +52,25 @@ impl std::fmt::Debug for Shutdown {
 }
 
 impl Shutdown {
-    /// Installs the SIGINT and SIGTERM handlers and registers their pipe.
+    /// Installs the SIGINT and SIGTERM handlers: from now on the signals
+    /// only write to signal-hook's pipe, which [`Shutdown::register`] puts on
+    /// a poll.
     ///
     /// # Errors
-    /// If the handlers cannot be installed or the pipe registered.
-    pub fn new(registry: &Registry) -> io::Result<Self> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        registry.register(&mut signals, SIGNALS, Interest::READABLE)?;
+    /// If the handlers cannot be installed.
+    pub fn on_signals() -> io::Result<Self> {
         Ok(Shutdown {
-            signals,
+            signals: Signals::new([SIGINT, SIGTERM])?,
             deadline: None,
         })
+    }
+
+    /// Registers the signal pipe with the reactor's poll ([`SIGNALS`] token).
+    ///
+    /// # Errors
+    /// If the registration fails.
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        registry.register(&mut self.signals, SIGNALS, Interest::READABLE)
     }
 
     /// Reads the pending signals and says what they ask for.

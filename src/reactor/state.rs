@@ -2,28 +2,34 @@
 //! and the one function that moves it on.
 //!
 //! The machine is *sans-IO* (smoltcp's way): [`State::next`] does no I/O, it
-//! only maps `(state, input)` to the next state, so every transition can be
-//! unit-tested without a socket and read in one `match`. The connection
-//! ([`super::connection`]) does the reads and writes, turns their results
-//! into an [`Input`], and carries out the entry action of the state it lands
-//! in (shutting down its write half on `FinWait` and `Closed(Eof)`).
+//! only maps `(state, input)` to the next state, and [`State::action`] maps
+//! a transition `(from, to)` to what must be done on it ([`Action`]), so
+//! every transition and every action can be unit-tested without a socket
+//! and read in two `match`es. The connection ([`super::connection`]) does
+//! the reads and writes, turns their results into an [`Input`], and carries
+//! out the action.
 //!
 //! The names follow TCP's own states where the meaning matches
 //! ([RFC 9293 §3.3.2](https://www.rfc-editor.org/rfc/rfc9293#section-3.3.2)):
-//! `Draining` is our CLOSE-WAIT (the peer sent FIN, we still owe bytes), and
+//! `CloseWait` is our CLOSE-WAIT (the peer sent FIN, we still owe bytes), and
 //! `FinWait` is our FIN-WAIT-2 (we sent FIN and wait for the peer's).
 //!
 //! ```text
 //!            Received(owed > max)            Written(0)
 //!   Open ───────────────────────▶ Paused ─────────────────▶ Open
 //!    │  Eof(owed > 0)                         Written(0)
-//!    ├───────────────▶ Draining ─────────────────────────▶ Closed(eof)
+//!    ├───────────────▶ CloseWait ─────────────────────────▶ Closed(eof)
 //!    │  Eof(0) ──────────────────────────────────────────▶ Closed(eof)
-//!    │  Replied / ShutdownBegun (owed > 0)     Written(0)
+//!    │  LastReply / ShutdownBegun (owed > 0)     Written(0)
 //!    ├───────────────▶ Finishing ─────────────▶ FinWait ──▶ Closed(eof)
-//!    │  Replied / ShutdownBegun (0) ─────────▶ FinWait      (Eof or LingerExpired)
+//!    │  LastReply / ShutdownBegun (0) ─────────▶ FinWait      (Eof or LingerExpired)
 //!   any ── Failed(reason) ──▶ Closed(reason);  any ── IdleExpired ──▶ Closed(idle)
 //! ```
+//!
+//! Actions on the transitions: into `FinWait`, send FIN and start the linger
+//! clock; into `Closed(eof)` from anything but `FinWait`, send FIN, then
+//! close (the peer's FIN is in and nothing is owed); into any other
+//! `Closed`, close. A transition that does not change the state does nothing.
 
 use std::fmt;
 
@@ -41,7 +47,7 @@ pub enum State {
     /// has read them all. The socket may still hold unread input.
     Paused,
     /// The peer sent FIN (CLOSE-WAIT): write what is owed, then FIN, then close.
-    Draining,
+    CloseWait,
     /// The server has said its last word (greet, or shutdown): write what is
     /// owed, then send FIN.
     Finishing,
@@ -74,7 +80,7 @@ pub enum Input {
         owed: usize,
     },
     /// The service's reply was its last (greet).
-    Replied {
+    LastReply {
         /// Bytes still owed.
         owed: usize,
     },
@@ -92,7 +98,37 @@ pub enum Input {
     },
 }
 
+/// What to do on a transition, beside changing the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Nothing.
+    None,
+    /// Send our FIN (`shutdown(Write)`) and start the linger clock: we have
+    /// said our last word and now wait for the peer's FIN.
+    SendFinAndLinger,
+    /// Send our FIN, then close: the peer's FIN has arrived and nothing is
+    /// owed, so the conversation is over in both directions.
+    SendFinAndClose,
+    /// Close without a FIN of our own: it was sent already (`FinWait`), or
+    /// the connection failed or idled out.
+    Close,
+}
+
 impl State {
+    /// The action on the transition from `self` to `to` (pure, like
+    /// [`State::next`]).
+    pub fn action(self, to: State) -> Action {
+        use State::*;
+        match (self, to) {
+            (from, to) if from == to => Action::None,
+            (_, FinWait) => Action::SendFinAndLinger,
+            (FinWait, Closed(_)) => Action::Close,
+            (_, Closed(CloseReason::Eof)) => Action::SendFinAndClose,
+            (_, Closed(_)) => Action::Close,
+            _ => Action::None,
+        }
+    }
+
     /// The next state after `input`. `max_pending` is the number of owed bytes
     /// above which reading pauses. No I/O happens here.
     pub fn next(self, input: Input, max_pending: usize) -> State {
@@ -121,13 +157,13 @@ impl State {
             // Half-close: the peer has finished sending but may still read.
             // Everything owed is still delivered before our FIN.
             (Open | Paused, Eof { owed: 0 }) => Closed(CloseReason::Eof),
-            (Open | Paused, Eof { .. }) => Draining,
-            (Draining, Written { owed: 0 }) => Closed(CloseReason::Eof),
-            (Draining, _) => Draining,
+            (Open | Paused, Eof { .. }) => CloseWait,
+            (CloseWait, Written { owed: 0 }) => Closed(CloseReason::Eof),
+            (CloseWait, _) => CloseWait,
 
             // The server's last word (greet), or shutdown: flush, then FIN.
-            (Open | Paused, Replied { owed: 0 } | ShutdownBegun { owed: 0 }) => FinWait,
-            (Open | Paused, Replied { .. } | ShutdownBegun { .. }) => Finishing,
+            (Open | Paused, LastReply { owed: 0 } | ShutdownBegun { owed: 0 }) => FinWait,
+            (Open | Paused, LastReply { .. } | ShutdownBegun { .. }) => Finishing,
             (Finishing, Written { owed: 0 }) => FinWait,
             (Finishing, _) => Finishing,
 
@@ -157,9 +193,9 @@ impl fmt::Display for State {
         match self {
             State::Open => f.write_str("OPEN"),
             State::Paused => f.write_str("PAUSED"),
-            State::Draining => f.write_str("DRAINING"),
+            State::CloseWait => f.write_str("CLOSE-WAIT"),
             State::Finishing => f.write_str("FINISHING"),
-            State::FinWait => f.write_str("FIN-WAIT"),
+            State::FinWait => f.write_str("FIN-WAIT-2"),
             State::Closed(reason) => write!(f, "CLOSED({reason})"),
         }
     }

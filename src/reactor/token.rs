@@ -1,15 +1,18 @@
 //! The token scheme: which `mio::Token` means which event source.
 //!
 //! `mio::Poll` hands back only a [`Token`] with each event, so the mapping from
-//! token to owner must be fixed and written down in one place. A few tokens
-//! are reserved for the singletons; connection tokens start after them:
+//! token to owner must be fixed and written down in one place: here, in this
+//! table and the constants below it. A few tokens are reserved for the
+//! singletons; connection tokens start after them, at [`FIRST_CONNECTION`]
+//! (everything else, code and docs, names that constant rather than its
+//! value, so a new reserved token changes one line):
 //!
-//! | token            | owner                                      |
-//! |------------------|--------------------------------------------|
-//! | `0`              | the TCP listener ([`LISTENER`])            |
-//! | `1`              | the UDP socket ([`UDP`])                   |
-//! | `2`              | the signal pipe ([`SIGNALS`])              |
-//! | `3 + k`          | the connection in slab slot `k`            |
+//! | token                      | owner                                |
+//! |----------------------------|--------------------------------------|
+//! | `0`                        | the TCP listener ([`LISTENER`])      |
+//! | `1`                        | the UDP socket ([`UDP`])             |
+//! | `2`                        | the signal pipe ([`SIGNALS`])        |
+//! | `FIRST_CONNECTION + k` (3 + k) | the connection in slab slot `k`  |
 //!
 //! Slab keys are reused as soon as a slot is freed, so a token names a *slot*,
 //! not a connection. Two rules keep that safe:
@@ -31,8 +34,8 @@ pub const LISTENER: Token = Token(0);
 pub const UDP: Token = Token(1);
 /// The self-pipe that signal-hook writes to when SIGINT or SIGTERM arrives.
 pub const SIGNALS: Token = Token(2);
-/// The token of slab slot 0.
-const FIRST_CONNECTION: usize = 3;
+/// The token of slab slot 0: the first one after the reserved tokens.
+pub const FIRST_CONNECTION: usize = 3;
 
 /// The owner of an event, decoded from its token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,7 @@ use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
+use super::connection::Turn;
 use super::token::UDP;
 use crate::net;
 use crate::service::Service;
@@ -82,22 +83,23 @@ impl UdpEndpoint {
     }
 
     /// Receives and answers datagrams until the socket is drained. Returns
-    /// true if the budget ran out first, so the reactor must call again
-    /// without waiting for an event.
+    /// [`Turn::BudgetUsed`] if the budget ran out first, so the reactor must
+    /// call again without waiting for an event. (UDP has no end-of-stream:
+    /// only `read`'s `WouldBlock` ends the loop, never a short datagram.)
     pub fn on_readable(
         &mut self,
         scratch: &mut [u8],
         reply: &mut Vec<u8>,
         service: &Service,
         stats: &mut Stats,
-    ) -> bool {
+    ) -> Turn {
         for _ in 0..RECV_BUDGET {
             if !self.is_reading {
-                return false;
+                return Turn::Done;
             }
             let (n, from) = match self.socket.recv_from(scratch) {
                 Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Done,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // A pending socket error is reported once and cleared;
@@ -122,7 +124,7 @@ impl UdpEndpoint {
             let bytes = service.datagram(&mut scratch[..n], reply);
             self.send_or_queue(bytes, from, stats);
         }
-        true
+        Turn::BudgetUsed
     }
 
     /// Sends queued replies until the socket would block.

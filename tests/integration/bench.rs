@@ -89,7 +89,7 @@ fn closed_loop_json_report() {
         "no progress line: {stderr}"
     );
     let (_, stats) = server.stop();
-    assert_eq!(stats["accepted"], 50);
+    assert_eq!(stats.accepted, 50);
 }
 
 /// Replies that are not what was sent are counted, and the run fails.
@@ -155,7 +155,7 @@ fn churn_cycles_connections() {
     assert_eq!(r["mismatches"], 0.0);
     let (_, stats) = server.stop();
     assert!(
-        stats["accepted"] as f64 >= r["messages"],
+        stats.accepted as f64 >= r["messages"],
         "every cycle is a new connection: {stats:?}"
     );
 }

@@ -32,10 +32,7 @@ fn tcp_piped_echo_skips_empty_lines() {
     assert!(out.status.success(), "{out:?}");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\nthere\n");
     let (_, stats) = server.stop();
-    assert_eq!(
-        stats["bytes_in"], 9,
-        "the empty line was not sent: {stats:?}"
-    );
+    assert_eq!(stats.bytes_in, 9, "the empty line was not sent: {stats:?}");
 }
 
 /// Against upper, and against the blocking server: the same client works.
@@ -78,7 +75,7 @@ fn udp_piped_round_trips() {
     assert!(out.status.success());
     assert_eq!(String::from_utf8_lossy(&out.stdout), "HI\nTHERE\n");
     let (_, stats) = server.stop();
-    assert_eq!(stats["udp_in"], 2, "the empty line was not sent: {stats:?}");
+    assert_eq!(stats.udp_in, 2, "the empty line was not sent: {stats:?}");
 }
 
 /// UDP with nobody listening: each unanswered datagram gives one line on
@@ -195,7 +192,7 @@ fn interactive_session_in_a_terminal() {
     thread::sleep(Duration::from_millis(100));
     let (_, stats) = server.stop();
     assert_eq!(
-        stats["closed_eof"], 1,
+        stats.closed_eof, 1,
         "quit closed the connection cleanly: {stats:?}"
     );
 }

@@ -8,21 +8,21 @@ use crate::support::*;
 server_test! {
     /// TCP: the first bytes get exactly the greeting, then EOF; the close is
     /// counted as EOF.
-    fn tcp_greeting_then_server_closes(kind) for [reactor, threads, iterative] {
+    fn tcp_greeting_then_server_closes(kind) for all {
         let server = Server::start(kind, &["--mode", "greet"]);
         let mut client = server.connect();
         client.write_all(b"hi\n").unwrap();
         assert_eq!(read_to_eof(&mut client), b"Hello, Client!");
         drop(client);
         let (_, stats) = server.stop();
-        assert_eq!(stats["closed_eof"], 1, "{stats:?}");
+        assert_eq!(stats.closed_eof, 1, "{stats:?}");
     }
 }
 
 server_test! {
     /// The greeting is exactly the UTF-8 bytes of --greeting, no newline added;
     /// nothing is sent before the client speaks.
-    fn custom_utf8_greeting_after_first_bytes_only(kind) for [reactor, threads, iterative] {
+    fn custom_utf8_greeting_after_first_bytes_only(kind) for all {
         let server = Server::start(kind, &["--mode", "greet", "--greeting", "Grüße, 世界"]);
         let mut client = server.connect();
         client
@@ -42,7 +42,7 @@ server_test! {
 server_test! {
     /// A client that keeps its side open is closed by the server about 1 s
     /// after the greeting.
-    fn server_closes_after_linger_when_peer_stays_open(kind) for [reactor, threads, iterative] {
+    fn server_closes_after_linger_when_peer_stays_open(kind) for all {
         let server = Server::start(kind, &["--mode", "greet", "--stats-interval", "1"]);
         let mut client = server.connect();
         client.write_all(b"hello").unwrap();
@@ -52,8 +52,8 @@ server_test! {
         let sent = Instant::now();
         // The client keeps sending; the server discards it and still closes.
         client.write_all(b"more input that is ignored").unwrap();
-        let stats = server.wait_for_stats(|s| s["closed_eof"] == 1);
-        assert_eq!(stats["active"], 0);
+        let stats = server.wait_for_stats(|s| s.closed_eof == 1);
+        assert_eq!(stats.active, 0);
         let waited = sent.elapsed();
         assert!(
             waited >= Duration::from_millis(900),
@@ -63,13 +63,13 @@ server_test! {
             waited < Duration::from_millis(3500),
             "closed too late: {waited:?}"
         );
-        assert_eq!(stats["closed_reset"], 0);
+        assert_eq!(stats.closed_reset, 0);
     }
 }
 
 server_test! {
     /// UDP: the greeting answers every datagram, an empty one included.
-    fn udp_greeting_for_every_datagram(kind) for [reactor, threads, iterative] {
+    fn udp_greeting_for_every_datagram(kind) for all {
         let server = Server::start(kind, &["--mode", "greet"]);
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         socket.set_read_timeout(Some(PATIENCE)).unwrap();

@@ -28,8 +28,8 @@ server_test! {
         round_trip(&mut a, b"still", b"still");
         drop((a, b));
         let (_, stats) = server.stop();
-        assert_eq!(stats["rejected"], 1, "{stats:?}");
-        assert_eq!(stats["accepted"], 2, "{stats:?}");
+        assert_eq!(stats.rejected, 1, "{stats:?}");
+        assert_eq!(stats.accepted, 2, "{stats:?}");
     }
 }
 
@@ -84,8 +84,7 @@ server_test! {
 server_test! {
     /// --idle-timeout 1: a silent connection is closed within 2 s and counted;
     /// one that keeps talking is not.
-    fn idle_connections_are_closed_and_busy_ones_kept(kind) for [reactor, threads]
-    skip [iterative: "serves one client at a time: the second client waits until the first leaves"] {
+    fn idle_connections_are_closed_and_busy_ones_kept(kind) for concurrent {
         let server = Server::start(kind, &["--idle-timeout", "1"]);
         let mut idle = server.connect();
         let mut busy = server.connect();
@@ -100,14 +99,14 @@ server_test! {
         assert_eq!(n, 0, "idle connection should have been closed");
         round_trip(&mut busy, b"tock", b"tock");
         let (_, stats) = server.stop();
-        assert_eq!(stats["closed_idle"], 1, "{stats:?}");
-        assert_eq!(stats["active"], 1, "{stats:?}");
+        assert_eq!(stats.closed_idle, 1, "{stats:?}");
+        assert_eq!(stats.active, 1, "{stats:?}");
     }
 }
 
 server_test! {
     /// The idle close happens within S+1 seconds.
-    fn idle_close_is_timely(kind) for [reactor, threads, iterative] {
+    fn idle_close_is_timely(kind) for all {
         let server = Server::start(kind, &["--idle-timeout", "1"]);
         let mut idle = server.connect();
         let opened = Instant::now();

@@ -8,15 +8,15 @@ use crate::support::*;
 
 server_test! {
     /// SIGTERM: exit status 0 and one stats line with the final counts.
-    fn sigterm_prints_stats_and_exits_zero(kind) for [reactor, threads, iterative] {
+    fn sigterm_prints_stats_and_exits_zero(kind) for all {
         let server = Server::start(kind, &[]);
         let mut c = server.connect();
         round_trip(&mut c, b"abc", b"abc");
         let (status, stats) = server.stop();
         assert_eq!(status.code(), Some(0));
-        assert_eq!(stats["accepted"], 1);
-        assert_eq!(stats["active"], 1, "the client was still connected");
-        assert_eq!(stats["bytes_out"], 3);
+        assert_eq!(stats.accepted, 1);
+        assert_eq!(stats.active, 1, "the client was still connected");
+        assert_eq!(stats.bytes_out, 3);
     }
 }
 
@@ -24,7 +24,7 @@ server_test! {
     /// SIGINT behaves the same: the connected client sees the server's FIN
     /// at once, and once it closes too the server exits without waiting out
     /// the grace period.
-    fn sigint_prints_stats_exits_zero_and_closes_clients(kind) for [reactor, threads, iterative] {
+    fn sigint_prints_stats_exits_zero_and_closes_clients(kind) for all {
         let mut server = Server::start(kind, &[]);
         let mut c = server.connect();
         round_trip(&mut c, b"x", b"x");
@@ -41,13 +41,13 @@ server_test! {
             started.elapsed()
         );
         let line = server.last_stats_line().expect("stats line");
-        assert_eq!(parse_stats(&line)["accepted"], 1);
+        assert_eq!(parse_stats(&line).accepted, 1);
     }
 }
 
 server_test! {
     /// After the signal, new connections are refused.
-    fn listener_closes_on_signal(kind) for [reactor, threads, iterative] {
+    fn listener_closes_on_signal(kind) for all {
         let mut server = Server::start(kind, &[]);
         let addr = server.tcp();
         // A paused peer keeps the drain going for its full second.
@@ -66,12 +66,12 @@ server_test! {
 
 server_test! {
     /// --stats-interval 1 prints the live line every second.
-    fn periodic_stats_line(kind) for [reactor, threads, iterative] {
+    fn periodic_stats_line(kind) for all {
         let server = Server::start(kind, &["--stats-interval", "1"]);
         let mut c = server.connect();
         round_trip(&mut c, b"12345", b"12345");
-        let stats = server.wait_for_stats(|s| s["bytes_in"] == 5);
-        assert_eq!(stats["active"], 1);
+        let stats = server.wait_for_stats(|s| s.bytes_in == 5);
+        assert_eq!(stats.active, 1);
         let again = server
             .next_line(Duration::from_millis(2500))
             .expect("a second line");
@@ -138,10 +138,10 @@ server_test! {
         // may then even report a clean EOF to the peer).
         assert_eq!(
             got.len() as u64,
-            stats["bytes_out"],
+            stats.bytes_out,
             "the peer read fewer bytes than the server sent; {stats:?}"
         );
-        assert_eq!(stats["closed_reset"], 0, "{stats:?}");
+        assert_eq!(stats.closed_reset, 0, "{stats:?}");
     }
 }
 

@@ -13,8 +13,9 @@ use crate::support::*;
 const LOG_LEVELS: [Option<&str>; 3] = [None, Some("trace"), Some("off")];
 
 fn start_bad_logging(kind: Kind, args: &[&str], rust_log: Option<&str>) -> (i32, String) {
-    let mut command = Command::new(BIN);
-    command.args(kind.subcommand()).args(args);
+    let spec = kind.spec();
+    let mut command = Command::new(&spec.program);
+    command.args(&spec.args).args(args);
     match rust_log {
         Some(level) => command.env("RUST_LOG", level),
         None => command.env_remove("RUST_LOG"),
@@ -54,7 +55,7 @@ fn assert_error_logging(
 
 server_test! {
     /// A TCP port in use: the bind error is the first line, at every log level.
-    fn address_in_use_exits_1(kind) for [reactor, threads, iterative] {
+    fn address_in_use_exits_1(kind) for all {
         let taken = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         for level in LOG_LEVELS {
@@ -65,7 +66,7 @@ server_test! {
 
 server_test! {
     /// A UDP port in use, after TCP bound fine: still the first line.
-    fn udp_address_in_use_exits_1(kind) for [reactor, threads, iterative] {
+    fn udp_address_in_use_exits_1(kind) for all {
         let taken = UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = taken.local_addr().unwrap().to_string();
         for level in LOG_LEVELS {
@@ -102,20 +103,20 @@ fn default_port_in_use_exits_1_for_every_server() {
 }
 
 server_test! {
-    fn unparsable_address_exits_2(kind) for [reactor, threads, iterative] {
+    fn unparsable_address_exits_2(kind) for all {
         assert_error(kind, &["--tcp", "not an address"], 2, "--tcp");
         assert_error(kind, &["--udp", "127.0.0.1:99999"], 2, "--udp");
     }
 }
 
 server_test! {
-    fn unknown_mode_exits_2(kind) for [reactor, threads, iterative] {
+    fn unknown_mode_exits_2(kind) for all {
         assert_error(kind, &["--mode", "shout"], 2, "shout");
     }
 }
 
 server_test! {
-    fn zero_or_absurd_limits_exit_2(kind) for [reactor, threads, iterative] {
+    fn zero_or_absurd_limits_exit_2(kind) for all {
         assert_error(kind, &["--max-connections", "0"], 2, "--max-connections");
         assert_error(kind, &["--max-pending", "0"], 2, "--max-pending");
         assert_error(kind, &["--max-pending", "99999999999"], 2, "--max-pending");
@@ -125,7 +126,7 @@ server_test! {
 }
 
 server_test! {
-    fn nothing_to_serve_exits_2(kind) for [reactor, threads, iterative] {
+    fn nothing_to_serve_exits_2(kind) for all {
         assert_error(kind, &["--tcp", "off", "--udp", "off"], 2, "nothing to serve");
     }
 }

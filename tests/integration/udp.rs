@@ -28,7 +28,7 @@ fn ask(socket: &UdpSocket, server: &Server, request: &[u8]) -> Vec<u8> {
 server_test! {
     /// Empty datagrams get empty replies; 65,507 bytes (the IPv4 maximum) come
     /// back whole.
-    fn echo_empty_and_maximum_datagrams(kind) for [reactor, threads, iterative] {
+    fn echo_empty_and_maximum_datagrams(kind) for all {
         let server = Server::start(kind, &[]);
         let socket = client();
         assert_eq!(ask(&socket, &server, b""), b"");
@@ -39,15 +39,15 @@ server_test! {
             "65507-byte datagram differs"
         );
         let (_, stats) = server.stop();
-        assert_eq!(stats["udp_in"], 3);
-        assert_eq!(stats["udp_out"], 3);
-        assert_eq!(stats["udp_dropped"], 0);
+        assert_eq!(stats.udp_in, 3);
+        assert_eq!(stats.udp_out, 3);
+        assert_eq!(stats.udp_dropped, 0);
     }
 }
 
 server_test! {
     /// Each datagram is uppercased on its own; an incomplete tail passes unchanged.
-    fn upper_per_datagram(kind) for [reactor, threads, iterative] {
+    fn upper_per_datagram(kind) for all {
         let server = Server::start(kind, &["--mode", "upper"]);
         let socket = client();
         assert_eq!(ask(&socket, &server, "straße".as_bytes()), b"STRASSE");
@@ -58,7 +58,7 @@ server_test! {
 
 server_test! {
     /// UDP over IPv6 on [::1], when the machine has it.
-    fn udp_and_tcp_over_ipv6(kind) for [reactor, threads, iterative] {
+    fn udp_and_tcp_over_ipv6(kind) for all {
         if std::net::TcpListener::bind("[::1]:0").is_err() {
             eprintln!("skipped: no IPv6 loopback here");
             return;
@@ -76,7 +76,7 @@ server_test! {
     /// A datagram from port 7 (echo) is never answered, so two echo services
     /// cannot bounce a datagram between them forever; it is counted as dropped
     /// and logged once, and the server keeps answering everyone else.
-    fn reflection_ports_are_not_answered(kind) for [reactor, threads, iterative] {
+    fn reflection_ports_are_not_answered(kind) for all {
         let server = Server::start(kind, &[]);
         // A loopback address per kind, so the three tests can run at once.
         let source = format!("127.0.0.{}:7", 2 + kind.index());
@@ -103,15 +103,15 @@ server_test! {
             "stderr:\n{stderr}"
         );
         let (_, stats) = server.stop();
-        assert_eq!(stats["udp_dropped"], 2);
-        assert_eq!(stats["udp_in"], 3);
-        assert_eq!(stats["udp_out"], 1);
+        assert_eq!(stats.udp_dropped, 2);
+        assert_eq!(stats.udp_in, 3);
+        assert_eq!(stats.udp_out, 1);
     }
 }
 
 server_test! {
     /// TCP off: UDP alone still works, and the line says `tcp=off`.
-    fn udp_only(kind) for [reactor, threads, iterative] {
+    fn udp_only(kind) for all {
         let server = Server::start(kind, &["--tcp", "off"]);
         assert!(server.tcp.is_none());
         let socket = client();

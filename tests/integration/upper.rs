@@ -34,7 +34,7 @@ fn send_in_pieces(server: &Server, pieces: &[&[u8]]) -> Vec<u8> {
 server_test! {
     /// `ß` split between its two bytes still becomes `SS`; a 4-byte emoji split
     /// three ways passes intact.
-    fn characters_split_across_reads_are_uppercased(kind) for [reactor, threads, iterative] {
+    fn characters_split_across_reads_are_uppercased(kind) for all {
         let server = Server::start(kind, &["--mode", "upper"]);
         assert_eq!(
             send_in_pieces(&server, &[b"stra\xc3", b"\x9fe"]),
@@ -54,7 +54,7 @@ server_test! {
 server_test! {
     /// Bytes that are not UTF-8 pass through unchanged; their neighbours are
     /// still converted.
-    fn invalid_bytes_pass_unchanged(kind) for [reactor, threads, iterative] {
+    fn invalid_bytes_pass_unchanged(kind) for all {
         let server = Server::start(kind, &["--mode", "upper"]);
         let input: &[u8] = b"ok\xff\xfe then \xe2\x82x \xed\xa0\x80z";
         assert_eq!(send_in_pieces(&server, &[input]), expected(input));
@@ -68,7 +68,7 @@ server_test! {
 server_test! {
     /// An incomplete sequence at the end of the stream is held until EOF, then
     /// sent unchanged.
-    fn incomplete_tail_is_flushed_unchanged_at_eof(kind) for [reactor, threads, iterative] {
+    fn incomplete_tail_is_flushed_unchanged_at_eof(kind) for all {
         let server = Server::start(kind, &["--mode", "upper"]);
         assert_eq!(send_in_pieces(&server, &[b"caf\xc3"]), b"CAF\xc3");
         assert_eq!(
@@ -80,7 +80,7 @@ server_test! {
 
 server_test! {
     /// Mixed input cut at every offset into two segments matches the rule.
-    fn every_two_way_split_of_a_mixed_input_matches(kind) for [reactor, threads, iterative] {
+    fn every_two_way_split_of_a_mixed_input_matches(kind) for all {
         let server = Server::start(kind, &["--mode", "upper"]);
         let input = "aß\u{149}😀\u{390}z"
             .as_bytes()

@@ -31,10 +31,10 @@ fn eof_with_nothing_owed_closes_as_eof() {
 
 #[test]
 fn eof_with_bytes_owed_drains_them_first() {
-    assert_eq!(Open.next(Eof { owed: 7 }, MAX), Draining);
+    assert_eq!(Open.next(Eof { owed: 7 }, MAX), CloseWait);
     assert_eq!(
         after(Open, &[Eof { owed: 7 }, Written { owed: 2 }]),
-        Draining
+        CloseWait
     );
     assert_eq!(
         after(Open, &[Eof { owed: 7 }, Written { owed: 0 }]),
@@ -44,8 +44,8 @@ fn eof_with_bytes_owed_drains_them_first() {
 
 #[test]
 fn a_final_reply_goes_through_finishing_to_fin_wait() {
-    assert_eq!(Open.next(Replied { owed: 0 }, MAX), FinWait);
-    assert_eq!(Open.next(Replied { owed: 4 }, MAX), Finishing);
+    assert_eq!(Open.next(LastReply { owed: 0 }, MAX), FinWait);
+    assert_eq!(Open.next(LastReply { owed: 4 }, MAX), Finishing);
     assert_eq!(Finishing.next(Written { owed: 1 }, MAX), Finishing);
     assert_eq!(Finishing.next(Written { owed: 0 }, MAX), FinWait);
 }
@@ -59,14 +59,14 @@ fn fin_wait_discards_input_and_ends_on_peer_fin_or_linger() {
 
 #[test]
 fn linger_expiry_only_affects_fin_wait() {
-    for s in [Open, Paused, Draining, Finishing] {
+    for s in [Open, Paused, CloseWait, Finishing] {
         assert_eq!(s.next(LingerExpired, MAX), s);
     }
 }
 
 #[test]
 fn errors_and_idle_close_from_every_live_state() {
-    for s in [Open, Paused, Draining, Finishing, FinWait] {
+    for s in [Open, Paused, CloseWait, Finishing, FinWait] {
         assert_eq!(
             s.next(Failed(CloseReason::Reset), MAX),
             Closed(CloseReason::Reset)
@@ -79,7 +79,7 @@ fn errors_and_idle_close_from_every_live_state() {
 fn shutdown_stops_reading_but_keeps_what_is_owed() {
     assert_eq!(Open.next(ShutdownBegun { owed: 0 }, MAX), FinWait);
     assert_eq!(Paused.next(ShutdownBegun { owed: 500 }, MAX), Finishing);
-    assert_eq!(Draining.next(ShutdownBegun { owed: 5 }, MAX), Draining);
+    assert_eq!(CloseWait.next(ShutdownBegun { owed: 5 }, MAX), CloseWait);
     assert_eq!(FinWait.next(ShutdownBegun { owed: 0 }, MAX), FinWait);
 }
 
@@ -102,13 +102,42 @@ fn closed_is_final() {
 #[test]
 fn only_open_and_fin_wait_read() {
     assert!(Open.is_reading() && FinWait.is_reading());
-    for s in [Paused, Draining, Finishing, Closed(CloseReason::Eof)] {
+    for s in [Paused, CloseWait, Finishing, Closed(CloseReason::Eof)] {
         assert!(!s.is_reading());
     }
 }
 
 #[test]
 fn display_names_are_the_log_names() {
-    assert_eq!(FinWait.to_string(), "FIN-WAIT");
+    assert_eq!(FinWait.to_string(), "FIN-WAIT-2");
+    assert_eq!(CloseWait.to_string(), "CLOSE-WAIT");
     assert_eq!(Closed(CloseReason::Reset).to_string(), "CLOSED(reset)");
+}
+
+#[test]
+fn actions_on_every_transition() {
+    let eof = Closed(CloseReason::Eof);
+    let reset = Closed(CloseReason::Reset);
+    let idle = Closed(CloseReason::Idle);
+    let live = [Open, Paused, CloseWait, Finishing, FinWait];
+    for from in live {
+        for to in live {
+            let expected = match (from, to) {
+                (f, t) if f == t => Action::None,
+                (_, FinWait) => Action::SendFinAndLinger,
+                _ => Action::None,
+            };
+            assert_eq!(from.action(to), expected, "{from} -> {to}");
+        }
+        let fin_then_close = if from == FinWait {
+            Action::Close
+        } else {
+            Action::SendFinAndClose
+        };
+        assert_eq!(from.action(eof), fin_then_close, "{from} -> {eof}");
+        assert_eq!(from.action(reset), Action::Close, "{from} -> {reset}");
+        assert_eq!(from.action(idle), Action::Close, "{from} -> {idle}");
+    }
+    // A closed connection only waits to be removed: nothing happens again.
+    assert_eq!(eof.action(eof), Action::None);
 }

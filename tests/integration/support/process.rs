@@ -1,8 +1,7 @@
-//! Test support: start the real binary on port 0, read its `listening` and
-//! `stats` lines, measure it through /proc, and stop it by its PID.
+//! A running server: start it (a [`ServerSpec`]) on port 0, read its
+//! `listening` and `stats` lines, signal it and stop it by its PID.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -10,93 +9,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// The path of the binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-echo");
+use reactor_echo::listening::Listening;
+use reactor_echo::stats::Stats;
+
+use super::kinds::Kind;
+use super::proc::proc_status_number;
+use super::spec::ServerSpec;
 
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
-
-/// The servers under test: one suite, three ways of driving the same service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// `reactor-echo serve`: the mio reactor.
-    Reactor,
-    /// `reactor-echo blocking --model threads`: a thread per connection.
-    Threads,
-    /// `reactor-echo blocking --model iterative`: one client at a time.
-    Iterative,
-}
-
-impl Kind {
-    /// The subcommand (and model) that starts this kind.
-    pub fn subcommand(self) -> &'static [&'static str] {
-        match self {
-            Kind::Reactor => &["serve"],
-            Kind::Threads => &["blocking", "--model", "threads"],
-            Kind::Iterative => &["blocking", "--model", "iterative"],
-        }
-    }
-
-    /// A small number per kind, to keep concurrent tests of different kinds
-    /// apart where they need a fixed resource (a loopback address, say).
-    pub fn index(self) -> u8 {
-        self as u8
-    }
-}
-
-/// The kinds by the names the test functions get (`half_close::reactor`).
-// Lower case so that `server_test!` can use one identifier for both.
-#[allow(non_upper_case_globals)]
-pub mod kind {
-    use super::Kind;
-    /// See [`Kind::Reactor`].
-    pub const reactor: Kind = Kind::Reactor;
-    /// See [`Kind::Threads`].
-    pub const threads: Kind = Kind::Threads;
-    /// See [`Kind::Iterative`].
-    pub const iterative: Kind = Kind::Iterative;
-}
-
-/// Expands one test body into a `#[test]` per server kind, so a failure names
-/// its server (`half_close::threads`). Kinds a test does not apply to are
-/// listed with the reason, and show up in the test output as ignored with it:
-///
-/// ```ignore
-/// server_test! {
-///     /// What it proves.
-///     fn name(kind) for [reactor, threads]
-///     skip [iterative: "serves one client at a time: that is the lesson"]
-///     { let server = Server::start(kind, &[]); ... }
-/// }
-/// ```
-macro_rules! server_test {
-    (
-        $(#[doc = $doc:literal])*
-        fn $name:ident($kind:ident) for [$($run:ident),+]
-        $(skip [$($skip:ident: $why:literal),+])?
-        $body:block
-    ) => {
-        $(#[doc = $doc])*
-        mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            fn run($kind: crate::support::Kind) $body
-
-            $(
-                #[test]
-                fn $run() {
-                    run(crate::support::kind::$run)
-                }
-            )+
-            $($(
-                #[test]
-                #[ignore = $why]
-                fn $skip() {}
-            )+)?
-        }
-    };
-}
 
 /// A running server process.
 pub struct Server {
@@ -110,20 +31,26 @@ pub struct Server {
 }
 
 impl Server {
-    /// `reactor-echo SUBCOMMAND --tcp 127.0.0.1:0 --udp 127.0.0.1:0 ARGS...`
+    /// `KIND'S COMMAND --tcp 127.0.0.1:0 --udp 127.0.0.1:0 ARGS...`
     pub fn start(kind: Kind, args: &[&str]) -> Server {
-        Server::start_command(Command::new(BIN), kind, args)
+        Server::start_spec(&kind.spec(), args)
     }
 
-    /// The same, with the binary run through a wrapper (`prlimit ... BIN`).
+    /// Any server (a [`ServerSpec`]), on port 0, with `args` added.
+    pub fn start_spec(spec: &ServerSpec, args: &[&str]) -> Server {
+        Server::start_command(Command::new(&spec.program), spec, args)
+    }
+
+    /// The same, with the program run through a wrapper (`prlimit ... PROGRAM`).
     pub fn start_wrapped(wrapper: &[&str], kind: Kind, args: &[&str]) -> Server {
+        let spec = kind.spec();
         let mut command = Command::new(wrapper[0]);
-        command.args(&wrapper[1..]).arg(BIN);
-        Server::start_command(command, kind, args)
+        command.args(&wrapper[1..]).arg(&spec.program);
+        Server::start_command(command, &spec, args)
     }
 
-    fn start_command(mut command: Command, kind: Kind, args: &[&str]) -> Server {
-        command.args(kind.subcommand());
+    fn start_command(mut command: Command, spec: &ServerSpec, args: &[&str]) -> Server {
+        command.args(&spec.args);
         if !args.contains(&"--tcp") {
             command.args(["--tcp", "127.0.0.1:0"]);
         }
@@ -194,10 +121,7 @@ impl Server {
 
     /// Waits (needs `--stats-interval`) for a periodic stats line that
     /// satisfies `check`, and returns it.
-    pub fn wait_for_stats(
-        &self,
-        check: impl Fn(&HashMap<String, u64>) -> bool,
-    ) -> HashMap<String, u64> {
+    pub fn wait_for_stats(&self, check: impl Fn(&Stats) -> bool) -> Stats {
         let deadline = Instant::now() + PATIENCE;
         let mut last = String::new();
         while Instant::now() < deadline {
@@ -228,7 +152,7 @@ impl Server {
 
     /// Sends SIGTERM and waits for exit; returns the status and the parsed
     /// final stats line.
-    pub fn stop(mut self) -> (ExitStatus, HashMap<String, u64>) {
+    pub fn stop(mut self) -> (ExitStatus, Stats) {
         self.signal("TERM");
         let status = self
             .wait_exit(PATIENCE)
@@ -241,7 +165,7 @@ impl Server {
 
     /// After a signal already sent: waits for exit; returns the status and
     /// the parsed final stats line.
-    pub fn stop_after_signal(mut self) -> (ExitStatus, HashMap<String, u64>) {
+    pub fn stop_after_signal(mut self) -> (ExitStatus, Stats) {
         let status = self
             .wait_exit(PATIENCE)
             .expect("server exits after the signal");
@@ -335,113 +259,23 @@ fn spawn_collector(err: impl Read + Send + 'static) -> Arc<Mutex<String>> {
     text
 }
 
-/// Parses `listening tcp=A udp=B` (either may be `off`).
+/// Parses `listening tcp=A udp=B` with the crate's own reader.
 pub fn parse_listening(line: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
-    let mut parts = line.split_whitespace();
-    assert_eq!(parts.next(), Some("listening"), "first line: {line}");
-    let addr = |part: Option<&str>, key: &str| {
-        let value = part
-            .and_then(|p| p.strip_prefix(key))
-            .unwrap_or_else(|| panic!("bad line: {line}"));
-        (value != "off").then(|| value.parse().expect("address"))
-    };
-    let tcp = addr(parts.next(), "tcp=");
-    let udp = addr(parts.next(), "udp=");
-    assert!(parts.next().is_none(), "extra words in: {line}");
-    (tcp, udp)
+    let listening: Listening = line
+        .parse()
+        .unwrap_or_else(|e| panic!("first line on stdout: {e}"));
+    (listening.tcp, listening.udp)
 }
 
-/// Parses a `stats k=v ...` line, checking that every contract key is there.
-pub fn parse_stats(line: &str) -> HashMap<String, u64> {
-    let mut parts = line.split_whitespace();
-    assert_eq!(parts.next(), Some("stats"));
-    let map: HashMap<String, u64> = parts
-        .map(|kv| {
-            let (k, v) = kv.split_once('=').expect("k=v");
-            (k.to_owned(), v.parse().expect("number"))
-        })
-        .collect();
-    for key in [
-        "accepted",
-        "rejected",
-        "active",
-        "closed_eof",
-        "closed_reset",
-        "closed_idle",
-        "bytes_in",
-        "bytes_out",
-        "udp_in",
-        "udp_out",
-        "udp_dropped",
-    ] {
-        assert!(map.contains_key(key), "stats line lacks {key}: {line}");
-    }
-    assert_eq!(map.len(), 11, "unexpected keys in {line}");
-    map
-}
-
-/// The number after `key` in `/proc/PID/status` (kB for the memory lines).
-fn proc_status_number(pid: u32, key: &str) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(key))
-        .expect("status key");
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
-/// Sends `request` and reads exactly `expected.len()` bytes back.
-pub fn round_trip(stream: &mut TcpStream, request: &[u8], expected: &[u8]) {
-    stream.write_all(request).expect("write");
-    let mut got = vec![0; expected.len()];
-    stream.read_exact(&mut got).expect("read reply");
-    assert_eq!(got, expected);
-}
-
-/// Asserts that `got` is a prefix of `sent`, saying where they differ.
-pub fn assert_bytes_prefix(got: &[u8], sent: &[u8]) {
-    assert!(
-        got.len() <= sent.len(),
-        "got {} bytes, more than the {} sent",
-        got.len(),
-        sent.len()
-    );
-    if let Some(at) = got.iter().zip(sent).position(|(a, b)| a != b) {
-        let window = |b: &[u8]| format!("{:02x?}", &b[at..(at + 16).min(b.len())]);
-        panic!(
-            "bytes differ at offset {at} of {}: got {} expected {}",
-            got.len(),
-            window(got),
-            window(sent)
-        );
-    }
-}
-
-/// Reads until EOF (the server's FIN).
-pub fn read_to_eof(stream: &mut TcpStream) -> Vec<u8> {
-    let mut all = Vec::new();
-    stream.read_to_end(&mut all).expect("read to EOF");
-    all
+/// Parses a `stats ...` line with the crate's own reader, which checks that
+/// every contract field is there, in order, and nothing else.
+pub fn parse_stats(line: &str) -> Stats {
+    line.parse().unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Raises this test process's soft open-file limit to its hard limit.
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).expect("raise fd limit")
-}
-
-/// Deterministic, non-repeating-looking test bytes.
-pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// Polls `check` until it holds or `timeout` passes.

@@ -1,0 +1,80 @@
+//! A run's plan and its outcome: what the driver is asked to do, and what it
+//! measured. The UDP engine (`udp.rs`) takes and fills the same two.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+use super::payload::Expect;
+use super::role::Role;
+
+/// Everything the driver needs to know.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The server.
+    pub addr: SocketAddr,
+    /// How many connections (or churn slots).
+    pub connections: usize,
+    /// Source addresses to bind before connecting (round robin); empty: let
+    /// the kernel choose.
+    pub sources: Vec<IpAddr>,
+    /// Bytes per message.
+    pub size: usize,
+    /// Messages in flight per connection (closed loop).
+    pub pipeline: usize,
+    /// What the replies must be.
+    pub expect: Expect,
+    /// Time before measuring.
+    pub warmup: Duration,
+    /// Time measured (for `Idle`: time held idle).
+    pub duration: Duration,
+    /// What every connection does.
+    pub role: Role,
+}
+
+/// What a run measured.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Connections that completed their handshake (churn: cycles started that connected).
+    pub established: u64,
+    /// Connects that failed or timed out.
+    pub failed: u64,
+    /// Messages completed inside the measured window (churn: whole cycles).
+    pub messages: u64,
+    /// Reply bytes received inside the window.
+    pub bytes: u64,
+    /// Connections lost mid-run (reset, or closed by the server).
+    pub errors: u64,
+    /// Reply bytes that were not what the server owed.
+    pub mismatches: u64,
+    /// Latency of the messages in the window, in microseconds.
+    pub latency: Histogram<u64>,
+    /// The length of the measured window.
+    pub measured: Duration,
+    /// `Idle`: connections whose final round trip succeeded.
+    pub idle_ok: Option<u64>,
+}
+
+impl Outcome {
+    /// Nothing measured yet.
+    ///
+    /// # Errors
+    /// Only if the histogram's bounds were invalid (they are constants).
+    pub fn new() -> io::Result<Outcome> {
+        Ok(Outcome {
+            established: 0,
+            failed: 0,
+            messages: 0,
+            bytes: 0,
+            errors: 0,
+            mismatches: 0,
+            // 1 us to 60 s, 3 significant digits.
+            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
+                .map_err(|e| io::Error::other(e.to_string()))?,
+            measured: Duration::ZERO,
+            idle_ok: None,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! Test support, by concern: which servers there are and the `server_test!`
+//! macro that runs a test against each ([`kinds`]), the one type for "a
+//! server" shared with the benches ([`spec`]), a running server process
+//! ([`process`]), measuring it through `/proc` ([`proc`]), and bytes on the
+//! wire ([`bytes`]).
+
+#[macro_use]
+pub mod kinds;
+pub mod bytes;
+pub mod proc;
+pub mod process;
+pub mod spec;
+
+pub use bytes::*;
+pub use kinds::*;
+pub use process::*;
