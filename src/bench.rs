@@ -25,8 +25,8 @@ use clap::Args;
 
 use crate::fd_limit;
 use driver::Driver;
-use plan::Plan;
 use payload::Expect;
+use plan::Plan;
 use progress::Progress;
 use report::Report;
 use role::Role;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::plan::{Outcome, Plan};
 use super::payload::{count_mismatches, fill_request};
+use super::plan::{Outcome, Plan};
 use super::progress::Progress;
 
 /// How long a socket waits for a reply before counting the datagram lost.
