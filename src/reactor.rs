@@ -339,7 +339,7 @@ impl Reactor {
                         &self.service,
                         &mut self.stats,
                     );
-                    self.udp_read_again = turn == Turn::BudgetUsed;
+                    self.udp_read_again = turn.read_again;
                 }
             }
             Target::Signals => match self.shutdown.on_signal(now) {
@@ -353,52 +353,47 @@ impl Reactor {
                 if log_enabled!(log::Level::Trace) {
                     trace!("conn={key} event {}", describe(event));
                 }
-                let idle_timeout = self.idle_timeout;
                 let (conns, mut ctx) = self.split(now);
                 // A slot emptied earlier (never within a batch: see token.rs).
                 let Some(conn) = conns.get_mut(key) else {
                     return;
                 };
-                if conn.state().is_closed() {
-                    return; // closed earlier in this batch; removed after it
-                }
-                let before = conn.state();
                 // Errors and hang-ups are only hints (mio's docs): the verdict
                 // comes from `read` itself, which returns 0 or the error.
                 if event.is_read_closed() || event.is_error() {
                     conn.hint_peer_fin();
                 }
-                let mut turn = Turn::Done;
+                let mut turn = Turn::DONE;
                 // Write first: flushing what is owed may let the reader resume.
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
-                    turn = turn.then(conn.on_writable(key, &mut ctx));
+                    turn = conn.on_writable(key, &mut ctx);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     turn = turn.then(conn.on_readable(key, &mut ctx));
                 }
-                // A new state may bring a new deadline (the linger after our
-                // FIN); a message in the same state never does.
-                let deadline = (conn.state() != before)
-                    .then(|| conn.deadline(idle_timeout))
-                    .flatten();
-                self.act_on(key, turn, deadline);
+                self.act_on(key, turn, now);
             }
         }
     }
 
     /// What the loop does with a connection's turn: every rule about
     /// removal, coming back, and timers is here.
-    fn act_on(&mut self, key: usize, turn: Turn, deadline: Option<Instant>) {
-        match turn {
-            // Removed in phase 1, after the batch: a later event of this
-            // batch for the same slot must not reach a newcomer.
-            Turn::Closed => self.closed.push(key),
+    fn act_on(&mut self, key: usize, turn: Turn, now: Instant) {
+        if turn.read_again {
             // epoll will not report the input left behind: come back to it.
-            Turn::BudgetUsed => self.read_again.push(key),
-            Turn::Done => {}
+            self.read_again.push(key);
         }
-        if let Some(at) = deadline {
-            self.sweeper.wake_at(at);
+        if turn.lingering {
+            // The linger deadline: a sweep must come by then. (`wake_at`
+            // keeps the earliest, so later turns in FIN-WAIT-2 change nothing.)
+            self.sweeper.wake_at(now + connection::LINGER);
+        }
+        if turn.closed {
+            // Removed in phase 1, after the batch: a later event of this
+            // batch for the same slot must not reach a newcomer. (A closed
+            // connection that reports it again adds its key again; the
+            // second removal finds the slot empty and does nothing.)
+            self.closed.push(key);
         }
     }
 
@@ -412,7 +407,7 @@ impl Reactor {
                     &self.service,
                     &mut self.stats,
                 );
-                self.udp_read_again = turn == Turn::BudgetUsed;
+                self.udp_read_again = turn.read_again;
             }
         }
         if self.read_again.is_empty() {
@@ -420,22 +415,14 @@ impl Reactor {
         }
         let keys = std::mem::take(&mut self.read_again);
         for &key in &keys {
-            let idle_timeout = self.idle_timeout;
             let (conns, mut ctx) = self.split(now);
             // The slot may have been reused since: an extra read is harmless
             // (it reads WouldBlock), so no check beyond existence is needed.
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            if conn.state().is_closed() {
-                continue;
-            }
-            let before = conn.state();
             let turn = conn.on_readable(key, &mut ctx);
-            let deadline = (conn.state() != before)
-                .then(|| conn.deadline(idle_timeout))
-                .flatten();
-            self.act_on(key, turn, deadline);
+            self.act_on(key, turn, now);
         }
     }
 
@@ -469,9 +456,9 @@ impl Reactor {
         let (conns, mut ctx) = self.split(now);
         for (key, conn) in conns.iter_mut() {
             if conn.state().is_closed() {
-                continue;
+                continue; // closed earlier in this batch, already on the list
             }
-            if conn.on_timer(key, &mut ctx, idle_timeout) == Turn::Closed {
+            if conn.on_timer(key, &mut ctx, idle_timeout).closed {
                 closed.push(key);
             }
             if let Some(at) = conn.deadline(idle_timeout) {
@@ -513,18 +500,13 @@ impl Reactor {
             udp.stop_reading();
         }
         self.udp_read_again = false;
-        let idle_timeout = self.idle_timeout;
         let mut turns = Vec::new();
         let (conns, mut ctx) = self.split(now);
         for (key, conn) in conns.iter_mut() {
-            if conn.state().is_closed() {
-                continue;
-            }
-            let turn = conn.begin_shutdown(key, &mut ctx);
-            turns.push((key, turn, conn.deadline(idle_timeout)));
+            turns.push((key, conn.begin_shutdown(key, &mut ctx)));
         }
-        for (key, turn, deadline) in turns {
-            self.act_on(key, turn, deadline);
+        for (key, turn) in turns {
+            self.act_on(key, turn, now);
         }
     }
 

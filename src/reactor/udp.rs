@@ -83,7 +83,7 @@ impl UdpEndpoint {
     }
 
     /// Receives and answers datagrams until the socket is drained. Returns
-    /// [`Turn::BudgetUsed`] if the budget ran out first, so the reactor must
+    /// a turn with `read_again` set if the budget ran out first, so the reactor must
     /// call again without waiting for an event. (UDP has no end-of-stream:
     /// only `read`'s `WouldBlock` ends the loop, never a short datagram.)
     pub fn on_readable(
@@ -95,11 +95,11 @@ impl UdpEndpoint {
     ) -> Turn {
         for _ in 0..RECV_BUDGET {
             if !self.is_reading {
-                return Turn::Done;
+                return Turn::DONE;
             }
             let (n, from) = match self.socket.recv_from(scratch) {
                 Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::Done,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::DONE,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     // A pending socket error is reported once and cleared;
@@ -124,7 +124,10 @@ impl UdpEndpoint {
             let bytes = service.datagram(&mut scratch[..n], reply);
             self.send_or_queue(bytes, from, stats);
         }
-        Turn::BudgetUsed
+        Turn {
+            read_again: true,
+            ..Turn::DONE
+        }
     }
 
     /// Sends queued replies until the socket would block.
