@@ -393,16 +393,27 @@ pub fn publish(root: &Path, name: &str, text: &str, complete: bool) -> PathBuf {
     path
 }
 
-/// The machine facts printed with every table: kernel, cores, date.
+/// The machine facts printed with every table: kernel, cores, date, and
+/// the commit measured.
 pub fn machine_line() -> String {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let date = Command::new("date")
-        .arg("+%Y-%m-%d")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
+    let output = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let date = output("date", &["+%Y-%m-%d"]);
+    let commit = output("git", &["rev-parse", "--short", "HEAD"]);
+    let commit = if commit.is_empty() {
+        "an unknown commit".to_owned()
+    } else {
+        format!("commit {commit}")
+    };
     format!(
-        "kernel {}, {} cores, taken {date}",
+        "kernel {}, {} cores, taken {date} at {commit}",
         kernel.trim(),
         thread::available_parallelism().map_or(0, |n| n.get())
     )
