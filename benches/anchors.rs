@@ -1,4 +1,4 @@
-//! The reactor measured against the C reference points in `../shared/anchors/`,
+//! The reactor measured against the C reference programs (see `common::anchors_dir`),
 //! side by side in one run: `cargo bench --bench anchors`.
 //!
 //! It builds the C epoll echo server and the C load generator with gcc under

@@ -11,7 +11,7 @@
 //!   tokio's documentation (task per connection, 4 KiB buffer), which this
 //!   same binary runs when started with `--tokio-server ct|mt`;
 //! * any `--server NAME=COMMAND` (a command that prints the `listening
-//!   tcp=...` line): this is how the C reference from `../shared/anchors/` is
+//!   tcp=...` line): this is how a C reference program is
 //!   measured beside them without entering the repository. `--anchors` adds
 //!   the C `epoll_echo --short-read`, built with gcc under `target/`.
 //!
@@ -445,10 +445,13 @@ mod tokio_echo {
         .expect("tokio runtime");
         runtime.block_on(async {
             let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            println!(
-                "listening tcp={} udp=off",
-                listener.local_addr().expect("addr")
-            );
+            // The same start-up line as every server here, from its one writer.
+            reactor_echo::listening::Listening {
+                tcp: Some(listener.local_addr().expect("addr")),
+                udp: None,
+            }
+            .announce()
+            .expect("stdout");
             loop {
                 let Ok((mut socket, _)) = listener.accept().await else {
                     continue;

@@ -197,7 +197,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     }
 
     // Shutdown: give connection threads up to a second to finish writing.
-    // (Reactor: reactor/shutdown.rs and `Reactor::after_wake`.)
+    // (Reactor: reactor/shutdown.rs and the timers phase, `Reactor::timers`.)
     let deadline = Instant::now() + GRACE_PERIOD;
     while !shared.open().is_empty() && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(10));

@@ -4,7 +4,7 @@
 //! every reply byte can be checked: the byte at stream offset `o` of a
 //! connection with seed `s` is `b'a' + (o + s) % 26`. Lowercase letters, so
 //! that `upper` mode's reply is simply their ASCII uppercase (the same rule as
-//! the C load generator in `../shared/anchors/`).
+//! the C reference load generator, `loadgen.c`).
 
 /// What the server is expected to do to the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -27,6 +27,36 @@ fn pair() -> (Connection, std::net::TcpStream) {
 /// budget runs out before the socket is drained.
 const SMALL_SCRATCH: usize = 16;
 
+/// What a `Ctx` borrows, owned by the test.
+struct Loop {
+    service: Service,
+    scratch: [u8; SMALL_SCRATCH],
+    reply: Vec<u8>,
+    stats: Stats,
+}
+
+impl Loop {
+    fn new() -> Loop {
+        Loop {
+            service: Service::new(Mode::Echo, ""),
+            scratch: [0; SMALL_SCRATCH],
+            reply: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    fn ctx(&mut self) -> Ctx<'_> {
+        Ctx {
+            scratch: &mut self.scratch,
+            reply: &mut self.reply,
+            service: &self.service,
+            stats: &mut self.stats,
+            now: Instant::now(),
+            max_pending: 1 << 20,
+        }
+    }
+}
+
 #[test]
 fn another_turn_after_the_budget_reads_through_to_a_hinted_eof() {
     let (mut conn, mut peer) = pair();
@@ -36,28 +66,17 @@ fn another_turn_after_the_budget_reads_through_to_a_hinted_eof() {
     peer.shutdown(Shutdown::Write).unwrap();
     std::thread::sleep(Duration::from_millis(50));
 
-    let service = Service::new(Mode::Echo, "");
-    let mut scratch = [0u8; SMALL_SCRATCH];
-    let mut reply = Vec::new();
-    let mut stats = Stats::default();
-    let mut ctx = Ctx {
-        scratch: &mut scratch,
-        reply: &mut reply,
-        service: &service,
-        stats: &mut stats,
-        now: Instant::now(),
-        max_pending: 1 << 20,
-    };
+    let mut lp = Loop::new();
     // The event said `read_closed`: the FIN is already queued behind the data.
     conn.hint_peer_fin();
-    assert!(conn.on_readable(0, &mut ctx).read_again);
+    assert!(conn.on_readable(0, &mut lp.ctx()).read_again);
     assert_eq!(conn.state(), State::Open);
     // The reactor's next turn, with no new event: the rest is a short read,
     // and the hint makes the loop read on to the verdict instead of stopping.
-    assert!(conn.on_readable(0, &mut ctx).closed);
+    assert!(conn.on_readable(0, &mut lp.ctx()).closed);
     assert_eq!(conn.state(), State::Closed(CloseReason::Eof));
-    assert_eq!(stats.bytes_in, sent.len() as u64);
-    assert_eq!(stats.bytes_out, sent.len() as u64);
+    assert_eq!(lp.stats.bytes_in, sent.len() as u64);
+    assert_eq!(lp.stats.bytes_out, sent.len() as u64);
 }
 
 #[test]
@@ -65,19 +84,25 @@ fn without_a_hint_a_short_read_ends_the_turn_on_linux() {
     let (mut conn, mut peer) = pair();
     peer.write_all(b"abc").unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let service = Service::new(Mode::Echo, "");
-    let mut scratch = [0u8; SMALL_SCRATCH];
-    let mut reply = Vec::new();
-    let mut stats = Stats::default();
-    let mut ctx = Ctx {
-        scratch: &mut scratch,
-        reply: &mut reply,
-        service: &service,
-        stats: &mut stats,
-        now: Instant::now(),
-        max_pending: 1 << 20,
-    };
-    assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
+    let mut lp = Loop::new();
+    assert_eq!(conn.on_readable(0, &mut lp.ctx()), Turn::DONE);
     assert_eq!(conn.state(), State::Open);
-    assert_eq!(stats.bytes_in, 3);
+    assert_eq!(lp.stats.bytes_in, 3);
+}
+
+/// A slab slot costs no more than the connection in it: slab 0.4 stores
+/// `enum Entry<T> { Vacant(usize), Occupied(T) }`, and the compiler keeps the
+/// tag in a bit pattern `Connection` never uses (a niche), so the entry is
+/// 72 bytes, not 80. This mirror of slab's private type checks that layout.
+#[test]
+fn a_slab_entry_is_no_bigger_than_the_connection() {
+    #[allow(dead_code)]
+    enum SlabEntry<T> {
+        Vacant(usize),
+        Occupied(T),
+    }
+    assert_eq!(
+        std::mem::size_of::<SlabEntry<Connection>>(),
+        std::mem::size_of::<Connection>()
+    );
 }

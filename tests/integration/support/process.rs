@@ -152,15 +152,9 @@ impl Server {
 
     /// Sends SIGTERM and waits for exit; returns the status and the parsed
     /// final stats line.
-    pub fn stop(mut self) -> (ExitStatus, Stats) {
+    pub fn stop(self) -> (ExitStatus, Stats) {
         self.signal("TERM");
-        let status = self
-            .wait_exit(PATIENCE)
-            .expect("server exits after SIGTERM");
-        let line = self
-            .last_stats_line()
-            .unwrap_or_else(|| panic!("no stats line; stderr:\n{}", self.stderr()));
-        (status, parse_stats(&line))
+        self.stop_after_signal()
     }
 
     /// After a signal already sent: waits for exit; returns the status and
