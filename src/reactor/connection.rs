@@ -14,7 +14,7 @@
 //! An idle connection owns no buffer at all. Reads go into the reactor's one
 //! scratch buffer, lent through [`Ctx`]; replies are written straight from it.
 //! Only when the kernel takes part of a reply does the remainder move into
-//! `owed`, a `Vec` that is released again once drained. The size of a
+//! `owed`, a `Vec` that is released again once flushed. The size of a
 //! `Connection` is pinned by a compile-time assertion below.
 
 use std::io::{self, Read, Write};

@@ -18,7 +18,7 @@ fn open_stays_open_while_owed_is_within_bound() {
 }
 
 #[test]
-fn owing_more_than_the_bound_pauses_and_full_drain_resumes() {
+fn owing_more_than_the_bound_pauses_and_a_full_flush_resumes() {
     assert_eq!(Open.next(Received { owed: MAX + 1 }, MAX), Paused);
     assert_eq!(Paused.next(Written { owed: 50 }, MAX), Paused);
     assert_eq!(Paused.next(Written { owed: 0 }, MAX), Open);
@@ -30,7 +30,7 @@ fn eof_with_nothing_owed_closes_as_eof() {
 }
 
 #[test]
-fn eof_with_bytes_owed_drains_them_first() {
+fn eof_with_bytes_owed_flushes_them_first() {
     assert_eq!(Open.next(Eof { owed: 7 }, MAX), CloseWait);
     assert_eq!(
         after(Open, &[Eof { owed: 7 }, Written { owed: 2 }]),
