@@ -18,10 +18,10 @@
 //!   `take_error` says whether it succeeded (a refused connect shows up here);
 //! * **writable while open**: write the rest of what is queued;
 //! * **readable**: read the replies, check every byte, and for each message
-//!   whose last byte arrived, record its latency and ask the [`Role`] what
+//!   whose last byte arrived, record its latency and ask the [`Role`](super::role::Role) what
 //!   comes next.
 //!
-//! What depends on the kind of load is asked of the connection's [`Role`]
+//! What depends on the kind of load is asked of the connection's [`Role`](super::role::Role)
 //! (`role.rs`), never branched on here.
 //!
 //! **Removal.** A slot is freed at once (a lost connection, a finished churn
