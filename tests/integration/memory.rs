@@ -74,8 +74,8 @@ server_test! {
     /// 5,000 connections open *at once*, a verified round trip on each, then
     /// all closed: 1.5 s later the server's RSS is within 5 MiB of what it
     /// was before the first connection. A peak must not leave memory behind:
-    /// glibc's per-thread arenas kept 28-37 MiB of the threads server's freed
-    /// memory until it learned to give it back (`src/allocator.rs`).
+    /// glibc's per-thread arenas kept tens of MiB of the threads server's
+    /// freed memory until it learned to give it back (`src/allocator.rs`).
     fn memory_of_a_peak_of_5000_connections_is_given_back(kind) for concurrent {
         raise_fd_limit();
         let server = Server::start(kind, &[]);
