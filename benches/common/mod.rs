@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each bench uses its own subset
 
+pub mod tokio_echo;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -106,12 +108,19 @@ impl Running {
     }
 
     /// Stops the server with SIGTERM (SIGKILL after 5 s).
-    pub fn stop(mut self) {
+    pub fn stop(self) {
+        self.stop_within(Duration::from_secs(5));
+    }
+
+    /// Stops the server with SIGTERM, and SIGKILL if it has not exited
+    /// after `patience` (a server under valgrind takes a while to write its
+    /// profile).
+    pub fn stop_within(mut self, patience: Duration) {
         let pid = self.server_pid();
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + patience;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
