@@ -16,6 +16,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod role;
+pub mod server_cpu;
 pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
@@ -81,6 +82,10 @@ pub struct BenchArgs {
     /// One JSON object on stdout instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
+    /// The server's process id: report its CPU time (user and system, with
+    /// its children's) over the measured window, and per message.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 /// Why a run could not happen, or failed its checks.
@@ -149,6 +154,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         warmup: Duration::from_secs_f64(args.warmup),
         duration: Duration::from_secs_f64(args.duration),
         role,
+        server_pid: args.server_pid,
     };
     limits.log();
     let progress = Progress::new(true);

@@ -51,6 +51,7 @@ use super::payload::{count_mismatches, fill_request};
 use super::plan::{Outcome, Plan};
 use super::progress::Progress;
 use super::role::AfterReply;
+use super::server_cpu::ServerCpu;
 
 /// Connects in flight at once: a storm of 10,000 SYNs at once would overflow
 /// the server's accept queue and turn into one-second SYN retransmits.
@@ -134,6 +135,9 @@ pub struct Driver {
     /// Open loop: the next scheduled send, and the next connection to use.
     next_send: Option<Instant>,
     round_robin: usize,
+    /// `--server-pid`: reads the server's CPU time as the window opens and
+    /// closes.
+    server_cpu: Option<ServerCpu>,
 }
 
 impl Driver {
@@ -142,6 +146,7 @@ impl Driver {
     /// # Errors
     /// If the poll cannot be created.
     pub fn new(plan: Plan, progress: Progress) -> io::Result<Driver> {
+        let server_cpu = plan.server_pid.map(ServerCpu::new);
         Ok(Driver {
             to_open: plan.connections,
             plan,
@@ -156,6 +161,7 @@ impl Driver {
             progress,
             next_send: None,
             round_robin: 0,
+            server_cpu,
         })
     }
 
@@ -211,6 +217,14 @@ impl Driver {
     /// shows every step of a run.
     fn set_phase(&mut self, next: RunPhase) {
         trace!("bench phase {:?} => {next:?}", self.phase);
+        // The server's CPU time is read as the window opens and closes.
+        if let Some(cpu) = self.server_cpu.as_mut() {
+            match (self.phase, next) {
+                (RunPhase::Measuring { .. }, _) => self.outcome.server_cpu = cpu.window_ends(),
+                (_, RunPhase::Measuring { .. }) => cpu.window_starts(),
+                _ => {}
+            }
+        }
         self.phase = next;
     }
 

@@ -9,6 +9,7 @@ use hdrhistogram::Histogram;
 
 use super::payload::Expect;
 use super::role::Role;
+use super::server_cpu::CpuTime;
 
 /// Everything the driver needs to know.
 #[derive(Debug, Clone)]
@@ -32,6 +33,8 @@ pub struct Plan {
     pub duration: Duration,
     /// What every connection does.
     pub role: Role,
+    /// The server's process, whose CPU time over the window is reported.
+    pub server_pid: Option<u32>,
 }
 
 /// What a run measured.
@@ -55,6 +58,8 @@ pub struct Outcome {
     pub measured: Duration,
     /// `Idle`: connections whose final round trip succeeded.
     pub idle_ok: Option<u64>,
+    /// The server's CPU time over the window (`--server-pid`).
+    pub server_cpu: Option<CpuTime>,
 }
 
 impl Outcome {
@@ -75,6 +80,7 @@ impl Outcome {
                 .map_err(|e| io::Error::other(e.to_string()))?,
             measured: Duration::ZERO,
             idle_ok: None,
+            server_cpu: None,
         })
     }
 }

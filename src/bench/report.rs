@@ -35,7 +35,15 @@ pub struct Latency {
 pub struct Report {
     run: RunSection,
     honest: HonestSection,
+    server: ServerSection,
     environment: Environment,
+}
+
+/// What the server spent (`--server-pid`), over the measured window.
+#[derive(Debug, Clone)]
+struct ServerSection {
+    /// User and system CPU seconds, and CPU microseconds per message.
+    cpu: Option<(f64, f64, f64)>,
 }
 
 /// What was run.
@@ -125,6 +133,17 @@ impl Report {
                 lost,
                 idle_ok: outcome.idle_ok,
             },
+            server: ServerSection {
+                cpu: outcome.server_cpu.map(|cpu| {
+                    let (user, system) = (cpu.user.as_secs_f64(), cpu.system.as_secs_f64());
+                    let per_message = if outcome.messages > 0 {
+                        (user + system) * 1e6 / outcome.messages as f64
+                    } else {
+                        0.0
+                    };
+                    (user, system, per_message)
+                }),
+            },
             environment: Environment {
                 fd_soft: limits.soft,
                 fd_hard: limits.hard,
@@ -190,6 +209,12 @@ impl Report {
                 self.honest.established
             );
         }
+        if let Some((user, system, per_message)) = self.server.cpu {
+            let _ = writeln!(
+                s,
+                "server cpu    {user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
+            );
+        }
         let _ = writeln!(
             s,
             "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
@@ -212,6 +237,7 @@ impl Report {
              \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
              \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
+             \"server_cpu\":{},\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
             self.run.mode,
             self.run.connections,
@@ -232,6 +258,12 @@ impl Report {
             self.run.size,
             self.run.pipeline,
             self.run.duration,
+            self.server.cpu.map_or_else(
+                || "null".to_owned(),
+                |(user, system, per_message)| format!(
+                    "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
+                )
+            ),
             self.environment.fd_soft,
             self.environment.fd_hard,
             json_escape(&self.environment.sources),

@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::payload::{count_mismatches, fill_request};
 use super::plan::{Outcome, Plan};
 use super::progress::Progress;
+use super::server_cpu::ServerCpu;
 
 /// How long a socket waits for a reply before counting the datagram lost.
 pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -73,10 +74,18 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;
     let mut lost = 0;
+    let mut server_cpu = plan.server_pid.map(ServerCpu::new);
+    let mut has_window_started = false;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
+        }
+        if now >= start && !has_window_started {
+            has_window_started = true;
+            if let Some(cpu) = server_cpu.as_mut() {
+                cpu.window_starts();
+            }
         }
         progress.tick(now, senders.len(), plan.connections);
         poll.poll(&mut events, Some(Duration::from_millis(100)))?;
@@ -120,6 +129,7 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
         }
     }
     outcome.measured = plan.duration;
+    outcome.server_cpu = server_cpu.as_mut().and_then(ServerCpu::window_ends);
     Ok((outcome, lost))
 }
 

@@ -131,10 +131,14 @@ impl State {
 
     /// The next state after `input`. `max_pending` is the number of owed bytes
     /// above which reading pauses. No I/O happens here.
+    #[inline]
     pub fn next(self, input: Input, max_pending: usize) -> State {
         use Input::*;
         use State::*;
         match (self, input) {
+            // The common case first: another message while open, within
+            // the bound (the same as the backpressure arms below).
+            (Open, Received { owed }) if owed <= max_pending => Open,
             // A closed connection is only waiting to be removed; late events
             // of the same batch are ignored.
             (Closed(reason), _) => Closed(reason),

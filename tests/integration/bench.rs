@@ -241,3 +241,41 @@ fn human_report() {
         assert!(text.contains(word), "{word} missing from:\n{text}");
     }
 }
+
+/// `--server-pid`: the server's CPU time over the window, and per message,
+/// for TCP and for UDP; without it the key is null.
+#[test]
+fn server_cpu_is_reported_per_message() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let pid = server.pid().to_string();
+    for (addr, udp) in [(server.tcp(), None), (server.udp(), Some("--udp"))] {
+        let addr = addr.to_string();
+        let mut args = vec![
+            "--connections",
+            "20",
+            "--duration",
+            "1.5",
+            "--server-pid",
+            &pid,
+        ];
+        args.extend(udp);
+        let out = bench_at(&addr, &args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let r = report(&out);
+        let spent = r["server_cpu.user_s"] + r["server_cpu.system_s"];
+        assert!(spent > 0.0, "the server did work in the window: {r:?}");
+        let per_message = r["server_cpu.us_per_msg"];
+        let expected = spent * 1e6 / r["messages"];
+        assert!(
+            (per_message - expected).abs() < 0.01 + expected * 0.01,
+            "{per_message} us per message, {expected} expected: {r:?}"
+        );
+    }
+    let out = bench_at(server.tcp(), &["--connections", "2", "--duration", "0.3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"server_cpu\":null"), "{text}");
+}

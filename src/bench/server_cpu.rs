@@ -1,0 +1,104 @@
+//! The server's CPU time during the measured window (`--server-pid`).
+//!
+//! When the load generator rather than the server is the bottleneck (UDP
+//! with one datagram in flight per socket, say), messages per second say
+//! nothing about the server. Its CPU time per message still does: read from
+//! `/proc/PID/stat` at the start and the end of the window, user and system
+//! time, of the process and of its children that have exited (a server of
+//! several processes), divided by the messages answered in between.
+
+use std::io;
+use std::time::Duration;
+
+/// Clock ticks per second of the times in `/proc/PID/stat`: Linux's
+/// `USER_HZ`, 100 on every architecture it exports to user space (see
+/// proc(5), "times ... measured in clock ticks").
+const TICKS_PER_SECOND: u64 = 100;
+
+/// A reading of a process's CPU time, children included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTime {
+    /// Time spent in user space.
+    pub user: Duration,
+    /// Time spent in the kernel on the process's behalf.
+    pub system: Duration,
+}
+
+impl CpuTime {
+    /// Reads `pid`'s CPU time now.
+    ///
+    /// # Errors
+    /// If `/proc/PID/stat` cannot be read or parsed (no such process).
+    pub fn of(pid: u32) -> io::Result<CpuTime> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat"));
+        // The command name may hold spaces; the fields restart after ')'.
+        let after = stat.rfind(')').map(|i| &stat[i + 1..]).ok_or_else(bad)?;
+        let fields: Vec<u64> = after
+            .split_whitespace()
+            .skip(11) // state .. majflt, then utime is field 14 of proc(5)
+            .take(4)
+            .map(|f| f.parse().map_err(|_| bad()))
+            .collect::<io::Result<_>>()?;
+        let [utime, stime, cutime, cstime] = fields[..] else {
+            return Err(bad());
+        };
+        let ticks = |t: u64| Duration::from_millis(t * 1000 / TICKS_PER_SECOND);
+        Ok(CpuTime {
+            user: ticks(utime + cutime),
+            system: ticks(stime + cstime),
+        })
+    }
+
+    /// The time spent since `earlier`.
+    pub fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// Samples a server's CPU time at the start and the end of the window.
+#[derive(Debug)]
+pub struct ServerCpu {
+    pid: u32,
+    start: Option<CpuTime>,
+}
+
+impl ServerCpu {
+    /// A sampler for the process `pid`.
+    pub fn new(pid: u32) -> ServerCpu {
+        ServerCpu { pid, start: None }
+    }
+
+    /// The window begins.
+    pub fn window_starts(&mut self) {
+        self.start = CpuTime::of(self.pid).ok();
+    }
+
+    /// The window ends: the CPU time spent in it, if both readings worked.
+    pub fn window_ends(&mut self) -> Option<CpuTime> {
+        let start = self.start.take()?;
+        Some(CpuTime::of(self.pid).ok()?.since(start))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_this_process_and_counts_forward() {
+        let pid = std::process::id();
+        let before = CpuTime::of(pid).unwrap();
+        let mut x = 0u64;
+        for i in 0..30_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        std::hint::black_box(x);
+        let spent = CpuTime::of(pid).unwrap().since(before);
+        assert!(spent.user + spent.system > Duration::ZERO, "{spent:?}");
+        assert!(CpuTime::of(u32::MAX).is_err());
+    }
+}
