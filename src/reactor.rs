@@ -42,6 +42,7 @@
 pub mod connection;
 pub mod deadlines;
 pub mod listener;
+pub mod owed;
 pub mod shutdown;
 pub mod state;
 pub mod token;
@@ -63,7 +64,7 @@ use crate::net::{self, IoMode, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
 use connection::{Connection, Ctx, Turn};
-use deadlines::Sweeper;
+use deadlines::{Clock, Sweeper, Tick};
 use listener::{AcceptCtx, Acceptor};
 use shutdown::{Request, Shutdown};
 use token::Target;
@@ -173,6 +174,10 @@ pub struct Reactor {
     idle_timeout: Option<Duration>,
     /// When the next sweep of idle and linger deadlines is due.
     sweeper: Sweeper,
+    /// The connections' clock ([`Tick`]s since the reactor started), and
+    /// the tick of the current batch: read once per wake-up, not per event.
+    clock: Clock,
+    tick: Tick,
     /// Slab keys of connections closed during this batch; removed in the
     /// before-sleep phase, never within a batch (see [`token`]).
     closed: Vec<usize>,
@@ -219,6 +224,7 @@ impl Reactor {
         shutdown
             .register(registry)
             .map_err(|e| ServerError::new("cannot register the signal pipe", e))?;
+        let started = Instant::now();
         Ok(Reactor {
             poll,
             acceptor,
@@ -232,11 +238,13 @@ impl Reactor {
             max_pending: options.max_pending,
             idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
+            clock: Clock::starting_at(started),
+            tick: Clock::starting_at(started).tick(started),
             closed: Vec::new(),
             read_again: Vec::new(),
             udp_read_again: false,
             stats_interval: options.stats_interval,
-            next_stats: options.stats_interval.map(|every| Instant::now() + every),
+            next_stats: options.stats_interval.map(|every| started + every),
         })
     }
 
@@ -268,6 +276,7 @@ impl Reactor {
             let timeout = self.before_sleep(Instant::now());
             self.sleep(&mut events, timeout)?;
             let now = Instant::now();
+            self.tick = self.clock.tick(now);
             for event in events.iter() {
                 self.dispatch(event, now);
             }
@@ -291,6 +300,7 @@ impl Reactor {
             // A descriptor was freed: accept what waited in the backlog now,
             // since the listener will raise no new event for it.
             if acceptor.is_paused() && (freed || retry_due) {
+                self.tick = self.clock.tick(now);
                 self.accept_all(now);
             }
         }
@@ -451,6 +461,7 @@ impl Reactor {
     /// Closes every connection whose idle or linger deadline has passed.
     fn sweep(&mut self, now: Instant) {
         let idle_timeout = self.idle_timeout;
+        let clock = self.clock;
         let mut earliest: Option<Instant> = None;
         let mut closed = Vec::new();
         let (conns, mut ctx) = self.split(now);
@@ -458,10 +469,10 @@ impl Reactor {
             if conn.state().is_closed() {
                 continue; // closed earlier in this batch, already on the list
             }
-            if conn.on_timer(key, &mut ctx, idle_timeout).closed {
+            if conn.on_timer(key, &mut ctx, idle_timeout, &clock).closed {
                 closed.push(key);
             }
-            if let Some(at) = conn.deadline(idle_timeout) {
+            if let Some(at) = conn.deadline(idle_timeout, &clock, now) {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }
@@ -481,6 +492,7 @@ impl Reactor {
             sweeper: &mut self.sweeper,
             idle_timeout: self.idle_timeout,
             now,
+            tick: self.tick,
         });
     }
 
@@ -530,6 +542,7 @@ impl Reactor {
                 service: &self.service,
                 stats: &mut self.stats,
                 now,
+                tick: self.tick,
                 max_pending: self.max_pending,
             },
         )

@@ -14,8 +14,9 @@
 //! An idle connection owns no buffer at all. Reads go into the reactor's one
 //! scratch buffer, lent through [`Ctx`]; replies are written straight from it.
 //! Only when the kernel takes part of a reply does the remainder move into
-//! `owed`, a `Vec` that is released again once flushed. The size of a
-//! `Connection` is pinned by a compile-time assertion below.
+//! [`Owed`], one pointer that is null again once flushed. The connection
+//! remembers its last activity as a 4-byte [`Tick`], not a 16-byte
+//! `Instant`. Its size is pinned by a compile-time assertion below.
 
 use std::io::{self, Read, Write};
 use std::net::Shutdown;
@@ -24,6 +25,8 @@ use std::time::{Duration, Instant};
 use log::{debug, log_enabled, trace};
 use mio::net::TcpStream;
 
+use super::deadlines::{Clock, Tick};
+use super::owed::Owed;
 use super::state::{Action, Input, State};
 use crate::close::CloseReason;
 use crate::service::{Service, StreamTransform};
@@ -78,6 +81,8 @@ pub struct Ctx<'a> {
     pub stats: &'a mut Stats,
     /// The time this batch of events was taken (one clock read per batch).
     pub now: Instant,
+    /// The same moment as a connection's clock counts it.
+    pub tick: Tick,
     /// Owed bytes above which reading pauses.
     pub max_pending: usize,
 }
@@ -122,13 +127,12 @@ pub struct Connection {
     stream: TcpStream,
     state: State,
     transform: StreamTransform,
-    /// Bytes of replies the kernel has not taken yet; `owed[owed_start..]` is
-    /// what is still to be written. Empty, with no allocation, almost always.
-    owed: Vec<u8>,
-    owed_start: usize,
+    /// Bytes of replies the kernel has not taken yet: nothing, with no
+    /// allocation, almost always.
+    owed: Owed,
     /// The last time bytes moved either way (or, in `FinWait`, when our FIN
     /// was sent): the idle and linger deadlines are measured from it.
-    last_active: Instant,
+    last_active: Tick,
     /// epoll's hint that the peer's FIN (or an error) has arrived: an event
     /// said `read_closed` or `error`. Kept, not passed along, so that every
     /// read loop honours it (a resume from `Paused`, another turn after the
@@ -137,18 +141,22 @@ pub struct Connection {
     peer_fin_hinted: bool,
 }
 
-// An idle connection should cost well under 128 bytes of the server's memory.
-const _: () = assert!(std::mem::size_of::<Connection>() <= 72);
+/// The most a `Connection` may take: 24 bytes in a release build (a 4-byte
+/// socket, a 1-byte state, a 5-byte transform, an 8-byte pointer to what is
+/// owed, a 4-byte tick, the 1-byte hint, and padding). Debug builds of mio
+/// add 12 bytes of checks to every socket. The slab slot is no bigger
+/// (`tests.rs`), so an idle connection costs the server about this much.
+const MAX_CONNECTION_SIZE: usize = if cfg!(debug_assertions) { 40 } else { 24 };
+const _: () = assert!(std::mem::size_of::<Connection>() <= MAX_CONNECTION_SIZE);
 
 impl Connection {
-    /// A connection in the `Open` state.
-    pub fn new(stream: TcpStream, transform: StreamTransform, now: Instant) -> Self {
+    /// A connection in the `Open` state, accepted at `now`.
+    pub fn new(stream: TcpStream, transform: StreamTransform, now: Tick) -> Self {
         Connection {
             stream,
             state: State::Open,
             transform,
-            owed: Vec::new(),
-            owed_start: 0,
+            owed: Owed::default(),
             last_active: now,
             peer_fin_hinted: false,
         }
@@ -168,7 +176,7 @@ impl Connection {
 
     /// Bytes owed to the peer.
     pub fn owed(&self) -> usize {
-        self.owed.len() - self.owed_start
+        self.owed.len()
     }
 
     /// Reads until the socket is drained (or the read budget is used), and
@@ -196,7 +204,7 @@ impl Connection {
             if self.state == State::FinWait {
                 // Our FIN is out; input is only read so that closing cannot reset.
             } else {
-                self.last_active = ctx.now;
+                self.last_active = ctx.tick;
                 let reply =
                     ctx.service
                         .on_bytes(&mut self.transform, &mut ctx.scratch[..n], ctx.reply);
@@ -230,7 +238,7 @@ impl Connection {
     /// input that was left in the socket will not raise a new event.
     #[inline]
     pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
-        if self.owed() == 0 || self.state.is_closed() {
+        if self.owed.is_empty() || self.state.is_closed() {
             // A writable edge with nothing owed is only a hint: the common
             // case (every echoed message raises one), so it stays inline.
             // (A connection closed earlier in the batch has reported it.)
@@ -246,7 +254,7 @@ impl Connection {
             return self.fail(key, &e, ctx);
         }
         if self.owed() < before {
-            self.last_active = ctx.now;
+            self.last_active = ctx.tick;
         }
         let was_reading = self.state.is_reading();
         self.set_state(key, Input::Written { owed: self.owed() }, ctx);
@@ -263,13 +271,20 @@ impl Connection {
         self.turn()
     }
 
-    /// The next idle or linger deadline of this connection, if it has one.
-    pub fn deadline(&self, idle_timeout: Option<Duration>) -> Option<Instant> {
-        match self.state {
-            State::Closed(_) => None,
-            State::FinWait => Some(self.last_active + LINGER),
-            _ => idle_timeout.map(|t| self.last_active + t),
-        }
+    /// The next idle or linger deadline of this connection, if it has one,
+    /// seen from `now` (never early: see [`Clock::latest`]).
+    pub fn deadline(
+        &self,
+        idle_timeout: Option<Duration>,
+        clock: &Clock,
+        now: Instant,
+    ) -> Option<Instant> {
+        let wait = match self.state {
+            State::Closed(_) => return None,
+            State::FinWait => LINGER,
+            _ => idle_timeout?,
+        };
+        Some(clock.latest(self.last_active, now) + wait)
     }
 
     /// Applies a deadline that has passed, if one has.
@@ -278,8 +293,9 @@ impl Connection {
         key: usize,
         ctx: &mut Ctx<'_>,
         idle_timeout: Option<Duration>,
+        clock: &Clock,
     ) -> Turn {
-        match self.deadline(idle_timeout) {
+        match self.deadline(idle_timeout, clock, ctx.now) {
             Some(at) if at <= ctx.now => {
                 let input = if self.state == State::FinWait {
                     Input::LingerExpired
@@ -329,7 +345,7 @@ impl Connection {
                 // Our FIN. The peer reads the rest, sees EOF, and closes;
                 // the linger deadline is measured from now.
                 self.shutdown_write(key);
-                self.last_active = ctx.now;
+                self.last_active = ctx.tick;
             }
             Action::SendFinAndClose => {
                 // The peer's FIN has arrived and nothing is owed: send ours
@@ -347,8 +363,7 @@ impl Connection {
         let State::Closed(reason) = self.state else {
             return;
         };
-        self.owed = Vec::new();
-        self.owed_start = 0;
+        self.owed.clear();
         ctx.stats.closed(reason);
         debug!("conn={key} closed: {reason}");
     }
@@ -392,10 +407,9 @@ impl Connection {
         if bytes.is_empty() {
             return Ok(());
         }
-        if self.owed() > 0 {
+        if !self.owed.is_empty() {
             // Order matters: new bytes queue behind the old ones.
-            self.compact_owed();
-            self.owed.extend_from_slice(bytes);
+            self.owed.push(bytes);
             return self.flush_owed(key, stats);
         }
         let written = write_until_blocked(&mut self.stream, bytes, stats)?;
@@ -404,31 +418,21 @@ impl Connection {
                 "conn={key} partial write {written} of {} bytes",
                 bytes.len()
             );
-            self.owed.extend_from_slice(&bytes[written..]);
+            self.owed.push(&bytes[written..]);
         }
         Ok(())
     }
 
     fn flush_owed(&mut self, key: usize, stats: &mut Stats) -> io::Result<()> {
-        let written = write_until_blocked(&mut self.stream, &self.owed[self.owed_start..], stats)?;
-        self.owed_start += written;
+        let written = write_until_blocked(&mut self.stream, self.owed.unsent(), stats)?;
+        // Once all is written the block is freed: an idle connection owns
+        // no memory.
+        self.owed.consume(written);
         trace!(
             "conn={key} wrote {written} owed bytes, {} left",
             self.owed()
         );
-        if self.owed() == 0 {
-            // Give the buffer back: an idle connection owns no memory.
-            self.owed = Vec::new();
-            self.owed_start = 0;
-        }
         Ok(())
-    }
-
-    fn compact_owed(&mut self) {
-        if self.owed_start > 0 {
-            self.owed.drain(..self.owed_start);
-            self.owed_start = 0;
-        }
     }
 }
 

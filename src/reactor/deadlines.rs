@@ -18,6 +18,47 @@
 
 use std::time::{Duration, Instant};
 
+/// The resolution of a connection's clock.
+pub const TICK: Duration = Duration::from_millis(100);
+
+/// A moment as a connection keeps it: tenths of a second since the reactor
+/// started, in 32 bits (4 bytes where an `Instant` takes 16). Idle and
+/// linger deadlines need neither nanoseconds nor centuries. The count wraps
+/// after 13.6 years; differences are taken with wrapping arithmetic, so they
+/// are right for any span under half that, far beyond the longest idle
+/// timeout the command line accepts (one year).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tick(u32);
+
+/// Turns `Instant`s into [`Tick`]s and back.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock {
+    epoch: Instant,
+}
+
+impl Clock {
+    /// A clock whose tick 0 is `epoch`.
+    pub fn starting_at(epoch: Instant) -> Clock {
+        Clock { epoch }
+    }
+
+    /// The tick `now` falls in.
+    pub fn tick(&self, now: Instant) -> Tick {
+        let tenths = now.saturating_duration_since(self.epoch).as_millis() / TICK.as_millis();
+        // Wrapping on purpose (see `Tick`).
+        Tick(tenths as u32)
+    }
+
+    /// The latest moment that `tick` may stand for, seen from `now`: never
+    /// earlier than the real one, so a deadline measured from it is never
+    /// early (and at most two ticks late).
+    pub fn latest(&self, tick: Tick, now: Instant) -> Instant {
+        let ago = self.tick(now).0.wrapping_sub(tick.0);
+        let back = TICK * ago;
+        now.checked_sub(back).unwrap_or(now) + TICK
+    }
+}
+
 /// The shortest time between two sweeps, and so how late after a deadline
 /// a sweep may act on it.
 pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
@@ -53,6 +94,32 @@ impl Sweeper {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tick_read_back_is_never_earlier_and_at_most_two_ticks_later() {
+        let epoch = Instant::now();
+        let clock = Clock::starting_at(epoch);
+        for offset_ms in [0, 1, 99, 100, 101, 12_345, 86_400_000] {
+            let at = epoch + Duration::from_millis(offset_ms);
+            let tick = clock.tick(at);
+            for later_ms in [0, 50, 100, 1_000, 60_000] {
+                let now = at + Duration::from_millis(later_ms);
+                let back = clock.latest(tick, now);
+                assert!(back >= at, "offset {offset_ms} later {later_ms}");
+                assert!(back <= at + 2 * TICK, "offset {offset_ms} later {later_ms}");
+            }
+        }
+    }
+
+    #[test]
+    fn ticks_wrap_without_breaking_differences() {
+        let epoch = Instant::now();
+        let clock = Clock::starting_at(epoch);
+        let near_wrap = Tick(u32::MAX - 5);
+        let now_tick = Tick(near_wrap.0.wrapping_add(10));
+        assert_eq!(now_tick.0.wrapping_sub(near_wrap.0), 10);
+        assert_eq!(clock.tick(epoch), Tick(0));
+    }
 
     #[test]
     fn keeps_the_earliest_wake_and_spaces_sweeps() {

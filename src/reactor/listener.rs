@@ -21,7 +21,7 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use super::connection::Connection;
-use super::deadlines::Sweeper;
+use super::deadlines::{Sweeper, Tick};
 use super::token::{LISTENER, connection_token};
 use crate::fd_limit;
 use crate::service::Service;
@@ -56,6 +56,8 @@ pub struct AcceptCtx<'a> {
     pub idle_timeout: Option<Duration>,
     /// The time of this batch of events.
     pub now: Instant,
+    /// The same moment as a connection's clock counts it.
+    pub tick: Tick,
 }
 
 impl Acceptor {
@@ -152,7 +154,7 @@ impl Acceptor {
                 warn!("cannot register connection from {peer}: {e}");
                 continue;
             }
-            entry.insert(Connection::new(stream, ctx.service.new_stream(), ctx.now));
+            entry.insert(Connection::new(stream, ctx.service.new_stream(), ctx.tick));
             ctx.stats.opened();
             if let Some(idle) = ctx.idle_timeout {
                 ctx.sweeper.wake_at(ctx.now + idle);

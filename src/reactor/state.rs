@@ -131,7 +131,7 @@ impl State {
 
     /// The next state after `input`. `max_pending` is the number of owed bytes
     /// above which reading pauses. No I/O happens here.
-    #[inline]
+    #[inline(always)]
     pub fn next(self, input: Input, max_pending: usize) -> State {
         use Input::*;
         use State::*;

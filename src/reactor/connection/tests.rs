@@ -15,10 +15,11 @@ fn pair() -> (Connection, std::net::TcpStream) {
     let (accepted, _) = listener.accept().unwrap();
     accepted.set_nonblocking(true).unwrap();
     let service = Service::new(Mode::Echo, "");
+    let clock = Clock::starting_at(Instant::now());
     let conn = Connection::new(
         TcpStream::from_std(accepted),
         service.new_stream(),
-        Instant::now(),
+        clock.tick(Instant::now()),
     );
     (conn, peer)
 }
@@ -52,6 +53,7 @@ impl Loop {
             service: &self.service,
             stats: &mut self.stats,
             now: Instant::now(),
+            tick: Clock::starting_at(Instant::now()).tick(Instant::now()),
             max_pending: 1 << 20,
         }
     }
