@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use common::{
     Running, ServerSpec, build_anchors, build_release, cannot_run, idle_cost_with_loadgen, loadgen,
-    machine_line, publish, require_tools, syscalls_per_message,
+    machine_line, publish, require_tools, scratch_file, syscalls_per_message,
 };
 use reactor_echo::bench::report::parse_json_numbers;
 
@@ -160,10 +160,7 @@ fn server_instructions(server: &ServerSpec, lg: &Path, messages: u64) -> Option<
 /// The total instructions of one server process under callgrind, while the
 /// C load generator completes `messages` on 10 connections.
 fn server_run_instructions(server: &ServerSpec, lg: &Path, messages: u64) -> Option<f64> {
-    let profile = std::env::temp_dir().join(format!(
-        "reactor-echo-cost-{}-{messages}.out",
-        std::process::id()
-    ));
+    let profile = scratch_file(&format!("callgrind-server-{messages}.out"));
     let wrapper = vec![
         "valgrind".to_owned(),
         "--tool=callgrind".to_owned(),
@@ -206,10 +203,7 @@ fn generator_instructions(
 /// messages it completed.
 fn generator_run(generator: &ServerSpec, server: &ServerSpec, seconds: f64) -> Option<(f64, f64)> {
     let running = Running::start(server, &[]);
-    let profile = std::env::temp_dir().join(format!(
-        "reactor-echo-cost-gen-{}-{seconds}.out",
-        std::process::id()
-    ));
+    let profile = scratch_file(&format!("callgrind-generator-{seconds}.out"));
     let output = Command::new("taskset")
         .args(["-c", "1", "valgrind", "--tool=callgrind"])
         .arg(format!("--callgrind-out-file={}", profile.display()))

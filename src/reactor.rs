@@ -466,13 +466,16 @@ impl Reactor {
         let mut closed = Vec::new();
         let (conns, mut ctx) = self.split(now);
         for (key, conn) in conns.iter_mut() {
-            if conn.state().is_closed() {
-                continue; // closed earlier in this batch, already on the list
-            }
-            if conn.on_timer(key, &mut ctx, idle_timeout, &clock).closed {
-                closed.push(key);
-            }
-            if let Some(at) = conn.deadline(idle_timeout, &clock, now) {
+            // A closed connection (earlier in this batch) has no deadline.
+            let Some(at) = conn.deadline(idle_timeout, &clock, now) else {
+                continue;
+            };
+            if at <= now {
+                // Expiry closes the connection: no deadline after it.
+                if conn.on_timer(key, &mut ctx).closed {
+                    closed.push(key);
+                }
+            } else {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
         }

@@ -251,10 +251,7 @@ pub fn cannot_run(bench: &str, why: &str) -> ! {
 /// and a short run, so start-up and connection set-up cancel out.
 pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Option<f64> {
     let count = |messages: u64| -> Option<f64> {
-        let file = std::env::temp_dir().join(format!(
-            "reactor-echo-strace-{}-{messages}.txt",
-            std::process::id()
-        ));
+        let file = scratch_file(&format!("strace-{messages}.txt"));
         let wrapper = vec![
             "strace".into(),
             "-f".into(),
@@ -288,6 +285,13 @@ pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Optio
     let long = count(100_000)?;
     let short = count(10_000)?;
     Some((long - short) / 90_000.0)
+}
+
+/// A file for a tool's output (strace's counts, callgrind's profile), in the
+/// temporary directory, named after this bench process so that two benches
+/// running at once do not share it.
+pub fn scratch_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("reactor-echo-{}-{name}", std::process::id()))
 }
 
 /// Builds the release binary and returns its path.

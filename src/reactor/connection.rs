@@ -287,25 +287,16 @@ impl Connection {
         Some(clock.latest(self.last_active, now) + wait)
     }
 
-    /// Applies a deadline that has passed, if one has.
-    pub fn on_timer(
-        &mut self,
-        key: usize,
-        ctx: &mut Ctx<'_>,
-        idle_timeout: Option<Duration>,
-        clock: &Clock,
-    ) -> Turn {
-        match self.deadline(idle_timeout, clock, ctx.now) {
-            Some(at) if at <= ctx.now => {
-                let input = if self.state == State::FinWait {
-                    Input::LingerExpired
-                } else {
-                    Input::IdleExpired
-                };
-                self.set_state(key, input, ctx);
-            }
-            _ => {}
-        }
+    /// Its deadline (from [`Connection::deadline`]) has passed: in `FinWait`
+    /// the linger is over, in any other state the connection was idle too
+    /// long.
+    pub fn on_timer(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+        let input = if self.state == State::FinWait {
+            Input::LingerExpired
+        } else {
+            Input::IdleExpired
+        };
+        self.set_state(key, input, ctx);
         self.turn()
     }
 
