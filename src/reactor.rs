@@ -41,11 +41,14 @@
 
 pub mod connection;
 pub mod deadlines;
+pub mod hot_trace;
 pub mod listener;
 pub mod owed;
 pub mod shutdown;
 pub mod state;
+pub mod syscall;
 pub mod token;
+pub mod turn;
 pub mod udp;
 
 use std::io;
@@ -63,11 +66,13 @@ use crate::listening::Listening;
 use crate::net::{self, IoMode, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
-use connection::{Connection, Ctx, Turn};
-use deadlines::{Clock, Sweeper, Tick};
+use connection::{Connection, Ctx};
+use deadlines::{Clock, Sweeper};
+use hot_trace::hot_trace;
 use listener::{AcceptCtx, Acceptor};
 use shutdown::{Request, Shutdown};
 use token::Target;
+use turn::Turn;
 use udp::UdpEndpoint;
 
 /// The size of the one read buffer: 64 KiB holds the largest UDP datagram
@@ -160,24 +165,17 @@ pub struct Reactor {
     /// The connections; slot `k` has the token `FIRST_CONNECTION + k` (see
     /// [`token`]).
     conns: Slab<Connection>,
-    /// The one read buffer, lent to whichever socket is being read.
-    scratch: Box<[u8]>,
-    /// The one buffer for replies that cannot be made in place.
-    reply: Vec<u8>,
-    /// What to do with received bytes.
-    service: Service,
-    /// The counters of the stats line.
-    stats: Stats,
-    /// Owed bytes above which reading from a connection pauses.
-    max_pending: usize,
+    /// What the connections share (the one read buffer, the reply buffer,
+    /// the service, the counters, the batch's tick, the trace flag), lent
+    /// to whichever socket an event is for.
+    ctx: Ctx,
     /// Close connections idle for this long (`None`: never).
     idle_timeout: Option<Duration>,
     /// When the next sweep of idle and linger deadlines is due.
     sweeper: Sweeper,
-    /// The connections' clock ([`Tick`]s since the reactor started), and
-    /// the tick of the current batch: read once per wake-up, not per event.
+    /// The connections' clock ([`Tick`]s since the reactor started); the
+    /// tick of the current batch is `ctx.tick`, read once per wake-up.
     clock: Clock,
-    tick: Tick,
     /// Slab keys of connections closed during this batch; removed in the
     /// before-sleep phase, never within a batch (see [`token`]).
     closed: Vec<usize>,
@@ -231,15 +229,15 @@ impl Reactor {
             udp,
             shutdown,
             conns: Slab::new(),
-            scratch: vec![0; SCRATCH_SIZE].into_boxed_slice(),
-            reply: Vec::with_capacity(SCRATCH_SIZE),
-            service: options.service,
-            stats: Stats::default(),
-            max_pending: options.max_pending,
+            ctx: Ctx::new(
+                options.service,
+                SCRATCH_SIZE,
+                options.max_pending,
+                Clock::starting_at(started).tick(started),
+            ),
             idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
             clock: Clock::starting_at(started),
-            tick: Clock::starting_at(started).tick(started),
             closed: Vec::new(),
             read_again: Vec::new(),
             udp_read_again: false,
@@ -276,13 +274,17 @@ impl Reactor {
             let timeout = self.before_sleep(Instant::now());
             self.sleep(&mut events, timeout)?;
             let now = Instant::now();
-            self.tick = self.clock.tick(now);
+            self.ctx.tick = self.clock.tick(now);
+            // Decided once per wake-up: a disabled `trace!` costs an atomic
+            // load and a compare each, and register pressure on the hot path
+            // (measured in docs/benchmarks.md); a plain flag costs neither.
+            self.ctx.tracing = log_enabled!(log::Level::Trace);
             for event in events.iter() {
                 self.dispatch(event, now);
             }
             self.serve_read_again(now);
             if self.timers(now, report) {
-                return Ok(self.stats);
+                return Ok(self.ctx.stats);
             }
         }
     }
@@ -300,7 +302,7 @@ impl Reactor {
             // A descriptor was freed: accept what waited in the backlog now,
             // since the listener will raise no new event for it.
             if acceptor.is_paused() && (freed || retry_due) {
-                self.tick = self.clock.tick(now);
+                self.ctx.tick = self.clock.tick(now);
                 self.accept_all(now);
             }
         }
@@ -340,16 +342,16 @@ impl Reactor {
             Target::Udp => {
                 let Some(udp) = self.udp.as_mut() else { return };
                 if event.is_writable() {
-                    udp.on_writable(&mut self.stats);
+                    udp.on_writable(&mut self.ctx.stats);
                 }
                 if event.is_readable() {
                     let turn = udp.on_readable(
-                        &mut self.scratch,
-                        &mut self.reply,
-                        &self.service,
-                        &mut self.stats,
+                        &mut self.ctx.scratch,
+                        &mut self.ctx.reply,
+                        &self.ctx.service,
+                        &mut self.ctx.stats,
                     );
-                    self.udp_read_again = turn.read_again;
+                    self.udp_read_again = turn.read_again();
                 }
             }
             Target::Signals => match self.shutdown.on_signal(now) {
@@ -360,10 +362,8 @@ impl Reactor {
                 Request::None => {}
             },
             Target::Connection(key) => {
-                if log_enabled!(log::Level::Trace) {
-                    trace!("conn={key} event {}", describe(event));
-                }
-                let (conns, mut ctx) = self.split(now);
+                hot_trace!(self.ctx.tracing, "conn={key} event {}", describe(event));
+                let (conns, ctx) = (&mut self.conns, &mut self.ctx);
                 // A slot emptied earlier (never within a batch: see token.rs).
                 let Some(conn) = conns.get_mut(key) else {
                     return;
@@ -376,10 +376,10 @@ impl Reactor {
                 let mut turn = Turn::DONE;
                 // Write first: flushing what is owed may let the reader resume.
                 if event.is_writable() || event.is_write_closed() || event.is_error() {
-                    turn = conn.on_writable(key, &mut ctx);
+                    turn = conn.on_writable(key, ctx);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    turn = turn.then(conn.on_readable(key, &mut ctx));
+                    turn = turn.then(conn.on_readable(key, ctx));
                 }
                 self.act_on(key, turn, now);
             }
@@ -389,16 +389,16 @@ impl Reactor {
     /// What the loop does with a connection's turn: every rule about
     /// removal, coming back, and timers is here.
     fn act_on(&mut self, key: usize, turn: Turn, now: Instant) {
-        if turn.read_again {
+        if turn.read_again() {
             // epoll will not report the input left behind: come back to it.
             self.read_again.push(key);
         }
-        if turn.lingering {
+        if turn.lingering() {
             // The linger deadline: a sweep must come by then. (`wake_at`
             // keeps the earliest, so later turns in FIN-WAIT-2 change nothing.)
             self.sweeper.wake_at(now + connection::LINGER);
         }
-        if turn.closed {
+        if turn.closed() {
             // Removed in phase 1, after the batch: a later event of this
             // batch for the same slot must not reach a newcomer. (A closed
             // connection that reports it again adds its key again; the
@@ -412,12 +412,12 @@ impl Reactor {
         if self.udp_read_again {
             if let Some(udp) = self.udp.as_mut() {
                 let turn = udp.on_readable(
-                    &mut self.scratch,
-                    &mut self.reply,
-                    &self.service,
-                    &mut self.stats,
+                    &mut self.ctx.scratch,
+                    &mut self.ctx.reply,
+                    &self.ctx.service,
+                    &mut self.ctx.stats,
                 );
-                self.udp_read_again = turn.read_again;
+                self.udp_read_again = turn.read_again();
             }
         }
         if self.read_again.is_empty() {
@@ -425,13 +425,13 @@ impl Reactor {
         }
         let keys = std::mem::take(&mut self.read_again);
         for &key in &keys {
-            let (conns, mut ctx) = self.split(now);
+            let (conns, ctx) = (&mut self.conns, &mut self.ctx);
             // The slot may have been reused since: an extra read is harmless
             // (it reads WouldBlock), so no check beyond existence is needed.
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
-            let turn = conn.on_readable(key, &mut ctx);
+            let turn = conn.on_readable(key, ctx);
             self.act_on(key, turn, now);
         }
     }
@@ -449,7 +449,7 @@ impl Reactor {
         }
         if let (Some(at), Some(every)) = (self.next_stats, self.stats_interval) {
             if at <= now {
-                report(&self.stats);
+                report(&self.ctx.stats);
                 self.next_stats = Some(at.max(now - every) + every);
             }
         }
@@ -464,7 +464,7 @@ impl Reactor {
         let clock = self.clock;
         let mut earliest: Option<Instant> = None;
         let mut closed = Vec::new();
-        let (conns, mut ctx) = self.split(now);
+        let (conns, ctx) = (&mut self.conns, &mut self.ctx);
         for (key, conn) in conns.iter_mut() {
             // A closed connection (earlier in this batch) has no deadline.
             let Some(at) = conn.deadline(idle_timeout, &clock, now) else {
@@ -472,7 +472,7 @@ impl Reactor {
             };
             if at <= now {
                 // Expiry closes the connection: no deadline after it.
-                if conn.on_timer(key, &mut ctx).closed {
+                if conn.on_timer(key, ctx).closed() {
                     closed.push(key);
                 }
             } else {
@@ -490,12 +490,12 @@ impl Reactor {
         acceptor.accept_all(&mut AcceptCtx {
             registry: self.poll.registry(),
             conns: &mut self.conns,
-            service: &self.service,
-            stats: &mut self.stats,
+            service: &self.ctx.service,
+            stats: &mut self.ctx.stats,
             sweeper: &mut self.sweeper,
             idle_timeout: self.idle_timeout,
             now,
-            tick: self.tick,
+            tick: self.ctx.tick,
         });
     }
 
@@ -516,9 +516,9 @@ impl Reactor {
         }
         self.udp_read_again = false;
         let mut turns = Vec::new();
-        let (conns, mut ctx) = self.split(now);
+        let (conns, ctx) = (&mut self.conns, &mut self.ctx);
         for (key, conn) in conns.iter_mut() {
-            turns.push((key, conn.begin_shutdown(key, &mut ctx)));
+            turns.push((key, conn.begin_shutdown(key, ctx)));
         }
         for (key, turn) in turns {
             self.act_on(key, turn, now);
@@ -532,23 +532,6 @@ impl Reactor {
     fn has_unfinished_work(&self) -> bool {
         self.udp.as_ref().is_some_and(UdpEndpoint::has_queued)
             || self.conns.iter().any(|(_, c)| !c.state().is_closed())
-    }
-
-    /// Splits the borrows: the slab on one side, what a connection may touch
-    /// on the other.
-    fn split(&mut self, now: Instant) -> (&mut Slab<Connection>, Ctx<'_>) {
-        (
-            &mut self.conns,
-            Ctx {
-                scratch: &mut self.scratch,
-                reply: &mut self.reply,
-                service: &self.service,
-                stats: &mut self.stats,
-                now,
-                tick: self.tick,
-                max_pending: self.max_pending,
-            },
-        )
     }
 }
 

@@ -93,21 +93,23 @@ impl Service {
 
     /// The reply to one chunk read from a TCP stream.
     ///
-    /// `input` may be modified in place; `out` is cleared and may be used to
-    /// hold the reply. The returned bytes must be sent before the next call.
+    /// `input` may be modified in place; `out` may be cleared and used to
+    /// hold the reply (echo leaves it alone: nothing to do per message). The returned bytes must be sent before the next call.
     pub fn on_bytes<'a>(
         &'a self,
         stream: &mut StreamTransform,
         input: &'a mut [u8],
         out: &'a mut Vec<u8>,
     ) -> Reply<'a> {
-        out.clear();
         match stream {
             StreamTransform::Echo => Reply::more(input),
-            StreamTransform::Upper(upper) => match upper.feed(input, out) {
-                Output::InPlace => Reply::more(input),
-                Output::Appended => Reply::more(out),
-            },
+            StreamTransform::Upper(upper) => {
+                out.clear();
+                match upper.feed(input, out) {
+                    Output::InPlace => Reply::more(input),
+                    Output::Appended => Reply::more(out),
+                }
+            }
             StreamTransform::Greet { greeted } => {
                 if *greeted || input.is_empty() {
                     return Reply::more(&[]);

@@ -18,7 +18,7 @@
 //! remembers its last activity as a 4-byte [`Tick`], not a 16-byte
 //! `Instant`. Its size is pinned by a compile-time assertion below.
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,11 @@ use log::{debug, log_enabled, trace};
 use mio::net::TcpStream;
 
 use super::deadlines::{Clock, Tick};
+use super::hot_trace::hot_trace;
 use super::owed::Owed;
 use super::state::{Action, Input, State};
+use super::syscall::{self, Received, Sent};
+use super::turn::Turn;
 use crate::close::CloseReason;
 use crate::service::{Service, StreamTransform};
 use crate::stats::Stats;
@@ -68,55 +71,40 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// one extra `read` per wake-up of a connection.
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(target_os = "linux");
 
-/// Everything a connection borrows from the reactor while it handles an event.
+/// What every connection shares: the reactor owns it and lends it to the
+/// connection an event is for. One struct kept for the reactor's life, not
+/// one built per event, so that lending it is passing one pointer.
 #[derive(Debug)]
-pub struct Ctx<'a> {
+pub struct Ctx {
     /// The reactor's one read buffer.
-    pub scratch: &'a mut [u8],
+    pub scratch: Box<[u8]>,
     /// The reactor's one buffer for replies that cannot be made in place.
-    pub reply: &'a mut Vec<u8>,
+    pub reply: Vec<u8>,
     /// What to do with the bytes.
-    pub service: &'a Service,
+    pub service: Service,
     /// The counters.
-    pub stats: &'a mut Stats,
-    /// The time this batch of events was taken (one clock read per batch).
-    pub now: Instant,
-    /// The same moment as a connection's clock counts it.
+    pub stats: Stats,
+    /// The moment this batch of events was taken, as a connection's clock
+    /// counts it (one clock read per batch).
     pub tick: Tick,
     /// Owed bytes above which reading pauses.
     pub max_pending: usize,
+    /// Whether `RUST_LOG` enables trace, decided once per wake-up: the
+    /// per-message trace lines test this plain flag (see `Reactor::run`).
+    pub tracing: bool,
 }
 
-/// What a handler's turn left for the reactor to do: any of three things,
-/// so that the turns of two handlers run for one event can be combined.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Turn {
-    /// The read budget ran out with input possibly still waiting: epoll will
-    /// not say so again, so the reactor must come back by itself.
-    pub read_again: bool,
-    /// Our FIN is out and the connection waits for the peer's (`FinWait`):
-    /// a sweep must come by the linger deadline.
-    pub lingering: bool,
-    /// The connection closed: the reactor removes it after this batch.
-    pub closed: bool,
-}
-
-impl Turn {
-    /// Nothing: the socket has nothing more for now (or the connection is
-    /// not reading); the next event will say when it has.
-    pub const DONE: Turn = Turn {
-        read_again: false,
-        lingering: false,
-        closed: false,
-    };
-
-    /// The turn of two handlers run for one event, one after the other.
-    #[inline]
-    pub fn then(self, later: Turn) -> Turn {
-        Turn {
-            read_again: self.read_again | later.read_again,
-            lingering: self.lingering | later.lingering,
-            closed: self.closed | later.closed,
+impl Ctx {
+    /// A context with a read buffer of `scratch_size` bytes, at `tick`.
+    pub fn new(service: Service, scratch_size: usize, max_pending: usize, tick: Tick) -> Ctx {
+        Ctx {
+            scratch: vec![0; scratch_size].into_boxed_slice(),
+            reply: Vec::with_capacity(scratch_size),
+            service,
+            stats: Stats::default(),
+            tick,
+            max_pending,
+            tracing: log_enabled!(log::Level::Trace),
         }
     }
 }
@@ -179,65 +167,101 @@ impl Connection {
         self.owed.len()
     }
 
-    /// Reads until the socket is drained (or the read budget is used), and
-    /// sends the reply to each chunk as it is read.
+    /// Reads what the socket holds, in the way the state calls for: `Open`
+    /// replies to it, `FinWait` reads only to reach the peer's FIN, and the
+    /// other states do not read (a paused connection's input waits in the
+    /// kernel, which is the backpressure).
+    pub fn on_readable(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
+        match self.state {
+            State::Open => self.read_and_reply(key, ctx),
+            State::FinWait => self.read_and_discard(key, ctx),
+            _ => self.turn(),
+        }
+    }
+
+    /// `Open`: reads until the socket is drained (or the read budget is
+    /// used), and sends the reply to each chunk as it is read.
     ///
     /// After a short read the loop stops (Linux: see
     /// `SHORT_READ_MEANS_DRAINED`) unless the peer's FIN was hinted; then
-    /// it reads on until `read` itself reports it, since no further event
+    /// it reads on until `recv` itself reports it, since no further event
     /// will come for it.
-    pub fn on_readable(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    fn read_and_reply(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         for _ in 0..READ_BUDGET {
-            if !self.state.is_reading() {
-                return self.turn();
-            }
-            let n = match self.stream.read(ctx.scratch) {
-                Ok(0) => return self.on_eof(key, ctx),
-                Ok(n) => n,
+            let n = match syscall::recv(&self.stream, &mut ctx.scratch) {
+                Received::Bytes(n) => n,
                 // Events are hints: a spurious readable event reads nothing.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::DONE,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return self.fail(key, &e, ctx),
+                Received::WouldBlock => return Turn::DONE,
+                Received::Eof => return self.on_eof(key, ctx),
+                Received::Failed(e) => return self.fail(key, &e, ctx),
             };
-            trace!("conn={key} read {n} bytes");
+            hot_trace!(ctx.tracing, "conn={key} read {n} bytes");
             ctx.stats.bytes_in += n as u64;
-            if self.state == State::FinWait {
-                // Our FIN is out; input is only read so that closing cannot reset.
-            } else {
-                self.last_active = ctx.tick;
-                let reply =
-                    ctx.service
-                        .on_bytes(&mut self.transform, &mut ctx.scratch[..n], ctx.reply);
-                let is_final = reply.is_final;
-                if let Err(e) = self.send(key, reply.bytes, ctx.stats) {
-                    return self.fail(key, &e, ctx);
-                }
-                let owed = self.owed();
-                let input = if is_final {
-                    Input::LastReply { owed }
-                } else {
-                    Input::Received { owed }
-                };
-                self.set_state(key, input, ctx);
+            self.last_active = ctx.tick;
+            let reply =
+                ctx.service
+                    .on_bytes(&mut self.transform, &mut ctx.scratch[..n], &mut ctx.reply);
+            let is_final = reply.is_final;
+            if let Err(e) = self.send(key, reply.bytes, &mut ctx.stats) {
+                return self.fail(key, &e, ctx);
             }
+            let owed = self.owed();
+            let input = if is_final {
+                Input::LastReply { owed }
+            } else {
+                Input::Received { owed }
+            };
+            self.set_state(key, input, ctx);
+            match self.state {
+                State::Open => {}
+                // The last reply is out: what follows is only read to its end.
+                State::FinWait => return self.read_and_discard(key, ctx),
+                // Paused, finishing or closed: this turn is over.
+                _ => return self.turn(),
+            }
+            if SHORT_READ_MEANS_DRAINED && n < ctx.scratch.len() && !self.peer_fin_hinted {
+                return Turn::DONE;
+            }
+        }
+        self.budget_used(key, ctx)
+    }
+
+    /// `FinWait`: our FIN is out, and input is read only so that closing
+    /// cannot reset (closing a socket with unread input sends RST, which
+    /// destroys replies the peer has not read yet). Reads until the peer's
+    /// FIN, which ends the connection, or until the socket is drained.
+    fn read_and_discard(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
+        for _ in 0..READ_BUDGET {
+            let n = match syscall::recv(&self.stream, &mut ctx.scratch) {
+                Received::Bytes(n) => n,
+                Received::WouldBlock => return self.turn(),
+                Received::Eof => return self.on_eof(key, ctx),
+                Received::Failed(e) => return self.fail(key, &e, ctx),
+            };
+            hot_trace!(
+                ctx.tracing,
+                "conn={key} read {n} bytes after our FIN; discarded"
+            );
+            ctx.stats.bytes_in += n as u64;
             if SHORT_READ_MEANS_DRAINED && n < ctx.scratch.len() && !self.peer_fin_hinted {
                 return self.turn();
             }
         }
-        let mut turn = self.turn();
-        if self.state.is_reading() {
-            // Input may still be waiting, and epoll will not say so again.
-            trace!("conn={key} read budget used; will read again");
-            turn.read_again = true;
-        }
-        turn
+        self.budget_used(key, ctx)
+    }
+
+    /// The read budget ran out with input possibly still waiting, and epoll
+    /// will not say so again: the reactor must come back.
+    fn budget_used(&self, key: usize, ctx: &Ctx) -> Turn {
+        hot_trace!(ctx.tracing, "conn={key} read budget used; will read again");
+        Turn::READ_AGAIN.then(self.turn())
     }
 
     /// Writes what is owed. If that lets the connection read again (a paused
     /// one resumes, a finishing one reaches `FinWait`), reads at once: the
     /// input that was left in the socket will not raise a new event.
     #[inline]
-    pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         if self.owed.is_empty() || self.state.is_closed() {
             // A writable edge with nothing owed is only a hint: the common
             // case (every echoed message raises one), so it stays inline.
@@ -248,9 +272,9 @@ impl Connection {
     }
 
     /// `on_writable` with something owed.
-    fn flush_and_resume(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    fn flush_and_resume(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         let before = self.owed();
-        if let Err(e) = self.flush_owed(key, ctx.stats) {
+        if let Err(e) = self.flush_owed(key, &mut ctx.stats) {
             return self.fail(key, &e, ctx);
         }
         if self.owed() < before {
@@ -266,7 +290,7 @@ impl Connection {
 
     /// The server is shutting down: finish what is owed, then FIN (see
     /// [`Input::ShutdownBegun`]).
-    pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    pub fn begin_shutdown(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         self.set_state(key, Input::ShutdownBegun { owed: self.owed() }, ctx);
         self.turn()
     }
@@ -290,7 +314,7 @@ impl Connection {
     /// Its deadline (from [`Connection::deadline`]) has passed: in `FinWait`
     /// the linger is over, in any other state the connection was idle too
     /// long.
-    pub fn on_timer(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    pub fn on_timer(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         let input = if self.state == State::FinWait {
             Input::LingerExpired
         } else {
@@ -303,10 +327,10 @@ impl Connection {
     /// What the state leaves for the reactor at the end of a turn.
     #[inline]
     fn turn(&self) -> Turn {
-        Turn {
-            read_again: false,
-            lingering: self.state == State::FinWait,
-            closed: self.state.is_closed(),
+        match self.state {
+            State::FinWait => Turn::LINGERING,
+            State::Closed(_) => Turn::CLOSED,
+            _ => Turn::DONE,
         }
     }
 
@@ -315,7 +339,7 @@ impl Connection {
     /// the common case (another message in `Open`, no change) costs only
     /// the pure `next` and one comparison on the path of every message.
     #[inline(always)]
-    fn set_state(&mut self, key: usize, input: Input, ctx: &mut Ctx<'_>) {
+    fn set_state(&mut self, key: usize, input: Input, ctx: &mut Ctx) {
         let next = self.state.next(input, ctx.max_pending);
         if next != self.state {
             self.change_state(key, next, input, ctx);
@@ -324,7 +348,7 @@ impl Connection {
 
     /// `set_state` when the state does change.
     #[inline(never)]
-    fn change_state(&mut self, key: usize, next: State, input: Input, ctx: &mut Ctx<'_>) {
+    fn change_state(&mut self, key: usize, next: State, input: Input, ctx: &mut Ctx) {
         if log_enabled!(log::Level::Trace) {
             trace!("conn={key} state {}=>{next} on {input:?}", self.state);
         }
@@ -350,7 +374,7 @@ impl Connection {
 
     /// Counts the close; the owed bytes (if any) can no longer be delivered.
     /// The reactor removes the connection after this batch.
-    fn close(&mut self, key: usize, ctx: &mut Ctx<'_>) {
+    fn close(&mut self, key: usize, ctx: &mut Ctx) {
         let State::Closed(reason) = self.state else {
             return;
         };
@@ -359,12 +383,12 @@ impl Connection {
         debug!("conn={key} closed: {reason}");
     }
 
-    fn on_eof(&mut self, key: usize, ctx: &mut Ctx<'_>) -> Turn {
+    fn on_eof(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         trace!("conn={key} read EOF");
         if self.state != State::FinWait {
             // The transform may hold an incomplete UTF-8 tail: it is owed too.
-            let tail = ctx.service.on_eof(&mut self.transform, ctx.reply);
-            if let Err(e) = self.send(key, tail, ctx.stats) {
+            let tail = ctx.service.on_eof(&mut self.transform, &mut ctx.reply);
+            if let Err(e) = self.send(key, tail, &mut ctx.stats) {
                 return self.fail(key, &e, ctx);
             }
         }
@@ -372,7 +396,7 @@ impl Connection {
         self.turn()
     }
 
-    fn fail(&mut self, key: usize, err: &io::Error, ctx: &mut Ctx<'_>) -> Turn {
+    fn fail(&mut self, key: usize, err: &io::Error, ctx: &mut Ctx) -> Turn {
         if CloseReason::is_peer_reset(err) {
             debug!("conn={key} reset by peer: {err}");
         } else {
@@ -391,8 +415,12 @@ impl Connection {
     }
 
     /// Writes `bytes` after anything already owed. What the kernel does not
-    /// take is kept in `owed`, the connection's only allocation. (Inline: it
-    /// runs for every message, and a call costs as much as its body.)
+    /// take is kept in `owed`, the connection's only allocation.
+    ///
+    /// Inline, with the common case first: nothing owed, and the kernel
+    /// takes the whole reply in one `send` (a reply is at most one read's
+    /// worth, and the send buffer is far larger). Anything else, a partial
+    /// write, a full buffer, an error, goes to `send_rest`.
     #[inline(always)]
     fn send(&mut self, key: usize, bytes: &[u8], stats: &mut Stats) -> io::Result<()> {
         if bytes.is_empty() {
@@ -403,19 +431,43 @@ impl Connection {
             self.owed.push(bytes);
             return self.flush_owed(key, stats);
         }
-        let written = write_until_blocked(&mut self.stream, bytes, stats)?;
-        if written < bytes.len() {
-            trace!(
-                "conn={key} partial write {written} of {} bytes",
-                bytes.len()
-            );
-            self.owed.push(&bytes[written..]);
+        match syscall::send(&self.stream, bytes) {
+            Sent::Bytes(n) if n == bytes.len() => {
+                stats.bytes_out += n as u64;
+                Ok(())
+            }
+            first => self.send_rest(key, bytes, first, stats),
         }
+    }
+
+    /// `send` when the first `send(2)` did not take everything: writes on
+    /// until the kernel blocks, and keeps what it did not take in `owed`.
+    #[inline(never)]
+    fn send_rest(
+        &mut self,
+        key: usize,
+        bytes: &[u8],
+        first: Sent,
+        stats: &mut Stats,
+    ) -> io::Result<()> {
+        let written = match first {
+            Sent::Bytes(n) => {
+                stats.bytes_out += n as u64;
+                n + write_until_blocked(&self.stream, &bytes[n..], stats)?
+            }
+            Sent::WouldBlock => 0,
+            Sent::Failed(e) => return Err(e),
+        };
+        trace!(
+            "conn={key} partial write {written} of {} bytes",
+            bytes.len()
+        );
+        self.owed.push(&bytes[written..]);
         Ok(())
     }
 
     fn flush_owed(&mut self, key: usize, stats: &mut Stats) -> io::Result<()> {
-        let written = write_until_blocked(&mut self.stream, self.owed.unsent(), stats)?;
+        let written = write_until_blocked(&self.stream, self.owed.unsent(), stats)?;
         // Once all is written the block is freed: an idle connection owns
         // no memory.
         self.owed.consume(written);
@@ -429,22 +481,16 @@ impl Connection {
 
 /// Writes until everything is written or the socket would block; returns how
 /// many bytes went out.
-fn write_until_blocked(
-    stream: &mut TcpStream,
-    bytes: &[u8],
-    stats: &mut Stats,
-) -> io::Result<usize> {
+fn write_until_blocked(stream: &TcpStream, bytes: &[u8], stats: &mut Stats) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
-        match stream.write(&bytes[written..]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
+        match syscall::send(stream, &bytes[written..]) {
+            Sent::Bytes(n) => {
                 written += n;
                 stats.bytes_out += n as u64;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+            Sent::WouldBlock => break,
+            Sent::Failed(e) => return Err(e),
         }
     }
     Ok(written)

@@ -40,6 +40,7 @@ mod tests;
 
 /// Where one TCP connection is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum State {
     /// Both directions open: read until drained, write each reply straight back.
     Open,

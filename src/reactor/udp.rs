@@ -22,8 +22,8 @@ use log::{debug, trace, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
-use super::connection::Turn;
 use super::token::UDP;
+use super::turn::Turn;
 use crate::net;
 use crate::service::Service;
 use crate::stats::Stats;
@@ -124,10 +124,7 @@ impl UdpEndpoint {
             let bytes = service.datagram(&mut scratch[..n], reply);
             self.send_or_queue(bytes, from, stats);
         }
-        Turn {
-            read_again: true,
-            ..Turn::DONE
-        }
+        Turn::READ_AGAIN
     }
 
     /// Sends queued replies until the socket would block.

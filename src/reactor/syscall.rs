@@ -1,0 +1,78 @@
+//! The two system calls on every message's path, `recv` and `send`, and the
+//! outcomes a non-blocking socket can give them, named.
+//!
+//! A non-blocking read has four outcomes that the reactor treats
+//! differently: bytes, the peer's EOF (0), "nothing now" (`EAGAIN`, which
+//! std calls `WouldBlock`), and a failure (reset, broken pipe, ...). Going
+//! through `std::io::Read` folds the middle two into an `io::Error` that
+//! must be decoded with `kind()` on every call; here each is a variant of
+//! [`Received`] or [`Sent`], and `EINTR` is retried where it happens.
+//!
+//! The calls go to the kernel through `rustix`, whose Linux backend makes
+//! the system call itself: no libc wrapper, no std adapter layers between
+//! the reactor and the kernel. That is the same syscall std would make,
+//! with about 50 fewer user-space instructions per echoed message
+//! (`docs/benchmarks.md`, "Where the instructions go"). `send` passes
+//! `MSG_NOSIGNAL`, as std does: writing to a socket the peer has reset
+//! returns `EPIPE` instead of raising SIGPIPE, so a library user who has not
+//! ignored SIGPIPE is not killed by a peer.
+
+use std::io;
+
+use mio::net::TcpStream;
+use rustix::io::Errno;
+use rustix::net::{RecvFlags, SendFlags};
+
+/// What one `recv` on a non-blocking stream gave.
+#[derive(Debug)]
+pub enum Received {
+    /// This many bytes (at least one) are at the front of the buffer.
+    Bytes(usize),
+    /// The peer has sent its FIN and every byte before it has been read.
+    Eof,
+    /// Nothing to read now (`EAGAIN`): wait for the next readable event.
+    WouldBlock,
+    /// The connection failed (`ECONNRESET`, `ETIMEDOUT`, ...).
+    Failed(io::Error),
+}
+
+/// What one `send` on a non-blocking stream gave.
+#[derive(Debug)]
+pub enum Sent {
+    /// The kernel took this many bytes (possibly fewer than offered).
+    Bytes(usize),
+    /// The send buffer is full (`EAGAIN`): wait for a writable event.
+    WouldBlock,
+    /// The connection failed (`EPIPE`, `ECONNRESET`, ...).
+    Failed(io::Error),
+}
+
+/// `recv(fd, buf, 0)`, retried on `EINTR`.
+#[inline]
+pub fn recv(stream: &TcpStream, buf: &mut [u8]) -> Received {
+    loop {
+        return match rustix::net::recv(stream, &mut *buf, RecvFlags::empty()) {
+            Ok((_, 0)) => Received::Eof,
+            Ok((_, n)) => Received::Bytes(n),
+            Err(Errno::AGAIN) => Received::WouldBlock,
+            Err(Errno::INTR) => continue,
+            Err(e) => Received::Failed(e.into()),
+        };
+    }
+}
+
+/// `send(fd, bytes, MSG_NOSIGNAL)`, retried on `EINTR`. A `send` that takes
+/// nothing from a non-empty buffer is reported as a failure (`WriteZero`),
+/// as std's `write_all` does: retrying it could loop for ever.
+#[inline]
+pub fn send(stream: &TcpStream, bytes: &[u8]) -> Sent {
+    loop {
+        return match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
+            Ok(0) if !bytes.is_empty() => Sent::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Sent::Bytes(n),
+            Err(Errno::AGAIN) => Sent::WouldBlock,
+            Err(Errno::INTR) => continue,
+            Err(e) => Sent::Failed(e.into()),
+        };
+    }
+}
