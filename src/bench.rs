@@ -10,13 +10,15 @@
 //! source addresses (one address holds about 28,000 ephemeral ports, so more
 //! connections are spread over 127.0.0.2, 127.0.0.3, ...), and the report.
 
+pub mod cpu_window;
 pub mod driver;
+pub mod in_flight;
 pub mod payload;
 pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod role;
-pub mod server_cpu;
+pub mod stamp;
 pub mod udp;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};

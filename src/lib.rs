@@ -10,7 +10,8 @@
 //! 3. [`reactor::state`]: the connection state machine, a pure function.
 //! 4. `reactor/connection.rs`: the reads and writes that feed it, and the
 //!    memory discipline (one scratch buffer; owed bytes only after a partial
-//!    write).
+//!    write); [`syscall`]: the `recv` and `send` it makes, with their
+//!    outcomes named.
 //! 5. `reactor/listener.rs`, `reactor/udp.rs`, `reactor/deadlines.rs`,
 //!    `reactor/shutdown.rs`: accepting (and running out of descriptors), UDP,
 //!    idle timeouts, signals.
@@ -55,4 +56,5 @@ pub mod net;
 pub mod reactor;
 pub mod service;
 pub mod stats;
+pub mod syscall;
 pub mod upper;

@@ -46,7 +46,6 @@ pub mod listener;
 pub mod owed;
 pub mod shutdown;
 pub mod state;
-pub mod syscall;
 pub mod token;
 pub mod turn;
 pub mod udp;

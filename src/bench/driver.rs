@@ -36,8 +36,7 @@
 //! *meant* to be sent by the schedule, not when it was, so a server that
 //! stalls cannot hide its stall from the latency (no coordinated omission).
 
-use std::collections::VecDeque;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -47,11 +46,14 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::payload::{count_mismatches, fill_request};
+use super::cpu_window::CpuWindow;
+use super::in_flight::InFlight;
+use super::payload::Pattern;
 use super::plan::{Outcome, Plan};
 use super::progress::Progress;
 use super::role::AfterReply;
-use super::server_cpu::ServerCpu;
+use super::stamp::{RunClock, Stamp};
+use crate::syscall::{self, Received, Sent};
 
 /// Connects in flight at once: a storm of 10,000 SYNs at once would overflow
 /// the server's accept queue and turn into one-second SYN retransmits.
@@ -60,7 +62,7 @@ pub const CONNECT_BATCH: usize = 512;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After `--idle`, how long the final round trips may take.
 const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
-/// The I/O buffer (requests are generated into it, replies read into it).
+/// The read buffer, and the longest request written in one `send`.
 const BUFFER: usize = 64 * 1024;
 /// The longest the loop sleeps, so that the progress line keeps coming.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
@@ -113,8 +115,19 @@ struct Conn {
     /// Stream offset received (and checked) so far.
     received: u64,
     /// Start times of the messages not yet fully answered, oldest first.
-    in_flight: VecDeque<Instant>,
+    in_flight: InFlight,
     completed: u64,
+}
+
+/// What one wake-up knows, worked out once for all its events: the time as
+/// a stamp, and whether replies completing now are counted.
+#[derive(Debug, Clone, Copy)]
+struct Wake {
+    stamp: Stamp,
+    /// Replies count in the throughput.
+    measuring: bool,
+    /// Replies have their latency recorded.
+    recording: bool,
 }
 
 /// The client reactor.
@@ -123,7 +136,12 @@ pub struct Driver {
     plan: Plan,
     poll: Poll,
     conns: Slab<Conn>,
+    /// Replies are read into it.
     buffer: Vec<u8>,
+    /// Requests are written from it, and replies checked against it.
+    pattern: Pattern,
+    /// Message start times and latencies count from the driver's start.
+    clock: RunClock,
     /// Connections still to be opened, and how many are connecting now.
     to_open: usize,
     connecting: usize,
@@ -137,7 +155,9 @@ pub struct Driver {
     round_robin: usize,
     /// `--server-pid`: reads the server's CPU time as the window opens and
     /// closes.
-    server_cpu: Option<ServerCpu>,
+    server_cpu: Option<CpuWindow>,
+    /// The generator's own CPU time over the same window.
+    own_cpu: CpuWindow,
 }
 
 impl Driver {
@@ -146,13 +166,16 @@ impl Driver {
     /// # Errors
     /// If the poll cannot be created.
     pub fn new(plan: Plan, progress: Progress) -> io::Result<Driver> {
-        let server_cpu = plan.server_pid.map(ServerCpu::new);
+        let server_cpu = plan.server_pid.map(CpuWindow::new);
+        let pattern = Pattern::new(plan.expect, BUFFER);
         Ok(Driver {
             to_open: plan.connections,
             plan,
             poll: Poll::new()?,
             conns: Slab::new(),
             buffer: vec![0; BUFFER],
+            pattern,
+            clock: RunClock::starting_at(Instant::now()),
             connecting: 0,
             next_source: 0,
             next_seed: 0,
@@ -162,6 +185,7 @@ impl Driver {
             next_send: None,
             round_robin: 0,
             server_cpu,
+            own_cpu: CpuWindow::own(),
         })
     }
 
@@ -174,8 +198,10 @@ impl Driver {
         if !self.plan.role.opens_all_first() {
             self.start_clock(Instant::now());
         }
+        // One clock read per wake-up, after the sleep: the same moment serves
+        // this batch's dispatch and the next turn's steps 1 to 4.
+        let mut now = Instant::now();
         loop {
-            let now = Instant::now();
             // 1. Open.
             self.open_more(now);
             // 2. Advance.
@@ -191,20 +217,22 @@ impl Driver {
             let timeout = self.timeout(now);
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() == io::ErrorKind::Interrupted {
+                    now = Instant::now();
                     continue;
                 }
                 return Err(e);
             }
             // 5. Dispatch.
-            let now = Instant::now();
+            now = Instant::now();
+            let wake = self.wake(now);
             for event in events.iter() {
                 let key = event.token().0;
                 if event.is_writable() || event.is_error() {
-                    self.on_writable(key, now);
+                    self.on_writable(key, wake);
                 }
                 if event.is_readable() || event.is_read_closed() || event.is_error() {
                     let fin_hinted = event.is_read_closed() || event.is_error();
-                    self.on_readable(key, now, fin_hinted);
+                    self.on_readable(key, wake, fin_hinted);
                 }
             }
             // 6. Expire.
@@ -217,13 +245,19 @@ impl Driver {
     /// shows every step of a run.
     fn set_phase(&mut self, next: RunPhase) {
         trace!("bench phase {:?} => {next:?}", self.phase);
-        // The server's CPU time is read as the window opens and closes.
-        if let Some(cpu) = self.server_cpu.as_mut() {
-            match (self.phase, next) {
-                (RunPhase::Measuring { .. }, _) => self.outcome.server_cpu = cpu.window_ends(),
-                (_, RunPhase::Measuring { .. }) => cpu.window_starts(),
-                _ => {}
+        // CPU times are read as the window opens and closes.
+        match (self.phase, next) {
+            (RunPhase::Measuring { .. }, _) => {
+                self.outcome.server_cpu = self.server_cpu.as_mut().and_then(CpuWindow::window_ends);
+                self.outcome.bench_cpu = self.own_cpu.window_ends();
             }
+            (_, RunPhase::Measuring { .. }) => {
+                if let Some(cpu) = self.server_cpu.as_mut() {
+                    cpu.window_starts();
+                }
+                self.own_cpu.window_starts();
+            }
+            _ => {}
         }
         self.phase = next;
     }
@@ -271,20 +305,23 @@ impl Driver {
             until: now + IDLE_CHECK_TIMEOUT,
         });
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        let start = self.clock.stamp(now);
         for key in keys {
-            self.start_message(key, now);
+            self.start_message(key, start);
         }
     }
 
-    /// Whether replies arriving now are counted in the throughput.
-    fn is_measuring(&self, now: Instant) -> bool {
-        matches!(self.phase, RunPhase::Measuring { from, until } if now >= from && now < until)
-    }
-
-    /// Whether a reply completing now has its latency recorded: while
-    /// measuring, and for `Idle`, during the round trips after the hold.
-    fn records_latency(&self, now: Instant) -> bool {
-        self.is_measuring(now) || matches!(self.phase, RunPhase::IdleCheck { .. })
+    /// The wake-up at `now`: replies count in the throughput while
+    /// measuring, and have their latency recorded then too and, for `Idle`,
+    /// during the round trips after the hold.
+    fn wake(&self, now: Instant) -> Wake {
+        let measuring =
+            matches!(self.phase, RunPhase::Measuring { from, until } if now >= from && now < until);
+        Wake {
+            stamp: self.clock.stamp(now),
+            measuring,
+            recording: measuring || matches!(self.phase, RunPhase::IdleCheck { .. }),
+        }
     }
 
     /// Whether the run still starts new work (messages, connections).
@@ -339,7 +376,7 @@ impl Driver {
             sent: 0,
             queued: 0,
             received: 0,
-            in_flight: VecDeque::new(),
+            in_flight: InFlight::default(),
             completed: 0,
         });
         Ok(())
@@ -421,30 +458,30 @@ impl Driver {
             let key = keys[self.round_robin % keys.len()];
             self.round_robin += 1;
             // The latency clock starts at the scheduled time.
-            self.start_message(key, next);
+            self.start_message(key, self.clock.stamp(next));
             next += interval;
         }
         self.next_send = Some(next);
     }
 
-    fn start_message(&mut self, key: usize, at: Instant) {
+    fn start_message(&mut self, key: usize, at: Stamp) {
         let size = self.plan.size as u64;
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
-        conn.in_flight.push_back(at);
+        conn.in_flight.push(at);
         conn.queued += size;
-        if flush(conn, &mut self.buffer).is_err() {
+        if flush(conn, &self.pattern).is_err() {
             self.lose(key);
         }
     }
 
-    fn on_writable(&mut self, key: usize, now: Instant) {
+    fn on_writable(&mut self, key: usize, wake: Wake) {
         let Some(conn) = self.conns.get_mut(key) else {
             return;
         };
         if conn.state == ConnState::Open {
-            if conn.sent < conn.queued && flush(conn, &mut self.buffer).is_err() {
+            if conn.sent < conn.queued && flush(conn, &self.pattern).is_err() {
                 self.lose(key);
             }
             return;
@@ -462,63 +499,56 @@ impl Driver {
         self.outcome.established += 1;
         let role = self.plan.role;
         let start = if role.latency_from_connect() {
-            connect_started
+            self.clock.stamp(connect_started)
         } else {
-            now
+            wake.stamp
         };
         for _ in 0..role.first_messages(self.plan.pipeline) {
             self.start_message(key, start);
         }
     }
 
-    fn on_readable(&mut self, key: usize, now: Instant, fin_hinted: bool) {
+    fn on_readable(&mut self, key: usize, wake: Wake, fin_hinted: bool) {
         loop {
-            let is_measuring = self.is_measuring(now);
-            let records_latency = self.records_latency(now);
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
             };
             if conn.state != ConnState::Open {
                 return;
             }
-            let n = match conn.stream.read(&mut self.buffer) {
-                Ok(0) => return self.lose(key),
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(_) => return self.lose(key),
+            let n = match syscall::recv(&conn.stream, &mut self.buffer) {
+                Received::Bytes(n) => n,
+                Received::WouldBlock => return,
+                Received::Eof | Received::Failed(_) => return self.lose(key),
             };
             let reply = &self.buffer[..n];
             // Bytes past what was sent cannot be a reply to anything.
             let owed = (conn.sent - conn.received) as usize;
-            self.outcome.mismatches += count_mismatches(
-                conn.seed,
-                conn.received,
-                &reply[..n.min(owed)],
-                self.plan.expect,
-            );
+            self.outcome.mismatches +=
+                self.pattern
+                    .count_mismatches(conn.seed, conn.received, &reply[..n.min(owed)]);
             self.outcome.mismatches += n.saturating_sub(owed) as u64;
             conn.received += n as u64;
-            if is_measuring {
+            if wake.measuring {
                 self.outcome.bytes += n as u64;
             }
             let size = self.plan.size as u64;
             let mut finished = 0;
             while conn.received >= (conn.completed + 1) * size {
-                let Some(started) = conn.in_flight.pop_front() else {
+                let Some(started) = conn.in_flight.pop() else {
                     break;
                 };
                 conn.completed += 1;
                 finished += 1;
                 self.progress.count_message();
-                if records_latency {
-                    let micros = now.saturating_duration_since(started).as_micros() as u64;
+                if wake.recording {
+                    let micros = wake.stamp.micros_since(started);
                     let _ = self.outcome.latency.record(micros.max(1));
                     self.outcome.messages += 1;
                 }
             }
             for _ in 0..finished {
-                self.on_reply(key, now);
+                self.on_reply(key, wake.stamp);
             }
             if n < self.buffer.len() && !fin_hinted {
                 return; // Linux: a short read means drained (see reactor/connection.rs)
@@ -527,7 +557,7 @@ impl Driver {
     }
 
     /// A message's reply is complete: the role says what comes next.
-    fn on_reply(&mut self, key: usize, now: Instant) {
+    fn on_reply(&mut self, key: usize, now: Stamp) {
         match self.plan.role.after_reply() {
             AfterReply::SendAnother if self.is_running() => self.start_message(key, now),
             AfterReply::CloseAndReplace => {
@@ -554,17 +584,15 @@ impl Driver {
     }
 }
 
-/// Writes queued request bytes until done or the socket would block.
-fn flush(conn: &mut Conn, buffer: &mut [u8]) -> io::Result<()> {
+/// Writes queued request bytes, straight from the pattern, until done or
+/// the socket would block.
+fn flush(conn: &mut Conn, pattern: &Pattern) -> io::Result<()> {
     while conn.sent < conn.queued {
-        let len = ((conn.queued - conn.sent) as usize).min(buffer.len());
-        fill_request(conn.seed, conn.sent, &mut buffer[..len]);
-        match conn.stream.write(&buffer[..len]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => conn.sent += n as u64,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
+        let len = ((conn.queued - conn.sent) as usize).min(pattern.max_len());
+        match syscall::send(&conn.stream, pattern.request(conn.seed, conn.sent, len)) {
+            Sent::Bytes(n) => conn.sent += n as u64,
+            Sent::WouldBlock => return Ok(()),
+            Sent::Failed(e) => return Err(e),
         }
     }
     Ok(())

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::cpu_window::CpuTime;
 use super::payload::Expect;
 use super::role::Role;
-use super::server_cpu::CpuTime;
 
 /// Everything the driver needs to know.
 #[derive(Debug, Clone)]
@@ -60,6 +60,8 @@ pub struct Outcome {
     pub idle_ok: Option<u64>,
     /// The server's CPU time over the window (`--server-pid`).
     pub server_cpu: Option<CpuTime>,
+    /// The load generator's own CPU time over the window.
+    pub bench_cpu: Option<CpuTime>,
 }
 
 impl Outcome {
@@ -81,6 +83,7 @@ impl Outcome {
             measured: Duration::ZERO,
             idle_ok: None,
             server_cpu: None,
+            bench_cpu: None,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::BenchArgs;
+use super::cpu_window::CpuTime;
 use super::plan::{Outcome, Plan};
 use crate::fd_limit::FdLimits;
 
@@ -35,15 +36,20 @@ pub struct Latency {
 pub struct Report {
     run: RunSection,
     honest: HonestSection,
-    server: ServerSection,
+    cpu: CpuSection,
     environment: Environment,
 }
 
-/// What the server spent (`--server-pid`), over the measured window.
+/// User and system CPU seconds over the window, and CPU microseconds per
+/// message.
+type CpuSpent = (f64, f64, f64);
+
+/// What the server (`--server-pid`) and the generator itself spent, over
+/// the measured window.
 #[derive(Debug, Clone)]
-struct ServerSection {
-    /// User and system CPU seconds, and CPU microseconds per message.
-    cpu: Option<(f64, f64, f64)>,
+struct CpuSection {
+    server: Option<CpuSpent>,
+    bench: Option<CpuSpent>,
 }
 
 /// What was run.
@@ -133,16 +139,9 @@ impl Report {
                 lost,
                 idle_ok: outcome.idle_ok,
             },
-            server: ServerSection {
-                cpu: outcome.server_cpu.map(|cpu| {
-                    let (user, system) = (cpu.user.as_secs_f64(), cpu.system.as_secs_f64());
-                    let per_message = if outcome.messages > 0 {
-                        (user + system) * 1e6 / outcome.messages as f64
-                    } else {
-                        0.0
-                    };
-                    (user, system, per_message)
-                }),
+            cpu: CpuSection {
+                server: outcome.server_cpu.map(|cpu| spent(cpu, outcome.messages)),
+                bench: outcome.bench_cpu.map(|cpu| spent(cpu, outcome.messages)),
             },
             environment: Environment {
                 fd_soft: limits.soft,
@@ -209,11 +208,16 @@ impl Report {
                 self.honest.established
             );
         }
-        if let Some((user, system, per_message)) = self.server.cpu {
-            let _ = writeln!(
-                s,
-                "server cpu    {user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
-            );
+        for (label, cpu) in [
+            ("server cpu", self.cpu.server),
+            ("bench cpu", self.cpu.bench),
+        ] {
+            if let Some((user, system, per_message)) = cpu {
+                let _ = writeln!(
+                    s,
+                    "{label:<14}{user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
+                );
+            }
         }
         let _ = writeln!(
             s,
@@ -237,7 +241,7 @@ impl Report {
              \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
              \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
-             \"server_cpu\":{},\
+             \"server_cpu\":{},\"bench_cpu\":{},\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
             self.run.mode,
             self.run.connections,
@@ -258,12 +262,8 @@ impl Report {
             self.run.size,
             self.run.pipeline,
             self.run.duration,
-            self.server.cpu.map_or_else(
-                || "null".to_owned(),
-                |(user, system, per_message)| format!(
-                    "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
-                )
-            ),
+            cpu_json(self.cpu.server),
+            cpu_json(self.cpu.bench),
             self.environment.fd_soft,
             self.environment.fd_hard,
             json_escape(&self.environment.sources),
@@ -272,6 +272,29 @@ impl Report {
             self.environment.cores
         )
     }
+}
+
+/// CPU time spent as seconds, and microseconds per message.
+fn spent(cpu: CpuTime, messages: u64) -> CpuSpent {
+    let (user, system) = (cpu.user.as_secs_f64(), cpu.system.as_secs_f64());
+    let per_message = if messages > 0 {
+        (user + system) * 1e6 / messages as f64
+    } else {
+        0.0
+    };
+    (user, system, per_message)
+}
+
+/// A [`CpuSpent`] as a JSON object, or `null`.
+fn cpu_json(cpu: Option<CpuSpent>) -> String {
+    cpu.map_or_else(
+        || "null".to_owned(),
+        |(user, system, per_message)| {
+            format!(
+                "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
+            )
+        },
+    )
 }
 
 /// Reads back the numbers of a [`Report::json`] line, flattening the nested

@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use super::payload::{count_mismatches, fill_request};
+use super::cpu_window::CpuWindow;
+use super::payload::Pattern;
 use super::plan::{Outcome, Plan};
 use super::progress::Progress;
-use super::server_cpu::ServerCpu;
 
 /// How long a socket waits for a reply before counting the datagram lost.
 pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
@@ -43,8 +43,9 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
         (std::net::Ipv6Addr::LOCALHOST, 0).into()
     };
     let mut outcome = Outcome::new()?;
-    let mut request = vec![0u8; plan.size];
     let mut reply = vec![0u8; 65_536];
+    // A datagram is at most 65,507 bytes: one slice of the pattern each.
+    let pattern = Pattern::new(plan.expect, reply.len());
     let mut senders = Vec::with_capacity(plan.connections);
     let now = Instant::now();
     for i in 0..plan.connections {
@@ -59,8 +60,7 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
         poll.registry()
             .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
         let seed = i as u64 * 7;
-        fill_request(seed, 0, &mut request);
-        if socket.send(&request).is_err() {
+        if socket.send(pattern.request(seed, 0, plan.size)).is_err() {
             outcome.errors += 1;
         }
         outcome.established += 1;
@@ -74,7 +74,8 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;
     let mut lost = 0;
-    let mut server_cpu = plan.server_pid.map(ServerCpu::new);
+    let mut server_cpu = plan.server_pid.map(CpuWindow::new);
+    let mut own_cpu = CpuWindow::own();
     let mut has_window_started = false;
     loop {
         let now = Instant::now();
@@ -86,6 +87,7 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
             if let Some(cpu) = server_cpu.as_mut() {
                 cpu.window_starts();
             }
+            own_cpu.window_starts();
         }
         progress.tick(now, senders.len(), plan.connections);
         poll.poll(&mut events, Some(Duration::from_millis(100)))?;
@@ -105,9 +107,9 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
                     }
                 };
                 let offset = sender.sequence * plan.size as u64;
-                let wrong = count_mismatches(sender.seed, offset, &reply[..n], plan.expect)
+                let wrong = pattern.count_mismatches(sender.seed, offset, &reply[..n])
                     + (n.abs_diff(plan.size)) as u64;
-                if wrong > 0 && is_stale(sender, &reply[..n], plan) {
+                if wrong > 0 && is_stale(sender, &reply[..n], plan, &pattern) {
                     continue;
                 }
                 outcome.mismatches += wrong;
@@ -118,30 +120,31 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
                     let micros = now.saturating_duration_since(sender.sent_at).as_micros() as u64;
                     let _ = outcome.latency.record(micros.max(1));
                 }
-                send_next(sender, &mut request, plan.size, now, &mut outcome);
+                send_next(sender, &pattern, plan.size, now, &mut outcome);
             }
         }
         for sender in &mut senders {
             if now.saturating_duration_since(sender.sent_at) > LOSS_TIMEOUT {
                 lost += 1;
-                send_next(sender, &mut request, plan.size, now, &mut outcome);
+                send_next(sender, &pattern, plan.size, now, &mut outcome);
             }
         }
     }
     outcome.measured = plan.duration;
-    outcome.server_cpu = server_cpu.as_mut().and_then(ServerCpu::window_ends);
+    outcome.server_cpu = server_cpu.as_mut().and_then(CpuWindow::window_ends);
+    outcome.bench_cpu = own_cpu.window_ends();
     Ok((outcome, lost))
 }
 
 fn send_next(
     sender: &mut Sender,
-    request: &mut [u8],
+    pattern: &Pattern,
     size: usize,
     now: Instant,
     outcome: &mut Outcome,
 ) {
     sender.sequence += 1;
-    fill_request(sender.seed, sender.sequence * size as u64, request);
+    let request = pattern.request(sender.seed, sender.sequence * size as u64, size);
     sender.sent_at = now;
     if sender.socket.send(request).is_err() {
         outcome.errors += 1;
@@ -149,15 +152,14 @@ fn send_next(
 }
 
 /// Whether `reply` answers one of the last few datagrams given up on.
-fn is_stale(sender: &Sender, reply: &[u8], plan: &Plan) -> bool {
+fn is_stale(sender: &Sender, reply: &[u8], plan: &Plan, pattern: &Pattern) -> bool {
     (1..=4).any(|back| {
         sender.sequence >= back
             && reply.len() == plan.size
-            && count_mismatches(
+            && pattern.count_mismatches(
                 sender.seed,
                 (sender.sequence - back) * plan.size as u64,
                 reply,
-                plan.expect,
             ) == 0
     })
 }

@@ -29,11 +29,11 @@ use super::deadlines::{Clock, Tick};
 use super::hot_trace::hot_trace;
 use super::owed::Owed;
 use super::state::{Action, Input, State};
-use super::syscall::{self, Received, Sent};
 use super::turn::Turn;
 use crate::close::CloseReason;
 use crate::service::{Service, StreamTransform};
 use crate::stats::Stats;
+use crate::syscall::{self, Received, Sent};
 
 #[cfg(test)]
 mod tests;

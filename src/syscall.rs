@@ -1,5 +1,7 @@
 //! The two system calls on every message's path, `recv` and `send`, and the
-//! outcomes a non-blocking socket can give them, named.
+//! outcomes a non-blocking socket can give them, named. The reactor's
+//! connections use them, and so does the load generator (`bench`), which
+//! must cost less per message than the server it measures.
 //!
 //! A non-blocking read has four outcomes that the reactor treats
 //! differently: bytes, the peer's EOF (0), "nothing now" (`EAGAIN`, which
@@ -11,7 +13,7 @@
 //! The calls go to the kernel through `rustix`, whose Linux backend makes
 //! the system call itself: no libc wrapper, no std adapter layers between
 //! the reactor and the kernel. That is the same syscall std would make,
-//! with about 50 fewer user-space instructions per echoed message
+//! with about 40 fewer user-space instructions per echoed message
 //! (`docs/benchmarks.md`, "Where the instructions go"). `send` passes
 //! `MSG_NOSIGNAL`, as std does: writing to a socket the peer has reset
 //! returns `EPIPE` instead of raising SIGPIPE, so a library user who has not

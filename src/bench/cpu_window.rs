@@ -1,4 +1,5 @@
-//! The server's CPU time during the measured window (`--server-pid`).
+//! CPU time during the measured window: the server's (`--server-pid`) and
+//! the load generator's own.
 //!
 //! When the load generator rather than the server is the bottleneck (UDP
 //! with one datagram in flight per socket, say), messages per second say
@@ -6,6 +7,11 @@
 //! `/proc/PID/stat` at the start and the end of the window, user and system
 //! time, of the process and of its children that have exited (a server of
 //! several processes), divided by the messages answered in between.
+//!
+//! The generator reads its own the same way, so every report says what a
+//! message cost the generator too: a generator that needs more CPU per
+//! message than the server measures itself, and the figure shows it (and
+//! compares with the C load generator's, which reports its CPU share).
 
 use std::io;
 use std::time::Duration;
@@ -59,17 +65,22 @@ impl CpuTime {
     }
 }
 
-/// Samples a server's CPU time at the start and the end of the window.
+/// Samples a process's CPU time at the start and the end of the window.
 #[derive(Debug)]
-pub struct ServerCpu {
+pub struct CpuWindow {
     pid: u32,
     start: Option<CpuTime>,
 }
 
-impl ServerCpu {
+impl CpuWindow {
     /// A sampler for the process `pid`.
-    pub fn new(pid: u32) -> ServerCpu {
-        ServerCpu { pid, start: None }
+    pub fn new(pid: u32) -> CpuWindow {
+        CpuWindow { pid, start: None }
+    }
+
+    /// A sampler for this process, the load generator itself.
+    pub fn own() -> CpuWindow {
+        CpuWindow::new(std::process::id())
     }
 
     /// The window begins.
