@@ -17,9 +17,13 @@
 //! over the repeats are printed as a markdown table, with the ratio to
 //! `epoll_echo --short-read`.
 //!
-//! * **the load generator check**: on the reactor, `reactor-echo bench` and
-//!   the C load generator alternate at 100 and 1,000 connections; the ratio
-//!   of their medians shows whether our generator keeps up with the C one.
+//! * **the load generator check**: against the same C server
+//!   (`epoll_echo --short-read`), `reactor-echo bench` and the C load
+//!   generator alternate at each connection count (which goes first flips
+//!   every repeat), both pinned to CPU 1; the ratio of their medians shows
+//!   whether our generator keeps up with the C one, and each one's own CPU
+//!   time per message (which both report over their measured window) shows
+//!   what a message costs it, a figure the machine's noise moves far less.
 //!
 //! Options (after `--`): `--repeats N` (default 5), `--duration S` (default
 //! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
@@ -34,7 +38,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use reactor_echo::bench::report::parse_json_numbers;
@@ -172,51 +176,34 @@ fn main() {
         }
     }
 
-    // The load generator check: ours against the C one, on the reactor.
+    // The load generator check: ours against the C one, on the C server.
     let mut generator: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for _ in 0..o.repeats {
-        for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
-            let server = Running::start(&kinds[0], &[]);
-            let c = closed_loop(&lg, server.port, conns, o.duration as f64)
-                .get("msgs_per_s")
-                .copied()
-                .unwrap_or(f64::NAN);
-            let ours = Command::new("taskset")
-                .args([
-                    "-c",
-                    "1",
-                    &bin,
-                    "bench",
-                    "--json",
-                    "--addr",
-                    &format!("127.0.0.1:{}", server.port),
-                ])
-                .args([
-                    "--connections",
-                    &conns.to_string(),
-                    "--duration",
-                    &o.duration.to_string(),
-                    "--warmup",
-                    "1",
-                ])
-                .env("RUST_LOG", "warn")
-                .output()
-                .ok()
-                .and_then(|out| {
-                    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-                    let json = text.lines().find(|l| l.starts_with('{'))?;
-                    parse_json_numbers(json).get("messages_per_sec").copied()
-                })
-                .unwrap_or(f64::NAN);
-            server.stop();
-            eprintln!(
-                "load generators at {conns} conns: C loadgen {c:.0} msg/s, reactor-echo bench {ours:.0} msg/s"
-            );
-            generator.entry(format!("c@{conns}")).or_default().push(c);
-            generator
-                .entry(format!("ours@{conns}"))
-                .or_default()
-                .push(ours);
+    for repeat in 0..o.repeats {
+        for &conns in &o.conns {
+            let mut order = ["c", "ours"];
+            if repeat % 2 == 1 {
+                order.reverse();
+            }
+            for who in order {
+                let server = Running::start(&kinds[1], &[]);
+                let (rate, cpu_us) = if who == "c" {
+                    c_generator_run(&lg, server.port, conns, o.duration)
+                } else {
+                    our_generator_run(&bin, server.port, conns, o.duration)
+                };
+                server.stop();
+                eprintln!(
+                    "repeat {repeat} load generator {who:<4} at {conns:>6} conns: {rate:>9.0} msg/s, {cpu_us:.2} us CPU per message"
+                );
+                generator
+                    .entry(format!("{who}@{conns}"))
+                    .or_default()
+                    .push(rate);
+                generator
+                    .entry(format!("{who}-cpu@{conns}"))
+                    .or_default()
+                    .push(cpu_us);
+            }
         }
     }
 
@@ -256,25 +243,61 @@ fn main() {
     }
     out += "\n(The ratio after each messages/s figure is to `epoll_echo --short-read` in the same run. \
             Syscalls per message: `strace -f -c` over 100,000 messages on 100 connections minus 10,000, divided by 90,000.)\n";
-    out += "\nLoad generators on the reactor (median msg/s, alternating runs):\n\n";
-    out += "| connections | C loadgen | reactor-echo bench | ratio |\n|---:|---:|---:|---:|\n";
-    for &conns in o.conns.iter().filter(|&&c| c <= 1000) {
-        let c = median(
-            generator
-                .get(&format!("c@{conns}"))
-                .cloned()
-                .unwrap_or_default(),
+    out += "\nLoad generators against the same C server (`epoll_echo --short-read` on CPU 0, the generator on CPU 1; \
+            medians of alternating runs, which one goes first flips every repeat; CPU: the generator's own user + system \
+            time over its measured window, per message):\n\n";
+    out += "| connections | C loadgen msg/s | reactor-echo bench msg/s | ratio | C loadgen CPU us/msg | reactor-echo bench CPU us/msg |\n|---:|---:|---:|---:|---:|---:|\n";
+    let gen_median = |key: String| median(generator.get(&key).cloned().unwrap_or_default());
+    for &conns in &o.conns {
+        let c = gen_median(format!("c@{conns}"));
+        let ours = gen_median(format!("ours@{conns}"));
+        out += &format!(
+            "| {conns} | {c:.0} | {ours:.0} | {:.2} | {:.2} | {:.2} |\n",
+            ours / c,
+            gen_median(format!("c-cpu@{conns}")),
+            gen_median(format!("ours-cpu@{conns}"))
         );
-        let ours = median(
-            generator
-                .get(&format!("ours@{conns}"))
-                .cloned()
-                .unwrap_or_default(),
-        );
-        out += &format!("| {conns} | {c:.0} | {ours:.0} | {:.2} |\n", ours / c);
     }
     print!("\n{out}");
     let complete = !o.quick && o.strace && o.conns == DEFAULT_CONNS;
     let path = publish(&root, "anchors.md", &out, complete);
     eprintln!("wrote {}", path.display());
+}
+
+/// The C load generator against `port`: messages per second, and its own
+/// CPU microseconds per message (from `client_cpu_pct` over its window).
+fn c_generator_run(lg: &Path, port: u16, conns: usize, duration: u64) -> (f64, f64) {
+    let r = closed_loop(lg, port, conns, duration as f64);
+    let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+    let cpu_us = get("client_cpu_pct") / 100.0 * get("duration_s") * 1e6 / get("msgs");
+    (get("msgs_per_s"), cpu_us)
+}
+
+/// `reactor-echo bench` against `port`, pinned to CPU 1 with the same
+/// warm-up as the C generator: messages per second, and its own CPU
+/// microseconds per message (`bench_cpu.us_per_msg`).
+fn our_generator_run(bin: &str, port: u16, conns: usize, duration: u64) -> (f64, f64) {
+    let report = Command::new("taskset")
+        .args(["-c", "1", bin, "bench", "--json", "--addr"])
+        .arg(format!("127.0.0.1:{port}"))
+        .args(["--connections", &conns.to_string()])
+        .args([
+            "--size",
+            "64",
+            "--duration",
+            &duration.to_string(),
+            "--warmup",
+            "1",
+        ])
+        .env("RUST_LOG", "warn")
+        .output()
+        .ok()
+        .and_then(|out| {
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let json = text.lines().find(|l| l.starts_with('{'))?;
+            Some(parse_json_numbers(json))
+        })
+        .unwrap_or_default();
+    let get = |key: &str| report.get(key).copied().unwrap_or(f64::NAN);
+    (get("messages_per_sec"), get("bench_cpu.us_per_msg"))
 }

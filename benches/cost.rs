@@ -20,14 +20,27 @@
 //! minus a 2 s run, divided by the difference in messages), since a load
 //! generator slower than the server under test measures itself.
 //!
-//! Instruction counts are deterministic: they show a 2% change that
+//! For the reactor it also shows **where the instructions go**: callgrind's
+//! count for each function (its own code and everything inlined into it),
+//! over the same two runs, minus each other, per message. And **what the
+//! disabled trace lines cost**: the same figure for a build with `trace!`
+//! compiled out (`--features log/release_max_level_off`), since
+//! `RUST_LOG=trace` must keep working in the release binary.
+//!
+//! `-- --before REV` measures the reactor at git revision `REV` too (built
+//! from `git archive` under `target/cost-before/`) and puts its breakdown
+//! beside today's: the before/after of a change to the hot path, from one
+//! run.
+//!
+//! Instruction counts are deterministic (within a few instructions per
+//! message: the number of wake-ups varies): they show a 2% change that
 //! wall-clock throughput, moving 15% between runs here, cannot. This is the
 //! bench a change to the hot path is judged by.
 //!
-//! Needs valgrind, strace, gcc, taskset and the C sources
-//! (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`); without one it says
-//! which in one line and exits 1. `-- --quick` counts fewer messages and
-//! writes under `target/bench-partial/`; a complete run writes
+//! Needs valgrind (with `callgrind_annotate`), strace, gcc, taskset and the
+//! C sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`); without
+//! one it says which in one line and exits 1. `-- --quick` counts fewer
+//! messages and writes under `target/bench-partial/`; a complete run writes
 //! `docs/benchmarks/cost.md`.
 
 mod common;
@@ -47,6 +60,8 @@ use reactor_echo::bench::report::parse_json_numbers;
 const MESSAGES: u64 = 20_000;
 /// Idle connections for the memory figure.
 const IDLE_CONNS: usize = 10_000;
+/// Functions shown by name in the breakdown; the rest are summed.
+const BREAKDOWN_ROWS: usize = 14;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -55,11 +70,32 @@ fn main() {
         return common::tokio_echo::serve(flavour == "mt");
     }
     let quick = args.iter().any(|a| a == "--quick");
+    let before = args
+        .iter()
+        .position(|a| a == "--before")
+        .and_then(|i| args.get(i + 1).cloned());
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    if let Err(why) = require_tools(&["valgrind", "strace", "gcc", "taskset"]) {
+    if let Err(why) = require_tools(&[
+        "valgrind",
+        "callgrind_annotate",
+        "strace",
+        "gcc",
+        "taskset",
+        "git",
+    ]) {
         cannot_run("cost", &why);
     }
     let bin = build_release(&root);
+    let no_trace = build_variant(
+        &root,
+        &root,
+        "target/cost-no-trace",
+        &["--features", "log/release_max_level_off"],
+    )
+    .unwrap_or_else(|why| cannot_run("cost", &why));
+    let before_bin = before
+        .as_ref()
+        .map(|rev| build_revision(&root, rev).unwrap_or_else(|why| cannot_run("cost", &why)));
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("cost", &why));
     let me = std::env::current_exe()
         .expect("current exe")
@@ -88,8 +124,10 @@ fn main() {
     out += &format!(
         "| server | user-space instructions per message | syscalls per message | RSS bytes per idle connection ({idle_conns} idle) |\n|---|---:|---:|---:|\n"
     );
+    let mut breakdown_now = None;
     for server in &servers {
-        let instructions = server_instructions(server, &anchors.loadgen, messages);
+        let profiles = server_profiles(server, &anchors.loadgen, messages);
+        let instructions = profiles.as_ref().map(|p| p.per_message());
         let syscalls = syscalls_per_message(server, &anchors.loadgen, 100);
         let idle = idle_cost_with_loadgen(server, &anchors.loadgen, idle_conns, &["--idle", "2"]);
         eprintln!(
@@ -103,6 +141,9 @@ fn main() {
             shown(syscalls, 3),
             idle.bytes_per_connection
         );
+        if breakdown_now.is_none() {
+            breakdown_now = profiles;
+        }
     }
     out += &format!(
         "\nInstructions: callgrind's total over {messages} messages minus a run of 1, divided by {} \
@@ -110,6 +151,51 @@ fn main() {
          10,000 messages on 100 connections, divided by 90,000.\n",
         messages - 1
     );
+
+    // What the disabled trace lines cost: the same server with them compiled out.
+    let without_trace = ServerSpec::new(
+        "reactor-echo serve, trace compiled out",
+        &no_trace,
+        &servers[0]
+            .args
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let traced = breakdown_now.as_ref().map(Pairs::per_message);
+    let untraced =
+        server_profiles(&without_trace, &anchors.loadgen, messages).map(|p| p.per_message());
+    eprintln!("trace compiled out: {untraced:?} instructions/msg");
+    out += "\n| build | user-space instructions per message |\n|---|---:|\n";
+    out += &format!(
+        "| release, trace lines compiled in (`RUST_LOG` unset: disabled) | {} |\n",
+        shown(traced, 0)
+    );
+    out += &format!(
+        "| release with `--features log/release_max_level_off` (trace compiled out) | {} |\n",
+        shown(untraced, 0)
+    );
+    out += &format!(
+        "\nWhat the disabled trace lines cost per message: {} instructions.\n",
+        shown(traced.zip(untraced).map(|(a, b)| a - b), 0)
+    );
+
+    // Where the reactor's instructions go, per function (and before a change).
+    let breakdown_before = before_bin.as_ref().and_then(|program| {
+        let earlier = ServerSpec::new(
+            "before",
+            program,
+            &servers[0]
+                .args
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        server_profiles(&earlier, &anchors.loadgen, messages)
+    });
+    if let Some(now) = &breakdown_now {
+        out += &breakdown_table(now, breakdown_before.as_ref(), before.as_deref(), messages);
+    }
 
     out += "\n| load generator (against the C server) | user-space instructions per message |\n|---|---:|\n";
     let (long, short) = if quick { (3.0, 1.0) } else { (6.0, 2.0) };
@@ -150,16 +236,49 @@ fn shown(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "failed".to_owned(), |v| format!("{v:.decimals$}"))
 }
 
-/// Instructions per message of `server`: callgrind over `messages` minus 1.
-fn server_instructions(server: &ServerSpec, lg: &Path, messages: u64) -> Option<f64> {
-    let many = server_run_instructions(server, lg, messages)?;
-    let one = server_run_instructions(server, lg, 1)?;
-    Some((many - one) / (messages - 1) as f64)
+/// A callgrind profile read back: the total, and the instructions of each
+/// function (its own code and what was inlined into it).
+struct Profile {
+    total: f64,
+    by_function: BTreeMap<String, f64>,
 }
 
-/// The total instructions of one server process under callgrind, while the
-/// C load generator completes `messages` on 10 connections.
-fn server_run_instructions(server: &ServerSpec, lg: &Path, messages: u64) -> Option<f64> {
+/// The profiles of a server over `messages` and over 1 message.
+struct Pairs {
+    many: Profile,
+    one: Profile,
+    messages: u64,
+}
+
+impl Pairs {
+    /// Instructions per message: the difference of the totals.
+    fn per_message(&self) -> f64 {
+        (self.many.total - self.one.total) / (self.messages - 1) as f64
+    }
+
+    /// Each function's instructions per message, the same way.
+    fn function_per_message(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (name, &many) in &self.many.by_function {
+            let one = self.one.by_function.get(name).copied().unwrap_or(0.0);
+            out.insert(name.clone(), (many - one) / (self.messages - 1) as f64);
+        }
+        out
+    }
+}
+
+/// `server` under callgrind over `messages` and over 1.
+fn server_profiles(server: &ServerSpec, lg: &Path, messages: u64) -> Option<Pairs> {
+    Some(Pairs {
+        many: server_run_profile(server, lg, messages)?,
+        one: server_run_profile(server, lg, 1)?,
+        messages,
+    })
+}
+
+/// The profile of one server process under callgrind, while the C load
+/// generator completes `messages` on 10 connections.
+fn server_run_profile(server: &ServerSpec, lg: &Path, messages: u64) -> Option<Profile> {
     let profile = scratch_file(&format!("callgrind-server-{messages}.out"));
     let wrapper = vec![
         "valgrind".to_owned(),
@@ -174,9 +293,179 @@ fn server_run_instructions(server: &ServerSpec, lg: &Path, messages: u64) -> Opt
         .collect();
     loadgen(lg, running.port, &args);
     running.stop_within(Duration::from_secs(60));
-    let total = callgrind_total(&profile);
+    let read = read_profile(&profile);
     let _ = std::fs::remove_file(&profile);
-    total
+    read
+}
+
+/// Reads a callgrind profile: the total, and per function from
+/// `callgrind_annotate --inclusive=no` (lines `COUNT (P%)  FILE:FUNCTION
+/// [OBJECT]`, summed over the files that code was inlined from).
+fn read_profile(profile: &Path) -> Option<Profile> {
+    let total = callgrind_total(profile)?;
+    let output = Command::new("callgrind_annotate")
+        .args(["--inclusive=no", "--threshold=100", "--auto=no"])
+        .arg(profile)
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    // The function list follows its header line, up to the next rule.
+    let listing = text
+        .lines()
+        .skip_while(|l| !l.contains("file:function"))
+        .skip(2)
+        .take_while(|l| !l.starts_with("---"));
+    let mut by_function = BTreeMap::new();
+    for line in listing {
+        let line = line.trim();
+        let Some((count, rest)) = line.split_once(' ') else {
+            continue;
+        };
+        let Ok(count) = count.replace(',', "").parse::<f64>() else {
+            continue;
+        };
+        let Some((_, place)) = rest.split_once("%)") else {
+            continue;
+        };
+        let place = place.trim();
+        let place = place.rsplit_once(" [").map_or(place, |(p, _)| p);
+        let Some((_, function)) = place.split_once(':') else {
+            continue;
+        };
+        let name = function.trim_start_matches("reactor_echo::").to_owned();
+        *by_function.entry(name).or_insert(0.0) += count;
+    }
+    Some(Profile { total, by_function })
+}
+
+/// The per-function table: today's figures, and `before`'s beside them.
+fn breakdown_table(
+    now: &Pairs,
+    before: Option<&Pairs>,
+    rev: Option<&str>,
+    messages: u64,
+) -> String {
+    let now_f = now.function_per_message();
+    let before_f = before.map(Pairs::function_per_message);
+    // The largest functions of either build, by their larger figure.
+    let mut names: Vec<&String> = now_f
+        .keys()
+        .chain(before_f.iter().flat_map(|b| b.keys()))
+        .collect();
+    names.sort();
+    names.dedup();
+    let size = |name: &str| {
+        let a = now_f.get(name).copied().unwrap_or(0.0);
+        let b = before_f
+            .as_ref()
+            .and_then(|f| f.get(name))
+            .copied()
+            .unwrap_or(0.0);
+        a.max(b)
+    };
+    names.sort_by(|a, b| size(b).total_cmp(&size(a)));
+    let shown_names: Vec<&String> = names.iter().copied().take(BREAKDOWN_ROWS).collect();
+    let mut out = String::from(
+        "\nWhere the reactor's instructions go: each function's own code and what was inlined into it, \
+         per message (the same two callgrind runs, the short one subtracted).\n\n",
+    );
+    let rest = |figures: &BTreeMap<String, f64>| -> f64 {
+        figures
+            .iter()
+            .filter(|(name, _)| !shown_names.contains(name))
+            .map(|(_, v)| v)
+            .sum()
+    };
+    match (&before_f, before) {
+        (Some(bf), Some(b)) => {
+            let rev = rev.unwrap_or("before");
+            out += &format!("| function | before ({rev}) | now |\n|---|---:|---:|\n");
+            for name in &shown_names {
+                out += &format!(
+                    "| `{name}` | {:.1} | {:.1} |\n",
+                    bf.get(*name).copied().unwrap_or(0.0),
+                    now_f.get(*name).copied().unwrap_or(0.0)
+                );
+            }
+            out += &format!(
+                "| everything else | {:.1} | {:.1} |\n",
+                rest(bf),
+                rest(&now_f)
+            );
+            out += &format!(
+                "| **total** | **{:.0}** | **{:.0}** |\n",
+                b.per_message(),
+                now.per_message()
+            );
+        }
+        _ => {
+            out += "| function | instructions per message |\n|---|---:|\n";
+            for name in &shown_names {
+                out += &format!(
+                    "| `{name}` | {:.1} |\n",
+                    now_f.get(*name).copied().unwrap_or(0.0)
+                );
+            }
+            out += &format!("| everything else | {:.1} |\n", rest(&now_f));
+            out += &format!("| **total** | **{:.0}** |\n", now.per_message());
+        }
+    }
+    out += &format!("\n({messages} messages minus 1 on 10 connections, 64 B.)\n");
+    out
+}
+
+/// Builds the release binary of `source` into `target_dir` with extra cargo
+/// arguments; returns the binary's path.
+fn build_variant(
+    root: &Path,
+    source: &Path,
+    target_dir: &str,
+    extra: &[&str],
+) -> Result<String, String> {
+    let target = root.join(target_dir);
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--target-dir"])
+        .arg(&target)
+        .args(extra)
+        .current_dir(source)
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        return Err(format!("cargo build in {} failed", source.display()));
+    }
+    Ok(target.join("release/reactor-echo").display().to_string())
+}
+
+/// Builds the project as it was at git revision `rev` (from `git archive`,
+/// so the working tree is left alone) under `target/cost-before/`.
+fn build_revision(root: &Path, rev: &str) -> Result<String, String> {
+    let source = root.join("target/cost-before/src");
+    let _ = std::fs::remove_dir_all(&source);
+    std::fs::create_dir_all(&source).map_err(|e| e.to_string())?;
+    let archive = Command::new("git")
+        .args(["archive", "--format=tar", rev])
+        .current_dir(root)
+        .output()
+        .map_err(|e| format!("git archive: {e}"))?;
+    if !archive.status.success() {
+        return Err(format!("git archive {rev} failed: no such revision?"));
+    }
+    let mut untar = Command::new("tar")
+        .args(["-x", "-C"])
+        .arg(&source)
+        .stdin(Stdio::piped())
+        .spawn()
+        .map_err(|e| format!("tar: {e}"))?;
+    if let Some(mut stdin) = untar.stdin.take() {
+        use std::io::Write;
+        stdin
+            .write_all(&archive.stdout)
+            .map_err(|e| e.to_string())?;
+    }
+    if !untar.wait().is_ok_and(|s| s.success()) {
+        return Err("tar -x failed".to_owned());
+    }
+    build_variant(root, &source, "target/cost-before/target", &[])
 }
 
 /// The `summary:` line of a callgrind profile: the instructions executed.
