@@ -35,3 +35,5 @@ mod memory;
 mod client;
 // The load generator: every mode, the JSON report, mismatch detection.
 mod bench;
+// The course's steps (docs/course/): echo, half-close, reset, and each one's limit.
+mod course;

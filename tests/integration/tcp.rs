@@ -1,31 +1,11 @@
 //! TCP echo and upper, byte-exact; half-close; reset by a peer.
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::Shutdown;
 use std::thread;
 use std::time::Duration;
 
 use crate::support::*;
-
-/// Writes `payload` on one thread while reading the reply on another, so that
-/// neither side's buffers can deadlock a transfer larger than they hold.
-fn transfer(addr: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
-    let stream = TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(4 * PATIENCE)).unwrap();
-    let mut writer = stream.try_clone().unwrap();
-    let len = payload.len();
-    let sending = thread::spawn(move || {
-        for chunk in payload.chunks(100_003) {
-            writer.write_all(chunk).unwrap();
-        }
-        writer.shutdown(Shutdown::Write).unwrap();
-    });
-    let mut reader = stream;
-    let mut got = Vec::with_capacity(len);
-    reader.read_to_end(&mut got).unwrap();
-    sending.join().unwrap();
-    got
-}
 
 server_test! {
     /// A few bytes come back unchanged, and a second message on the same

@@ -3,7 +3,10 @@
 //! would print megabytes, or nothing useful).
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::thread;
+
+use super::process::PATIENCE;
 
 /// Deterministic, non-repeating-looking test bytes.
 pub fn pattern(len: usize, seed: u64) -> Vec<u8> {
@@ -80,4 +83,25 @@ pub fn assert_bytes_eq(got: &[u8], expected: &[u8]) {
         window(expected),
         at.saturating_sub(4)
     );
+}
+
+/// Connects to `addr`, writes `payload` on one thread (then half-closes)
+/// while reading the reply to EOF on another, so that neither side's
+/// buffers can deadlock a transfer larger than they hold.
+pub fn transfer(addr: SocketAddr, payload: Vec<u8>) -> Vec<u8> {
+    let stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(4 * PATIENCE)).unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let len = payload.len();
+    let sending = thread::spawn(move || {
+        for chunk in payload.chunks(100_003) {
+            writer.write_all(chunk).unwrap();
+        }
+        writer.shutdown(Shutdown::Write).unwrap();
+    });
+    let mut reader = stream;
+    let mut got = Vec::with_capacity(len);
+    reader.read_to_end(&mut got).unwrap();
+    sending.join().unwrap();
+    got
 }

@@ -41,6 +41,14 @@ impl Server {
         Server::start_command(Command::new(&spec.program), spec, args)
     }
 
+    /// A server run exactly as its spec says (`program args...`), with no
+    /// addresses added: the course's steps take theirs as the argument.
+    pub fn start_exact(spec: &ServerSpec) -> Server {
+        let mut command = Command::new(&spec.program);
+        command.args(&spec.args);
+        Server::spawn(command)
+    }
+
     /// The same, with the program run through a wrapper (`prlimit ... PROGRAM`).
     pub fn start_wrapped(wrapper: &[&str], kind: Kind, args: &[&str]) -> Server {
         let spec = kind.spec();
@@ -61,6 +69,11 @@ impl Server {
         if std::env::var_os("RUST_LOG").is_none() {
             command.env("RUST_LOG", "info");
         }
+        Server::spawn(command)
+    }
+
+    /// Starts `command` and waits for its `listening` line.
+    fn spawn(mut command: Command) -> Server {
         let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
