@@ -1,0 +1,357 @@
+//! The course's ladder measured: `cargo bench --bench ladder`.
+//!
+//! Every step of `docs/course/` (the Cargo examples `01_blocking` ..
+//! `06_mio_edge`) and the project's reactor, side by side in one run, with
+//! the same load generator (the C one: closed loop, 64-byte messages, every
+//! reply byte checked), the server on CPU 0 and the generator on CPU 1:
+//!
+//! * messages/s at 10, 100 and 1,000 connections, and how many of the
+//!   connections were answered at all;
+//! * syscalls per message (`strace -f -c`, 100,000 minus 10,000 messages on
+//!   100 connections; on one connection for step 1, which serves one at a
+//!   time);
+//! * the server's CPU while 1,000 connections sit idle, and its RSS per idle
+//!   connection;
+//! * where the step stops coping: the first connection count (10, 100,
+//!   1,000, then 2,000, 5,000, 10,000, 19,000) at which a connection is left
+//!   unanswered, a connect fails, a connection is lost, or p99 passes 100 ms,
+//!   with the reason, bounded by the 20,000 descriptors a process may have.
+//!
+//! It writes the table (with the command and the machine facts) to
+//! `docs/course/ladder.md` and the plot of messages/s against connections
+//! to `docs/course/ladder.svg` after a complete run; `-- --quick` (100
+//! connections only, no strace, no breaking point) writes under
+//! `target/bench-partial/`. Needs gcc, strace, taskset and the C sources
+//! (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`); without one it
+//! says which in one line and exits 1.
+
+mod common;
+// The comparison's plots; the ladder draws only the lines.
+#[allow(dead_code)]
+#[path = "compare/plot.rs"]
+mod compare_plot;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::Duration;
+
+use common::{
+    Running, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line,
+    parse_flat_json, require_tools, syscalls_per_message,
+};
+use reactor_echo::bench::cpu_window::CpuTime;
+
+/// The loads of the throughput columns.
+const LOADS: [usize; 3] = [10, 100, 1000];
+/// Past the loads, the counts tried while a step still copes.
+const BEYOND: [usize; 4] = [2000, 5000, 10_000, 19_000];
+/// Connections per source address, under the point where `connect()` slows.
+const PER_SOURCE: usize = 12_000;
+/// Idle connections for the CPU and memory columns.
+const IDLE: usize = 1000;
+/// A p99 above this means the step no longer copes.
+const P99_LIMIT_US: f64 = 100_000.0;
+
+/// One load's result.
+struct Load {
+    msgs_per_s: f64,
+    answered: f64,
+    /// Why the step did not cope at this load, if it did not.
+    broke: Option<String>,
+}
+
+fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let tools: &[&str] = if quick {
+        &["gcc", "taskset"]
+    } else {
+        &["gcc", "taskset", "strace"]
+    };
+    if let Err(why) = require_tools(tools) {
+        cannot_run("ladder", &why);
+    }
+    // The steps do not raise their own descriptor limit: they inherit ours.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let bin = build_release(&root);
+    let status = Command::new("cargo")
+        .args(["build", "--release", "--quiet", "--examples"])
+        .current_dir(&root)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        cannot_run("ladder", "cargo build --release --examples failed");
+    }
+    let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("ladder", &why));
+    let lg = anchors.loadgen;
+    let examples = root.join("target/release/examples");
+    let step = |name: &str| {
+        let program = examples.join(name).display().to_string();
+        ServerSpec::new(name, &program, &["127.0.0.1:0"])
+    };
+    let servers = [
+        step("01_blocking"),
+        step("02_thread_per_client"),
+        step("03_nonblocking_busy"),
+        step("04_poll"),
+        step("05_epoll_level"),
+        step("06_mio_edge"),
+        ServerSpec::new(
+            "reactor-echo serve",
+            &bin,
+            &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
+        ),
+    ];
+    let loads: &[usize] = if quick { &[100] } else { &LOADS };
+
+    let mut rows = Vec::new();
+    let mut curves = Vec::new();
+    for server in &servers {
+        let mut results = BTreeMap::new();
+        for &conns in loads {
+            let load = run_load(server, &lg, conns);
+            eprintln!(
+                "{:<22} {conns:>6} conns: {:>9.0} msg/s, {} answered{}",
+                server.name,
+                load.msgs_per_s,
+                load.answered,
+                load.broke
+                    .as_deref()
+                    .map_or(String::new(), |b| format!(", broke: {b}"))
+            );
+            results.insert(conns, load);
+        }
+        let mut broke_at = results
+            .iter()
+            .find_map(|(conns, load)| load.broke.clone().map(|why| (*conns, why)));
+        if !quick && broke_at.is_none() {
+            for &conns in &BEYOND {
+                let load = run_load(server, &lg, conns);
+                eprintln!(
+                    "{:<22} {conns:>6} conns: {:>9.0} msg/s{}",
+                    server.name,
+                    load.msgs_per_s,
+                    load.broke
+                        .as_deref()
+                        .map_or(String::new(), |b| format!(", broke: {b}"))
+                );
+                if let Some(why) = load.broke {
+                    broke_at = Some((conns, why));
+                    break;
+                }
+            }
+        }
+        let syscalls = if quick {
+            None
+        } else {
+            let conns = if server.name == "01_blocking" { 1 } else { 100 };
+            syscalls_per_message(server, &lg, conns).map(|s| (s, conns))
+        };
+        let idle = idle_cost(server, &lg, IDLE);
+        eprintln!("{:<22} syscalls/msg {syscalls:?}", server.name);
+        curves.push(
+            loads
+                .iter()
+                .map(|c| (*c as f64, results[c].msgs_per_s))
+                .collect::<Vec<_>>(),
+        );
+        rows.push(render_row(
+            server, loads, &results, syscalls, &idle, broke_at, quick,
+        ));
+    }
+
+    let mut out = format!(
+        "`cargo bench --bench ladder`: one run; server on CPU 0, the C load generator on CPU 1 \
+         (closed loop, 64-byte messages, every reply byte checked, 1 s warm-up and 3 s measured per load); {}.\n\n",
+        machine_line()
+    );
+    out += "| step |";
+    let mut rule = String::from("|---|");
+    for c in loads {
+        out += &format!(" msg/s @{c} (answered) |");
+        rule += "---:|";
+    }
+    out +=
+        &format!(" syscalls/msg | CPU while {IDLE} idle | RSS B/idle conn | stops coping at |\n");
+    rule += "---:|---:|---:|---|\n";
+    out += &rule;
+    for row in &rows {
+        out += row;
+    }
+    out += &format!(
+        "\nAnswered: connections that got at least one reply. Syscalls: `strace -f -c`, 100,000 minus 10,000 \
+         messages, divided by 90,000, on 100 connections (step 1 on 1: it serves one at a time). CPU while idle: \
+         the server's user + system time over 2 s with {IDLE} connections open and silent. Stops coping: the first \
+         count of 10, 100, 1,000, 2,000, 5,000, 10,000, 19,000 connections at which a connection is left unanswered, \
+         a connect fails, a connection is lost or p99 passes 100 ms.\n"
+    );
+    print!("\n{out}");
+    let dir = if quick {
+        root.join("target/bench-partial")
+    } else {
+        root.join("docs/course")
+    };
+    std::fs::create_dir_all(&dir).expect("create the output folder");
+    std::fs::write(dir.join("ladder.md"), &out).expect("write the table");
+    let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
+    compare_plot::lines(
+        &dir.join("ladder.svg"),
+        "the ladder: messages/s (64-byte, 1 in flight per connection)",
+        "messages/s",
+        &names,
+        &curves,
+    );
+    eprintln!("wrote {}", dir.display());
+}
+
+/// One closed-loop run of the C load generator at `conns` connections.
+fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
+    let running = Running::start(server, &[]);
+    let mut args: Vec<String> = [
+        "--conns",
+        &conns.to_string(),
+        "--size",
+        "64",
+        "--duration",
+        "3",
+        "--warmup",
+        "1",
+        "--connect-timeout",
+        "20",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    if conns > PER_SOURCE {
+        args.extend([
+            "--src-addrs".to_owned(),
+            conns.div_ceil(PER_SOURCE).to_string(),
+        ]);
+    }
+    let r = loadgen(lg, running.port, &args);
+    running.stop();
+    let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+    let established = get("conns_established");
+    let answered = established - get("conns_stalled");
+    let broke = if r.is_empty() {
+        Some("the load generator failed".to_owned())
+    } else if get("conns_failed") > 0.0 || established < conns as f64 {
+        Some(format!(
+            "{} of {conns} connects failed",
+            conns as f64 - established
+        ))
+    } else if get("errors") > 0.0 {
+        Some(format!("{} connections lost", get("errors")))
+    } else if answered < conns as f64 {
+        Some(format!("{answered} of {conns} connections answered"))
+    } else if get("lat_p99_us") > P99_LIMIT_US {
+        Some(format!("p99 {:.0} ms", get("lat_p99_us") / 1000.0))
+    } else if get("mismatches") > 0.0 {
+        Some(format!("{} mismatched bytes", get("mismatches")))
+    } else {
+        None
+    };
+    Load {
+        msgs_per_s: get("msgs_per_s"),
+        answered,
+        broke,
+    }
+}
+
+/// What holding connections idle cost a server: its CPU share and its RSS
+/// growth per connection, or why they could not all be opened.
+enum Idle {
+    Held { cpu_percent: f64, bytes: f64 },
+    NotReached { connected: f64 },
+}
+
+/// The server's CPU share while `conns` connections sit idle, and its RSS
+/// growth per connection.
+fn idle_cost(server: &ServerSpec, lg: &Path, conns: usize) -> Idle {
+    let running = Running::start(server, &[]);
+    thread::sleep(Duration::from_millis(200));
+    let before = running.rss_bytes();
+    let mut result = Idle::NotReached { connected: 0.0 };
+    let child = Command::new("taskset")
+        .args(["-c", "1"])
+        .arg(lg)
+        .args(["--addr", &format!("127.0.0.1:{}", running.port)])
+        .args(["--conns", &conns.to_string(), "--size", "64", "--idle", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Ok(mut child) = child {
+        if let Some(stdout) = child.stdout.take() {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if line.starts_with("idle-ready") {
+                    let pid = running.server_pid();
+                    thread::sleep(Duration::from_millis(300));
+                    let bytes = running.rss_bytes().saturating_sub(before) as f64 / conns as f64;
+                    let start = CpuTime::of(pid).ok();
+                    let window = Duration::from_secs(2);
+                    thread::sleep(window);
+                    let cpu = start
+                        .zip(CpuTime::of(pid).ok())
+                        .map(|(a, b)| {
+                            let spent = b.since(a);
+                            (spent.user + spent.system).as_secs_f64() / window.as_secs_f64() * 100.0
+                        })
+                        .unwrap_or(f64::NAN);
+                    result = Idle::Held {
+                        cpu_percent: cpu,
+                        bytes,
+                    };
+                }
+                if line.starts_with('{') {
+                    if let Idle::NotReached { connected } = &mut result {
+                        *connected = parse_flat_json(&line)
+                            .get("conns_established")
+                            .copied()
+                            .unwrap_or(0.0);
+                    }
+                }
+            }
+        }
+        let _ = child.wait();
+    }
+    running.stop();
+    result
+}
+
+/// One table row.
+fn render_row(
+    server: &ServerSpec,
+    loads: &[usize],
+    results: &BTreeMap<usize, Load>,
+    syscalls: Option<(f64, usize)>,
+    idle: &Idle,
+    broke_at: Option<(usize, String)>,
+    quick: bool,
+) -> String {
+    let mut row = format!("| `{}` |", server.name);
+    for c in loads {
+        let load = &results[c];
+        row += &format!(" {:.0} ({:.0} of {c}) |", load.msgs_per_s, load.answered);
+    }
+    row += &match syscalls {
+        Some((s, 1)) => format!(" {s:.3} (1 conn) |"),
+        Some((s, _)) => format!(" {s:.3} |"),
+        None if quick => " not measured |".to_owned(),
+        None => " failed |".to_owned(),
+    };
+    row += &match idle {
+        Idle::Held { cpu_percent, bytes } => format!(" {cpu_percent:.1}% | {bytes:.0} |"),
+        Idle::NotReached { connected } => {
+            format!(" not reached: {connected:.0} of {IDLE} connected | not reached |")
+        }
+    };
+    row += &match broke_at {
+        Some((conns, why)) => format!(" {conns}: {why} |\n"),
+        None if quick => " not searched |\n".to_owned(),
+        None => " copes at 19000 |\n".to_owned(),
+    };
+    row
+}
