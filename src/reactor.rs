@@ -278,9 +278,12 @@ impl Reactor {
             // load and a compare each, and register pressure on the hot path
             // (measured in docs/benchmarks.md); a plain flag costs neither.
             self.ctx.tracing = log_enabled!(log::Level::Trace);
+            let mut batch = 0;
             for event in events.iter() {
+                batch += 1;
                 self.dispatch(event, now);
             }
+            self.ctx.stats.woke(batch);
             self.serve_read_again(now);
             if self.timers(now, report) {
                 return Ok(self.ctx.stats);

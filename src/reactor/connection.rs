@@ -188,10 +188,14 @@ impl Connection {
     /// will come for it.
     fn read_and_reply(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         for _ in 0..READ_BUDGET {
+            ctx.stats.reads += 1;
             let n = match syscall::recv(&self.stream, &mut ctx.scratch) {
                 Received::Bytes(n) => n,
                 // Events are hints: a spurious readable event reads nothing.
-                Received::WouldBlock => return Turn::DONE,
+                Received::WouldBlock => {
+                    ctx.stats.reads_wouldblock += 1;
+                    return Turn::DONE;
+                }
                 Received::Eof => return self.on_eof(key, ctx),
                 Received::Failed(e) => return self.fail(key, &e, ctx),
             };
@@ -232,9 +236,13 @@ impl Connection {
     /// FIN, which ends the connection, or until the socket is drained.
     fn read_and_discard(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         for _ in 0..READ_BUDGET {
+            ctx.stats.reads += 1;
             let n = match syscall::recv(&self.stream, &mut ctx.scratch) {
                 Received::Bytes(n) => n,
-                Received::WouldBlock => return self.turn(),
+                Received::WouldBlock => {
+                    ctx.stats.reads_wouldblock += 1;
+                    return self.turn();
+                }
                 Received::Eof => return self.on_eof(key, ctx),
                 Received::Failed(e) => return self.fail(key, &e, ctx),
             };
@@ -431,6 +439,7 @@ impl Connection {
             self.owed.push(bytes);
             return self.flush_owed(key, stats);
         }
+        stats.writes += 1;
         match syscall::send(&self.stream, bytes) {
             Sent::Bytes(n) if n == bytes.len() => {
                 stats.bytes_out += n as u64;
@@ -484,6 +493,7 @@ impl Connection {
 fn write_until_blocked(stream: &TcpStream, bytes: &[u8], stats: &mut Stats) -> io::Result<usize> {
     let mut written = 0;
     while written < bytes.len() {
+        stats.writes += 1;
         match syscall::send(stream, &bytes[written..]) {
             Sent::Bytes(n) => {
                 written += n;
