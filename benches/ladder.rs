@@ -206,9 +206,10 @@ fn main() {
         out += &format!(" msg/s @{c} (answered) |");
         rule += "---:|";
     }
-    out +=
-        &format!(" syscalls/msg | CPU while {IDLE} idle | RSS B/idle conn | stops coping at |\n");
-    rule += "---:|---:|---:|---|\n";
+    out += &format!(
+        " msg/s, 100 active + {C10K_IDLE} idle | syscalls/msg | CPU while {IDLE} idle | RSS B/idle conn | stops coping at | msg/s @10000 |\n"
+    );
+    rule += "---:|---:|---:|---:|---|---:|\n";
     out += &rule;
     for row in &rows {
         out += row;

@@ -73,3 +73,32 @@ server_test! {
         );
     }
 }
+
+server_test! {
+    /// A paused connection resumes by reading at once: the peer sends 2 MiB
+    /// through a small window, half-closes, and reads only later. By then the
+    /// rest of its input (and its FIN) was reported while the server was
+    /// paused, and edge-triggered epoll will not report it again: a server
+    /// that resumed without reading would leave it there, and the peer would
+    /// wait for ever.
+    fn a_resumed_connection_reads_the_input_already_waiting(kind) for all {
+        let server = Server::start(kind, &["--max-pending", "16384"]);
+        let client = connect_with_receive_buffer(server.tcp(), 4096);
+        let payload = pattern(2 << 20, 11);
+        let writer = {
+            let mut client = client.try_clone().unwrap();
+            let payload = payload.clone();
+            thread::spawn(move || {
+                client.write_all(&payload).unwrap();
+                client.shutdown(std::net::Shutdown::Write).unwrap();
+            })
+        };
+        // Read nothing for a while: the server's writes come up short, it
+        // owes more than --max-pending, and it pauses.
+        thread::sleep(Duration::from_millis(300));
+        let mut got = Vec::new();
+        (&client).read_to_end(&mut got).unwrap();
+        writer.join().unwrap();
+        assert_bytes_eq(&got, &payload);
+    }
+}

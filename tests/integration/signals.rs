@@ -144,18 +144,3 @@ server_test! {
         assert_eq!(stats.closed_reset, 0, "{stats:?}");
     }
 }
-
-fn connect_with_receive_buffer(addr: std::net::SocketAddr, bytes: usize) -> std::net::TcpStream {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )
-    .unwrap();
-    socket.set_recv_buffer_size(bytes).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let stream: std::net::TcpStream = socket.into();
-    stream.set_read_timeout(Some(PATIENCE)).unwrap();
-    stream.set_write_timeout(Some(PATIENCE)).unwrap();
-    stream
-}

@@ -298,3 +298,22 @@ pub fn eventually(timeout: Duration, mut check: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A client connected to `addr` with a receive buffer of `bytes` (set before
+/// connecting, so the window it advertises is small from the start): the
+/// server's replies then wait in the server's send buffer, as they would
+/// over a slow network. Read and write timeouts as in [`Server::connect`].
+pub fn connect_with_receive_buffer(addr: SocketAddr, bytes: usize) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .unwrap();
+    socket.set_recv_buffer_size(bytes).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.set_write_timeout(Some(PATIENCE)).unwrap();
+    stream
+}
