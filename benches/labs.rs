@@ -78,14 +78,20 @@ fn main() {
     let mut table = String::from(
         "| lab | guarding test | without the patch | with the patch |\n|---|---|---|---|\n",
     );
-    // Every guarding test on an unpatched copy first (one build for all).
+    // Every guarding test on an unpatched copy first (one build for all),
+    // before any patched copy is built: the copies share the target folder,
+    // where `CARGO_BIN_EXE_reactor-echo` is one path, so the binary there is
+    // whichever copy was built last.
     let baseline = work.join("unpatched");
     if let Err(why) = fresh_copy(&root, &baseline) {
         eprintln!("error: cargo bench --bench labs cannot run: {why}");
         std::process::exit(1);
     }
-    for lab in &LABS {
-        let before = run_test(&baseline, &target_dir, lab.test);
+    let before: Vec<Outcome> = LABS
+        .iter()
+        .map(|lab| run_test(&baseline, &target_dir, lab.test))
+        .collect();
+    for (lab, before) in LABS.iter().zip(before) {
         let copy = work.join(lab.name);
         if let Err(why) = fresh_copy(&root, &copy) {
             eprintln!("error: cargo bench --bench labs cannot run: {why}");
