@@ -141,3 +141,153 @@ fn actions_on_every_transition() {
     // A closed connection only waits to be removed: nothing happens again.
     assert_eq!(eof.action(eof), Action::None);
 }
+
+/// The transition table of `docs/architecture.md`, read from the file and
+/// checked cell by cell against `State::next`: every state (the rows) against
+/// every kind of input (the columns), so the documented table and the code
+/// cannot drift. The two exhaustive `match`es below make a new state or input
+/// a compile error here until the table has it too.
+#[test]
+fn the_documented_table_is_the_code() {
+    let doc = include_str!("../../../docs/architecture.md");
+    let table: Vec<&str> = doc
+        .lines()
+        .skip_while(|l| !l.contains("transition-table:start"))
+        .skip(1)
+        .take_while(|l| !l.contains("transition-table:end"))
+        .collect();
+    assert!(
+        table.len() > 2,
+        "no transition table in docs/architecture.md"
+    );
+    let cells = |line: &str| -> Vec<String> {
+        line.trim()
+            .trim_matches('|')
+            .split('|')
+            .map(|c| c.trim().to_owned())
+            .collect()
+    };
+    let header = cells(table[0]);
+    let columns = &header[1..];
+    let mut rows_seen = Vec::new();
+    for line in &table[2..] {
+        let row = cells(line);
+        let state = parse_state(&row[0]);
+        rows_seen.push(state);
+        assert_eq!(
+            row.len(),
+            header.len(),
+            "row {:?} has the wrong number of cells",
+            row[0]
+        );
+        for (column, cell) in columns.iter().zip(&row[1..]) {
+            let expected = parse_state(cell);
+            for input in inputs_of(column) {
+                assert_eq!(
+                    state.next(input, MAX),
+                    expected,
+                    "docs/architecture.md says {state:?} + {input:?} ({column}) -> {cell}"
+                );
+            }
+        }
+    }
+    // Every state is a row and every kind of input a column.
+    for state in [
+        Open,
+        Paused,
+        CloseWait,
+        Finishing,
+        FinWait,
+        Closed(CloseReason::Eof),
+        Closed(CloseReason::Reset),
+        Closed(CloseReason::Idle),
+    ] {
+        assert!(rows_seen.contains(&state), "no row for {state:?}");
+        let _ = row_name(state);
+    }
+    for input in [
+        Received { owed: 0 },
+        Eof { owed: 0 },
+        Written { owed: 0 },
+        LastReply { owed: 0 },
+        Failed(CloseReason::Reset),
+        IdleExpired,
+        LingerExpired,
+        ShutdownBegun { owed: 0 },
+    ] {
+        let kind = column_kind(input);
+        assert!(
+            columns.iter().any(|c| c.starts_with(kind)),
+            "no column for {kind}"
+        );
+    }
+}
+
+/// The name a row gives a state (exhaustive: a new state must be named).
+fn row_name(state: State) -> String {
+    match state {
+        Open => "Open".into(),
+        Paused => "Paused".into(),
+        CloseWait => "CloseWait".into(),
+        Finishing => "Finishing".into(),
+        FinWait => "FinWait".into(),
+        Closed(reason) => format!("Closed({reason})"),
+    }
+}
+
+fn parse_state(cell: &str) -> State {
+    [
+        Open,
+        Paused,
+        CloseWait,
+        Finishing,
+        FinWait,
+        Closed(CloseReason::Eof),
+        Closed(CloseReason::Reset),
+        Closed(CloseReason::Idle),
+    ]
+    .into_iter()
+    .find(|s| row_name(*s) == cell)
+    .unwrap_or_else(|| panic!("not a state: {cell:?}"))
+}
+
+/// The column an input falls in, by kind (exhaustive: a new input must get
+/// a column).
+fn column_kind(input: Input) -> &'static str {
+    match input {
+        Received { .. } => "Received",
+        Eof { .. } => "Eof",
+        Written { .. } => "Written",
+        LastReply { .. } => "LastReply",
+        Failed(_) => "Failed",
+        IdleExpired => "IdleExpired",
+        LingerExpired => "LingerExpired",
+        ShutdownBegun { .. } => "ShutdownBegun",
+    }
+}
+
+/// Sample inputs for a column heading: the edges of its range of `owed`.
+fn inputs_of(column: &str) -> Vec<Input> {
+    let (kind, range) = column.split_once(" (").unwrap_or((column, ""));
+    let owed: Vec<usize> = match range.trim_end_matches(')') {
+        "" => vec![0],
+        "owed ≤ max" => vec![0, 1, MAX],
+        "owed > max" => vec![MAX + 1, 10 * MAX],
+        "0" => vec![0],
+        "> 0" => vec![1, MAX, MAX + 1],
+        other => panic!("unknown range {other:?} in column {column:?}"),
+    };
+    owed.into_iter()
+        .map(|owed| match kind {
+            "Received" => Received { owed },
+            "Eof" => Eof { owed },
+            "Written" => Written { owed },
+            "LastReply" => LastReply { owed },
+            "ShutdownBegun" => ShutdownBegun { owed },
+            "Failed" => Failed(CloseReason::Reset),
+            "IdleExpired" => IdleExpired,
+            "LingerExpired" => LingerExpired,
+            other => panic!("unknown input {other:?}"),
+        })
+        .collect()
+}
