@@ -37,3 +37,5 @@ mod client;
 mod bench;
 // The course's steps (docs/course/): echo, half-close, reset, and each one's limit.
 mod course;
+// Random client sequences against the real server, checked against a model.
+mod model;
