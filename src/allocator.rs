@@ -16,8 +16,10 @@
 //! It locks each arena in turn, so it belongs at a quiet moment, never on a
 //! hot path. [`PeakTrimmer`] finds that moment: the last connection of a peak
 //! has closed *and* its thread has exited (a thread frees the last of its
-//! memory after the code it ran returns). The reactor has one thread, one
-//! arena and no per-connection buffer, so it does not use this.
+//! memory after the code it ran returns). The reactor has one thread and one
+//! arena, but it holds what it owes peers that do not read; it calls
+//! [`give_back_free_memory`] once such a peak has drained
+//! (`reactor/owed.rs`).
 
 use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};

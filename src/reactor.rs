@@ -58,6 +58,7 @@ use mio::event::Event;
 use mio::{Events, Poll};
 use slab::Slab;
 
+use crate::allocator;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::fd_limit;
@@ -298,6 +299,11 @@ impl Reactor {
             // Dropping the stream closes the socket, which also removes it
             // from the epoll set: no explicit deregister (one syscall fewer).
             self.conns.try_remove(key);
+        }
+        if owed::peak_is_over() {
+            // Peers that did not read made us hold megabytes; they are
+            // freed now, and this hands the pages back (owed.rs says why).
+            allocator::give_back_free_memory();
         }
         if let Some(acceptor) = &self.acceptor {
             let retry_due = acceptor.retry_at().is_some_and(|at| at <= now);

@@ -7,6 +7,51 @@
 //! bytes of every connection), and a heap block holding the bytes and how
 //! far they have been written only while something is: an idle connection
 //! owns no buffer, and costs only its 8 bytes here.
+//!
+//! **Giving a peak back.** Peers that send without reading make the server
+//! hold up to `--max-pending` for each of them; once they are gone, those
+//! blocks are freed, but glibc's `malloc` keeps freed heap memory for reuse
+//! and returns only what lies at the top of the heap. After 200 such peers
+//! had left, the reactor sometimes stayed 8 MiB above where it started (the
+//! test `memory::memory_of_owed_bytes_is_given_back_after_the_peers_leave`).
+//! So this module counts the bytes its blocks hold on this thread (the
+//! reactor's one thread) and their peak, and [`peak_is_over`] tells the
+//! reactor when a peak worth returning has drained: it then calls
+//! `malloc_trim` once (`src/allocator.rs`), at the quiet end of a loop turn.
+
+use std::cell::Cell;
+
+/// A peak of owed bytes worth giving back to the system, once it drains.
+const PEAK_WORTH: usize = 4 << 20;
+
+thread_local! {
+    /// Bytes held by the owed blocks alive on this thread (their capacity),
+    /// and the most held since the last peak was given back.
+    static HELD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Whether a peak of at least 4 MiB of owed bytes has drained to an eighth
+/// of itself since the last time this said so. True once per peak.
+pub fn peak_is_over() -> bool {
+    HELD.with(|held| {
+        let (live, peak) = held.get();
+        if peak >= PEAK_WORTH && live <= peak / 8 {
+            held.set((live, live));
+            true
+        } else {
+            false
+        }
+    })
+}
+
+/// Counts `grown` more bytes held, or `shrunk` fewer.
+fn account(grown: usize, shrunk: usize) {
+    HELD.with(|held| {
+        let (live, peak) = held.get();
+        let live = live + grown - shrunk;
+        held.set((live, peak.max(live)));
+    });
+}
 
 /// What a connection owes its peer.
 #[derive(Debug, Default)]
@@ -17,6 +62,12 @@ pub struct Owed(Option<Box<Pending>>);
 struct Pending {
     bytes: Vec<u8>,
     start: usize,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        account(0, self.bytes.capacity());
+    }
 }
 
 impl Owed {
@@ -41,15 +92,16 @@ impl Owed {
         match self.0.as_mut() {
             Some(pending) => {
                 // Reclaim the written part before growing.
+                let before = pending.bytes.capacity();
                 pending.bytes.drain(..pending.start);
                 pending.start = 0;
                 pending.bytes.extend_from_slice(bytes);
+                account(pending.bytes.capacity().saturating_sub(before), 0);
             }
             None => {
-                self.0 = Some(Box::new(Pending {
-                    bytes: bytes.to_vec(),
-                    start: 0,
-                }));
+                let bytes = bytes.to_vec();
+                account(bytes.capacity(), 0);
+                self.0 = Some(Box::new(Pending { bytes, start: 0 }));
             }
         }
     }
@@ -79,6 +131,27 @@ impl Owed {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_drained_peak_of_owed_bytes_is_reported_once() {
+        // Each test runs on a thread of its own: the counts start at zero.
+        assert!(!peak_is_over(), "no peak yet");
+        let mut blocks: Vec<Owed> = (0..8).map(|_| Owed::default()).collect();
+        for block in &mut blocks {
+            block.push(&vec![b'x'; 1 << 20]);
+        }
+        assert!(!peak_is_over(), "8 MiB still held");
+        blocks.truncate(2);
+        assert!(
+            !peak_is_over(),
+            "2 MiB of 8 still held: more than an eighth"
+        );
+        blocks.truncate(1);
+        assert!(peak_is_over(), "1 MiB of 8: the peak is over");
+        assert!(!peak_is_over(), "reported once");
+        blocks.clear();
+        assert!(!peak_is_over(), "a small peak is not worth a trim");
+    }
 
     #[test]
     fn bytes_come_out_in_order_and_the_block_goes_when_all_are_written() {

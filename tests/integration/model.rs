@@ -1,6 +1,7 @@
 //! Model-based random tests against the real binary: proptest generates a
 //! sequence of client actions over a few concurrent connections (connect,
-//! send a chunk, read some, half-close, reset, a UDP datagram), runs it
+//! send a chunk, read some, pause, half-close, reset, reconnect, a UDP
+//! datagram), in echo and in upper mode, runs it
 //! against a fresh `serve`, and checks the outcome against a model of what
 //! the server owes: every honest byte back exact and in order, a fresh client
 //! still served afterwards, and the final stats line agreeing with what the
@@ -36,6 +37,9 @@ enum Action {
     Reset(usize),
     /// A UDP datagram, which must come back.
     Datagram(Vec<u8>),
+    /// Do nothing for this many milliseconds (the server's events batch up
+    /// differently around a pause).
+    Pause(u64),
 }
 
 /// What the model knows of one connection.
@@ -75,6 +79,7 @@ fn action(upper: bool) -> impl Strategy<Value = Action> {
         slot.clone().prop_map(Action::HalfClose),
         slot.prop_map(Action::Reset),
         bytes.prop_map(Action::Datagram),
+        (0u64..30).prop_map(Action::Pause),
     ]
 }
 
@@ -189,6 +194,7 @@ fn check_sequence(actions: &[Action], upper: bool) {
                     *client = Client::default();
                 }
             }
+            Action::Pause(ms) => std::thread::sleep(Duration::from_millis(*ms)),
             Action::Datagram(bytes) => {
                 udp.send_to(bytes, server.udp()).unwrap();
                 let mut buf = vec![0u8; 65_536];
