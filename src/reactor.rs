@@ -270,10 +270,15 @@ impl Reactor {
     pub fn run(mut self, report: &mut dyn FnMut(&Stats)) -> Result<Stats, ServerError> {
         // A local, not a field, so that dispatch can borrow `self` mutably.
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        // One clock read per wake-up: the moment taken after the sleep also
+        // serves the next turn's before-sleep phase. Its timeouts then run
+        // from a moment at most one batch's work old, so a wake-up can come
+        // that much late, never early.
+        let mut now = Instant::now();
         loop {
-            let timeout = self.before_sleep(Instant::now());
+            let timeout = self.before_sleep(now);
             self.sleep(&mut events, timeout)?;
-            let now = Instant::now();
+            now = Instant::now();
             self.ctx.tick = self.clock.tick(now);
             // Decided once per wake-up: a disabled `trace!` costs an atomic
             // load and a compare each, and register pressure on the hot path
