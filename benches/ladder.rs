@@ -45,7 +45,7 @@ use std::time::Duration;
 
 use common::{
     Running, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line,
-    parse_flat_json, require_tools, syscalls_per_message,
+    parse_flat_json, require_tools, strings, syscalls_per_message,
 };
 use reactor_echo::bench::cpu_window::CpuTime;
 
@@ -244,7 +244,7 @@ fn main() {
 /// One closed-loop run of the C load generator at `conns` connections.
 fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
     let running = Running::start(server, &[]);
-    let mut args: Vec<String> = [
+    let mut args: Vec<String> = strings(&[
         "--conns",
         &conns.to_string(),
         "--size",
@@ -255,10 +255,7 @@ fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
         "1",
         "--connect-timeout",
         "20",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    ]);
     if conns > PER_SOURCE {
         args.extend([
             "--src-addrs".to_owned(),
@@ -304,18 +301,16 @@ fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
 /// the end, which is not counted here).
 fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
     let running = Running::start(server, &[]);
-    let mut idle_args: Vec<String> = [
+    let idle_args: Vec<String> = strings(&[
         "--conns",
         &C10K_IDLE.to_string(),
         "--size",
         "64",
         "--idle",
         "8",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    idle_args.extend(["--connect-timeout".to_owned(), "20".to_owned()]);
+        "--connect-timeout",
+        "20",
+    ]);
     let holder = Command::new("taskset")
         .args(["-c", "1"])
         .arg(lg)
@@ -332,7 +327,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
             for line in lines.by_ref() {
                 let Ok(line) = line else { break };
                 if line.starts_with("idle-ready") {
-                    let args: Vec<String> = [
+                    let args: Vec<String> = strings(&[
                         "--conns",
                         "100",
                         "--size",
@@ -341,10 +336,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
                         "3",
                         "--warmup",
                         "1",
-                    ]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect();
+                    ]);
                     rate = loadgen(lg, running.port, &args)
                         .get("msgs_per_s")
                         .copied()
