@@ -10,6 +10,7 @@
 //! source addresses (one address holds about 28,000 ephemeral ports, so more
 //! connections are spread over 127.0.0.2, 127.0.0.3, ...), and the report.
 
+pub mod chaos;
 pub mod cpu_window;
 pub mod driver;
 pub mod in_flight;
@@ -18,6 +19,7 @@ pub mod plan;
 pub mod progress;
 pub mod report;
 pub mod role;
+pub mod server_memory;
 pub mod stamp;
 pub mod udp;
 
@@ -27,6 +29,7 @@ use std::time::Duration;
 use clap::Args;
 
 use crate::fd_limit;
+use chaos::{Chaos, ChaosPlan, kind::Mix};
 use driver::Driver;
 use payload::Expect;
 use plan::Plan;
@@ -88,6 +91,16 @@ pub struct BenchArgs {
     /// its children's) over the measured window, and per message.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
+    /// Hostile peers beside the verified clients: slow senders, peers that
+    /// never read, reset or half-close, silent ones, sliced and split
+    /// messages (with --udp: empty and 65,507-byte datagrams). Reported
+    /// apart from the verified clients (docs/reliability.md).
+    #[arg(long, value_name = "M", value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub chaos: Option<u64>,
+    /// The hostile kinds and their shares, e.g. `slow=2,reset=1,vanish`
+    /// [default: every kind of the transport, equally].
+    #[arg(long, value_name = "KIND=WEIGHT,...", requires = "chaos")]
+    pub chaos_mix: Option<String>,
 }
 
 /// Why a run could not happen, or failed its checks.
@@ -118,13 +131,16 @@ impl std::error::Error for BenchError {}
 pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
     let addr = resolve(&args.addr)?;
     let connections = args.connections as usize;
+    let hostile = args.chaos.unwrap_or(0) as usize;
     let limits = fd_limit::raise_to_hard_limit();
     let room = limits.soft.saturating_sub(RESERVED_FDS) as usize;
-    if connections > room {
+    if connections + hostile > room {
         return Err(BenchError::Usage(format!(
-            "{connections} connections cannot fit: the open-file limit is {} (hard {}), so at most {room} \
+            "{} connections cannot fit: the open-file limit is {} (hard {}), so at most {room} \
              connections in one process; run several load generators",
-            limits.soft, limits.hard
+            connections + hostile,
+            limits.soft,
+            limits.hard
         )));
     }
     let sources = choose_sources(addr, connections, args.sources);
@@ -158,9 +174,32 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         role,
         server_pid: args.server_pid,
     };
+    let chaos_plan = match args.chaos {
+        Some(peers) => {
+            let mix = match &args.chaos_mix {
+                Some(text) => Mix::parse(text, args.udp)
+                    .map_err(|e| BenchError::Usage(format!("invalid --chaos-mix: {e}")))?,
+                None => Mix::every_kind(args.udp),
+            };
+            Some(ChaosPlan {
+                addr,
+                peers: peers as usize,
+                mix,
+                size: plan.size,
+                expect: plan.expect,
+                server_pid: args.server_pid,
+            })
+        }
+        None => None,
+    };
     limits.log();
     let progress = Progress::new(true);
     let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
+    let rss_before = args
+        .server_pid
+        .filter(|_| chaos_plan.is_some())
+        .and_then(|pid| server_memory::resident_kib(pid).ok());
+    let chaos = chaos_plan.map(Chaos::start).transpose().map_err(failed)?;
     let (outcome, lost) = if args.udp {
         let (outcome, lost) = udp::run(&plan, progress).map_err(failed)?;
         (outcome, Some(lost))
@@ -173,13 +212,30 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
             None,
         )
     };
-    let report = Report::new(args, &plan, &outcome, lost, limits, &sources);
+    let chaos = chaos.map(Chaos::finish).transpose().map_err(failed)?;
+    let memory = match (args.server_pid, rss_before, &chaos) {
+        (Some(pid), Some(before), Some(chaos)) => {
+            // What the server keeps once every peer has gone.
+            std::thread::sleep(server_memory::SETTLE);
+            server_memory::resident_kib(pid)
+                .ok()
+                .map(|after| server_memory::RssSpan {
+                    before,
+                    peak: chaos.peak_rss_kib.unwrap_or(0).max(before).max(after),
+                    after,
+                })
+        }
+        _ => None,
+    };
+    let hostile_mismatches = chaos.as_ref().map_or(0, |c| c.mismatches());
+    let report =
+        Report::new(args, &plan, &outcome, lost, limits, &sources).with_chaos(chaos, memory);
     if args.json {
         println!("{}", report.json());
     } else {
         print!("{}", report.human());
     }
-    Ok(outcome.mismatches == 0)
+    Ok(outcome.mismatches == 0 && hostile_mismatches == 0)
 }
 
 fn resolve(text: &str) -> Result<SocketAddr, BenchError> {

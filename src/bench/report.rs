@@ -9,8 +9,10 @@ use std::fmt::Write;
 use std::net::IpAddr;
 
 use super::BenchArgs;
+use super::chaos::ChaosOutcome;
 use super::cpu_window::CpuTime;
 use super::plan::{Outcome, Plan};
+use super::server_memory::RssSpan;
 use crate::fd_limit::FdLimits;
 
 /// Latency percentiles in microseconds.
@@ -30,13 +32,15 @@ pub struct Latency {
 
 /// Everything printed at the end of a run, in sections: what was run, what
 /// the verified ("honest") clients saw, and the environment that makes the
-/// figures comparable. (A chaos mode adds its hostile peers as a section of
-/// their own, beside the honest one.)
+/// figures comparable. `--chaos` adds its hostile peers as a section of
+/// their own, beside the honest one, and the server's memory over the run.
 #[derive(Debug, Clone)]
 pub struct Report {
     run: RunSection,
     honest: HonestSection,
     cpu: CpuSection,
+    chaos: Option<ChaosOutcome>,
+    memory: Option<RssSpan>,
     environment: Environment,
 }
 
@@ -143,6 +147,8 @@ impl Report {
                 server: outcome.server_cpu.map(|cpu| spent(cpu, outcome.messages)),
                 bench: outcome.bench_cpu.map(|cpu| spent(cpu, outcome.messages)),
             },
+            chaos: None,
+            memory: None,
             environment: Environment {
                 fd_soft: limits.soft,
                 fd_hard: limits.hard,
@@ -161,6 +167,13 @@ impl Report {
                 cores: online_cores(),
             },
         }
+    }
+
+    /// Adds the hostile peers' section and the server's memory over the run.
+    pub fn with_chaos(mut self, chaos: Option<ChaosOutcome>, memory: Option<RssSpan>) -> Report {
+        self.chaos = chaos;
+        self.memory = memory;
+        self
     }
 
     /// The human-readable report.
@@ -219,6 +232,28 @@ impl Report {
                 );
             }
         }
+        if let Some(chaos) = &self.chaos {
+            let peers: u64 = chaos.kinds.iter().map(|(_, t)| t.peers).sum();
+            let _ = writeln!(
+                s,
+                "chaos         {peers} hostile peers beside the verified clients, {} wrong reply bytes:",
+                chaos.mismatches()
+            );
+            for (kind, tally) in &chaos.kinds {
+                let _ = writeln!(s, "{}", tally.human(*kind));
+            }
+        }
+        if let Some(m) = self.memory {
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            let _ = writeln!(
+                s,
+                "server rss    {:.1} MiB before, {:.1} MiB at the peak, {:.1} MiB {:.0} s after the peers left",
+                mib(m.before),
+                mib(m.peak),
+                mib(m.after),
+                super::server_memory::SETTLE.as_secs_f64()
+            );
+        }
         let _ = writeln!(
             s,
             "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
@@ -241,7 +276,7 @@ impl Report {
              \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
              \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
-             \"server_cpu\":{},\"bench_cpu\":{},\
+             \"server_cpu\":{},\"bench_cpu\":{},{}\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
             self.run.mode,
             self.run.connections,
@@ -264,6 +299,7 @@ impl Report {
             self.run.duration,
             cpu_json(self.cpu.server),
             cpu_json(self.cpu.bench),
+            self.chaos_json(),
             self.environment.fd_soft,
             self.environment.fd_hard,
             json_escape(&self.environment.sources),
@@ -271,6 +307,36 @@ impl Report {
             json_escape(&self.environment.kernel),
             self.environment.cores
         )
+    }
+}
+
+impl Report {
+    /// The chaos section's keys, each followed by a comma (nothing without
+    /// `--chaos`): totals, one object per kind (one level deep, so that
+    /// [`parse_json_numbers`] reads it), and the server's memory.
+    fn chaos_json(&self) -> String {
+        let Some(chaos) = &self.chaos else {
+            return String::new();
+        };
+        let peers: u64 = chaos.kinds.iter().map(|(_, t)| t.peers).sum();
+        let mut out = format!(
+            "\"chaos\":{{\"peers\":{peers},\"mismatches\":{}}},",
+            chaos.mismatches()
+        );
+        for (kind, tally) in &chaos.kinds {
+            let _ = write!(out, "\"{}\":{},", kind.json_key(), tally.json());
+        }
+        let memory = self.memory.map_or_else(
+            || "null".to_owned(),
+            |m| {
+                format!(
+                    "{{\"before\":{},\"peak\":{},\"after\":{}}}",
+                    m.before, m.peak, m.after
+                )
+            },
+        );
+        let _ = write!(out, "\"server_rss_kib\":{memory},");
+        out
     }
 }
 

@@ -8,7 +8,7 @@ use crate::support::*;
 
 /// `reactor-echo bench --json --addr ADDR ARGS` (with `--warmup 0` unless
 /// ARGS sets it).
-fn bench_at(addr: impl ToString, args: &[&str]) -> Output {
+pub fn bench_at(addr: impl ToString, args: &[&str]) -> Output {
     let addr = addr.to_string();
     let mut all = vec!["--json", "--addr", &addr];
     all.extend_from_slice(args);
@@ -18,7 +18,7 @@ fn bench_at(addr: impl ToString, args: &[&str]) -> Output {
     bench(&all)
 }
 
-fn bench(args: &[&str]) -> Output {
+pub fn bench(args: &[&str]) -> Output {
     Command::new(BIN)
         .arg("bench")
         .args(args)
@@ -28,7 +28,7 @@ fn bench(args: &[&str]) -> Output {
 }
 
 /// The numbers of a `--json` report, flattened (`latency_us.p99`).
-fn report(out: &Output) -> BTreeMap<String, f64> {
+pub fn report(out: &Output) -> BTreeMap<String, f64> {
     let text = String::from_utf8_lossy(&out.stdout);
     let line = text
         .lines()

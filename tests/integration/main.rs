@@ -39,3 +39,5 @@ mod bench;
 mod course;
 // Random client sequences against the real server, checked against a model.
 mod model;
+// Hostile peers of every kind beside verified clients (`bench --chaos`).
+mod chaos;

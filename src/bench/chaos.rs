@@ -1,0 +1,256 @@
+//! `bench --chaos M`: hostile peers beside the verified clients.
+//!
+//! The verified ("honest") clients run exactly as without chaos, on the
+//! driver's loop; the M hostile peers run on a loop of their own, in a
+//! second thread, so that their scripts (pauses, resets, one-byte writes)
+//! never touch the driver's code or its measurements. Both loops play
+//! against the same server at the same time; the report keeps their figures
+//! apart: the honest clients' throughput, latency, errors and mismatches
+//! (which must stay 0), and for each kind of hostile peer what it did and
+//! what the server did to it. With `--server-pid`, the server's resident
+//! memory before, at its peak and after the peers left.
+//!
+//! The kinds and their scripts: `chaos/kind.rs`, `chaos/tcp_peer.rs`,
+//! `chaos/datagram_peer.rs`; their counts: `chaos/tally.rs`.
+
+pub mod datagram_peer;
+pub mod kind;
+pub mod tally;
+pub mod tcp_peer;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll, Registry, Token};
+
+use super::payload::{Expect, Pattern};
+use super::server_memory::PeakWatch;
+use datagram_peer::{DatagramPeer, HUGE_DATAGRAM};
+use kind::{Kind, Mix};
+use tally::Tally;
+use tcp_peer::TcpPeer;
+
+/// How often the loop wakes to run the peers' timers, at the least.
+const TICK: Duration = Duration::from_millis(5);
+
+/// What the hostile peers are asked to do.
+#[derive(Debug, Clone)]
+pub struct ChaosPlan {
+    /// The server (TCP, or UDP for the datagram kinds).
+    pub addr: SocketAddr,
+    /// How many hostile peers.
+    pub peers: usize,
+    /// Which kinds, in what shares.
+    pub mix: Mix,
+    /// Bytes per sliced message.
+    pub size: usize,
+    /// What the server does to the bytes.
+    pub expect: Expect,
+    /// The server's process, whose peak resident memory is sampled.
+    pub server_pid: Option<u32>,
+}
+
+/// What the hostile peers did, and the server's peak memory meanwhile.
+#[derive(Debug, Clone)]
+pub struct ChaosOutcome {
+    /// Per kind, in [`Kind::ALL`] order, the kinds that played.
+    pub kinds: Vec<(Kind, Tally)>,
+    /// The server's largest resident memory sample, in KiB.
+    pub peak_rss_kib: Option<u64>,
+}
+
+impl ChaosOutcome {
+    /// Wrong or undelivered reply bytes, over every kind.
+    pub fn mismatches(&self) -> u64 {
+        self.kinds.iter().map(|(_, t)| t.mismatches).sum()
+    }
+}
+
+/// The text of the UTF-8 kind, and what the server owes for it.
+#[derive(Debug, Clone)]
+pub struct SplitText {
+    /// Two-, three- and four-byte characters, a character whose uppercase
+    /// is longer (`ß` → `SS`, `ﬃ` → `FFI`), a lone `FF`, a broken leader
+    /// (`C3` then ASCII) and an encoded surrogate (invalid in UTF-8).
+    pub request: Vec<u8>,
+    /// The same after the server's transform.
+    pub reply: Vec<u8>,
+}
+
+impl SplitText {
+    /// The text and its reply for a server in mode `expect`; the uppercase
+    /// reply is written out by hand (checked against Python's
+    /// `decode('utf-8', 'surrogateescape').upper()`), not computed with the
+    /// server's own transform.
+    pub fn new(expect: Expect) -> SplitText {
+        let request = b"stra\xc3\x9fe \xc3\xa9 \xef\xac\x83 \xf0\x9f\x98\x80 \xff\xc3a\xed\xa0\x80z \xc4\xb1\n";
+        let upper = b"STRASSE \xc3\x89 FFI \xf0\x9f\x98\x80 \xff\xc3A\xed\xa0\x80Z I\n";
+        SplitText {
+            request: request.to_vec(),
+            reply: match expect {
+                Expect::Echo => request.to_vec(),
+                Expect::Upper => upper.to_vec(),
+            },
+        }
+    }
+}
+
+/// What every peer's step needs: the server, the bytes to send and expect,
+/// and one read buffer for all.
+#[derive(Debug)]
+pub struct Stage<'a> {
+    /// Where new connections and sockets are registered.
+    pub registry: &'a Registry,
+    /// The server.
+    pub addr: SocketAddr,
+    /// The verified clients' byte pattern.
+    pub pattern: &'a Pattern,
+    /// The UTF-8 kind's text.
+    pub text: &'a SplitText,
+    /// Bytes per sliced message.
+    pub size: usize,
+    /// Where replies are read to.
+    pub buf: &'a mut [u8],
+}
+
+/// The hostile peers, running.
+#[derive(Debug)]
+pub struct Chaos {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<io::Result<ChaosOutcome>>,
+}
+
+impl Chaos {
+    /// Sets the peers loose on their own thread.
+    ///
+    /// # Errors
+    /// If the thread cannot be started.
+    pub fn start(plan: ChaosPlan) -> io::Result<Chaos> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("chaos".into())
+            .spawn(move || run(&plan, &flag))?;
+        Ok(Chaos { stop, thread })
+    }
+
+    /// Ends the run: every peer closes its connection, and the tallies come
+    /// back.
+    ///
+    /// # Errors
+    /// If the peers' loop failed (its poll), or the thread panicked.
+    pub fn finish(self) -> io::Result<ChaosOutcome> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| io::Error::other("the chaos thread panicked"))?
+    }
+}
+
+/// A peer of either transport.
+#[derive(Debug)]
+enum Peer {
+    Tcp(TcpPeer),
+    Datagram(DatagramPeer),
+}
+
+impl Peer {
+    fn timer_due(&self, now: Instant) -> bool {
+        match self {
+            Peer::Tcp(p) => p.timer_due(now),
+            Peer::Datagram(p) => p.timer_due(now),
+        }
+    }
+
+    fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
+        match self {
+            Peer::Tcp(p) => p.step(now, stage, tally),
+            Peer::Datagram(p) => p.step(now, stage, tally),
+        }
+    }
+}
+
+/// The peers' loop: readiness events step a peer; every tick, the peers
+/// whose timer is due step too; the server's memory is sampled.
+fn run(plan: &ChaosPlan, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(1024);
+    let pattern = Pattern::new(plan.expect, HUGE_DATAGRAM.max(plan.size));
+    let text = SplitText::new(plan.expect);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut tallies = [Tally::default(); Kind::ALL.len()];
+    // The peers register new connections while the loop polls: a second
+    // handle on the same epoll instance.
+    let registry = poll.registry().try_clone()?;
+    let mut stage = Stage {
+        registry: &registry,
+        addr: plan.addr,
+        pattern: &pattern,
+        text: &text,
+        size: plan.size,
+        buf: &mut buf,
+    };
+    let split = plan.mix.split(plan.peers);
+    let mut peers: Vec<(Kind, Peer)> = Vec::with_capacity(plan.peers);
+    for &(kind, count) in &split {
+        tallies[kind.index()].peers += count as u64;
+        for _ in 0..count {
+            let token = Token(peers.len());
+            let peer = if kind.is_datagram() {
+                Peer::Datagram(DatagramPeer::open(
+                    kind,
+                    token,
+                    &stage,
+                    &mut tallies[kind.index()],
+                )?)
+            } else {
+                // Seeds far apart, so no two peers send the same bytes.
+                Peer::Tcp(TcpPeer::new(kind, token, token.0 as u64 * 1_000_003))
+            };
+            peers.push((kind, peer));
+        }
+    }
+    let mut memory = plan.server_pid.map(PeakWatch::new);
+    let mut next_tick = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        match poll.poll(&mut events, Some(TICK)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+        let now = Instant::now();
+        for event in events.iter() {
+            if let Some((kind, peer)) = peers.get_mut(event.token().0) {
+                peer.step(now, &mut stage, &mut tallies[kind.index()]);
+            }
+        }
+        if now >= next_tick {
+            next_tick = now + TICK;
+            for (kind, peer) in &mut peers {
+                if peer.timer_due(now) {
+                    peer.step(now, &mut stage, &mut tallies[kind.index()]);
+                }
+            }
+            if let Some(memory) = memory.as_mut() {
+                memory.sample(now);
+            }
+        }
+    }
+    for (_, peer) in &mut peers {
+        if let Peer::Tcp(p) = peer {
+            p.leave(&mut stage);
+        }
+    }
+    Ok(ChaosOutcome {
+        kinds: split
+            .iter()
+            .filter(|&&(_, count)| count > 0)
+            .map(|&(kind, _)| (kind, tallies[kind.index()]))
+            .collect(),
+        peak_rss_kib: memory.map(|m| m.peak()),
+    })
+}

@@ -1,0 +1,87 @@
+//! The server's resident memory (`--server-pid`), before, at its peak and
+//! after a run: what hostile peers cost it, and whether it gave it back.
+//!
+//! Read from `VmRSS` in `/proc/PID/status` (resident pages, in KiB), and for
+//! the peak sampled every [`SAMPLE_EVERY`] by whoever runs long enough to
+//! watch (the chaos thread). `VmHWM`, the kernel's own high-water mark, is
+//! not used: it covers the process's whole life, so a spike in an earlier
+//! run would show as this run's peak.
+
+use std::io;
+use std::time::{Duration, Instant};
+
+/// How often the peak is sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+
+/// How long after the peers leave the "after" figure is read: the reactor
+/// gives memory back on its next wake-up, the allocator on its next trim.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// The resident set of process `pid`, in KiB.
+///
+/// # Errors
+/// If the process is gone or `/proc` cannot be read.
+pub fn resident_kib(pid: u32) -> io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// The server's resident memory over a run, in KiB.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RssSpan {
+    /// Before any connection of the run.
+    pub before: u64,
+    /// The largest sample during the run.
+    pub peak: u64,
+    /// [`SETTLE`] after every peer had gone.
+    pub after: u64,
+}
+
+/// Samples a process's resident memory, keeping the peak.
+#[derive(Debug)]
+pub struct PeakWatch {
+    pid: u32,
+    peak: u64,
+    next: Instant,
+}
+
+impl PeakWatch {
+    /// Watches `pid`, starting now.
+    pub fn new(pid: u32) -> PeakWatch {
+        PeakWatch {
+            pid,
+            peak: resident_kib(pid).unwrap_or(0),
+            next: Instant::now() + SAMPLE_EVERY,
+        }
+    }
+
+    /// Samples if a sample is due.
+    pub fn sample(&mut self, now: Instant) {
+        if now >= self.next {
+            self.next = now + SAMPLE_EVERY;
+            if let Ok(kib) = resident_kib(self.pid) {
+                self.peak = self.peak.max(kib);
+            }
+        }
+    }
+
+    /// The largest sample so far.
+    pub fn peak(&self) -> u64 {
+        self.peak
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_its_own_resident_memory() {
+        let kib = resident_kib(std::process::id()).expect("own /proc entry");
+        assert!(kib > 100, "{kib} KiB");
+    }
+}
