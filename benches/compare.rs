@@ -38,15 +38,12 @@ mod compare_plot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor_echo::bench::report::parse_json_numbers;
-
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, machine_line, median,
-    require_tools,
+    Running, ServerSpec, bench_json, build_anchors, build_release, cannot_run, machine_line,
+    median, require_tools,
 };
 
 /// One measurement: the bench JSON's numbers, flattened.
@@ -303,32 +300,9 @@ fn get(r: &Sample, key: &str) -> f64 {
 /// Starts the server, runs one `reactor-echo bench --json` against it, stops it.
 fn drive(bin: &str, kind: &ServerSpec, args: &[&str], duration: f64) -> Sample {
     let server = Running::start(kind, &[]);
-    let r = bench_json(bin, server.port, args, duration);
+    let r = bench_json(bin, server.port, args, duration, 1.0);
     server.stop();
     r
-}
-
-fn bench_json(bin: &str, port: u16, args: &[&str], duration: f64) -> Sample {
-    let out = Command::new("taskset")
-        .args([
-            "-c",
-            "1",
-            bin,
-            "bench",
-            "--json",
-            "--addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .args(["--duration", &duration.to_string(), "--warmup", "1"])
-        .args(args)
-        .env("RUST_LOG", "warn")
-        .output();
-    let Ok(out) = out else { return Sample::new() };
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.starts_with('{'))
-        .map(parse_json_numbers)
-        .unwrap_or_default()
 }
 
 /// RSS growth per connection while `n` connections are held idle: the peak of
@@ -345,6 +319,7 @@ fn idle_cost(bin: &str, kind: &ServerSpec, n: usize) -> (f64, f64) {
             port,
             &["--connections", &n.to_string(), "--idle"],
             3.0,
+            1.0,
         )
     });
     let mut peak = before;

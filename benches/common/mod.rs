@@ -453,3 +453,31 @@ pub fn rss_kept_after_peak(kind: &ServerSpec, lg: &Path, conns: usize) -> u64 {
     server.stop();
     kept
 }
+
+/// Runs `reactor-echo bench --json` pinned to CPU 1 against `port` for
+/// `duration` seconds after `warmup`, with `args`; the report's numbers
+/// (empty if it printed none).
+pub fn bench_json(
+    bin: &str,
+    port: u16,
+    args: &[&str],
+    duration: f64,
+    warmup: f64,
+) -> BTreeMap<String, f64> {
+    let out = Command::new("taskset")
+        .args(["-c", "1", bin, "bench", "--json"])
+        .args(["--addr", &format!("127.0.0.1:{port}")])
+        .args(["--duration", &duration.to_string()])
+        .args(["--warmup", &warmup.to_string()])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .output();
+    let Ok(out) = out else {
+        return BTreeMap::new();
+    };
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.starts_with('{'))
+        .map(reactor_echo::bench::report::parse_json_numbers)
+        .unwrap_or_default()
+}
