@@ -80,7 +80,10 @@ fn main() {
         .args(["--addr", &format!("127.0.0.1:{}", server.port)])
         .args(["--connections", CHURN_SLOTS, "--warmup", "0"])
         // Past the last window, which may start just before `total`.
-        .args(["--duration", &format!("{}", total.as_secs_f64() + 3.0 * WINDOW)])
+        .args([
+            "--duration",
+            &format!("{}", total.as_secs_f64() + 3.0 * WINDOW),
+        ])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -60,6 +60,31 @@ pub struct ServeArgs {
     /// The server flags, the same as for `blocking`.
     #[command(flatten)]
     pub server: ServerArgs,
+
+    /// Worker processes, each a complete reactor with its own sockets on the
+    /// same port (SO_REUSEPORT), under one supervising process; `auto`: one
+    /// per CPU. 1: the one reactor, in this process.
+    #[arg(long, value_name = "N|auto", default_value = "1", value_parser = parse_workers)]
+    pub workers: usize,
+
+    /// Internal: this process is a worker of the supervisor with this PID,
+    /// and exits when that process dies.
+    #[arg(long, value_name = "PID", hide = true)]
+    pub worker_of: Option<u32>,
+}
+
+/// `--workers`: a count from 1 to 1,024, or `auto` (the CPUs this process
+/// may run on).
+fn parse_workers(text: &str) -> Result<usize, String> {
+    if text == "auto" {
+        return Ok(std::thread::available_parallelism().map_or(1, |n| n.get()));
+    }
+    match text.parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!(
+            "'{text}' is not a worker count (1 to 1024, or auto)"
+        )),
+    }
 }
 
 /// The flags every server accepts.
@@ -100,6 +125,12 @@ pub struct ServerArgs {
     #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=86_400))]
     pub stats_interval: u64,
+
+    /// Bind with SO_REUSEPORT: several servers (or `serve --workers`) share
+    /// the address, and the kernel spreads connections (and UDP flows) over
+    /// them by a hash of the addresses.
+    #[arg(long)]
+    pub reuse_port: bool,
 }
 
 impl ServerArgs {
@@ -127,6 +158,7 @@ impl ServerArgs {
             idle_timeout: seconds(self.idle_timeout),
             max_pending: self.max_pending as usize,
             stats_interval: seconds(self.stats_interval),
+            reuse_port: self.reuse_port,
         })
     }
 }

@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub max_pending: usize,
     /// How often to print the stats line while running.
     pub stats_interval: Option<Duration>,
+    /// Bind with SO_REUSEPORT, to share the address with other servers.
+    pub reuse_port: bool,
 }
 
 /// A problem with the command-line input, reported before anything starts.

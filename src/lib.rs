@@ -30,13 +30,17 @@
 //! read side by side with `reactor.rs`; and [`client`], the interactive
 //! clients.
 //!
+//! Past one process: [`workers`], `serve --workers N`, a supervisor that
+//! runs N of those reactors in N processes on one port (SO_REUSEPORT), each
+//! unchanged.
+//!
 //! And [`bench`](mod@bench), the load generator: a client-side mio reactor of
 //! its own (`bench/driver.rs`), the pattern seen from the other end.
 //!
 //! # What is public, and for whom
 //! The binary (`src/main.rs`) is a client of this library like any other, so
 //! everything it runs is public: [`cli`], [`config`], [`reactor`],
-//! [`blocking`], [`client`], [`bench`](mod@bench), [`error`]. The tests and benches
+//! [`blocking`], [`client`], [`bench`](mod@bench), [`error`], [`workers`]. The tests and benches
 //! read the contract lines with [`stats`] and [`listening`], and measure
 //! [`service`], [`upper`] and [`reactor::state`] directly; [`reactor`]
 //! takes bound sockets ([`net`]) so that a test or a course step can drive
@@ -58,3 +62,4 @@ pub mod service;
 pub mod stats;
 pub mod syscall;
 pub mod upper;
+pub mod workers;

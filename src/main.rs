@@ -12,7 +12,7 @@ use reactor_echo::cli::{Cli, Command, ServerArgs};
 use reactor_echo::config::ServerConfig;
 use reactor_echo::error::ServerError;
 use reactor_echo::stats::Stats;
-use reactor_echo::{bench, blocking, client, reactor};
+use reactor_echo::{bench, blocking, client, reactor, workers};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -21,7 +21,19 @@ fn main() -> ExitCode {
         .target(env_logger::Target::Stderr)
         .init();
     match cli.command {
-        Command::Serve(args) => run_server(&args.server, reactor::serve),
+        Command::Serve(args) => {
+            if let Some(supervisor) = args.worker_of {
+                if let Err(e) = workers::become_worker(supervisor) {
+                    return fail(&e, 1);
+                }
+            }
+            match args.workers {
+                1 => run_server(&args.server, reactor::serve),
+                n => run_server(&args.server, |config| {
+                    workers::supervise(config, n).map(|summed| summed.stats)
+                }),
+            }
+        }
         Command::Blocking(args) => {
             run_server(&args.server, |config| blocking::serve(config, args.model))
         }

@@ -44,8 +44,16 @@ impl Sockets {
     /// A [`ServerError`] naming the address that could not be bound.
     pub fn bind(config: &ServerConfig, mode: IoMode) -> Result<Sockets, ServerError> {
         Ok(Sockets {
-            tcp: config.tcp.addr().map(|a| bind_tcp(a, mode)).transpose()?,
-            udp: config.udp.addr().map(|a| bind_udp(a, mode)).transpose()?,
+            tcp: config
+                .tcp
+                .addr()
+                .map(|a| bind_tcp(a, mode, config.reuse_port))
+                .transpose()?,
+            udp: config
+                .udp
+                .addr()
+                .map(|a| bind_udp(a, mode, config.reuse_port))
+                .transpose()?,
         })
     }
 }
@@ -54,7 +62,27 @@ impl Sockets {
 ///
 /// # Errors
 /// A [`ServerError`] naming the address (for example "Address already in use").
-pub fn bind_tcp(addr: SocketAddr, mode: IoMode) -> Result<TcpListener, ServerError> {
+pub fn bind_tcp(
+    addr: SocketAddr,
+    mode: IoMode,
+    reuse_port: bool,
+) -> Result<TcpListener, ServerError> {
+    let socket = bound_tcp_socket(addr, reuse_port)?;
+    let fail = |e| ServerError::new(format!("cannot bind TCP {addr}"), e);
+    socket
+        .set_nonblocking(mode == IoMode::NonBlocking)
+        .map_err(fail)?;
+    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
+    Ok(socket.into())
+}
+
+/// A TCP socket bound to `addr` and not listening: it holds the port (for
+/// `serve --workers`, whose supervisor reserves the port its workers bind)
+/// without accepting anything.
+///
+/// # Errors
+/// A [`ServerError`] naming the address.
+pub fn bound_tcp_socket(addr: SocketAddr, reuse_port: bool) -> Result<Socket, ServerError> {
     let fail = |e| ServerError::new(format!("cannot bind TCP {addr}"), e);
     let socket =
         Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(fail)?;
@@ -62,21 +90,31 @@ pub fn bind_tcp(addr: SocketAddr, mode: IoMode) -> Result<TcpListener, ServerErr
     // TIME_WAIT; on Linux it does not let two listeners share a port, so
     // "address in use" is still reported when another server holds it.
     socket.set_reuse_address(true).map_err(fail)?;
-    socket
-        .set_nonblocking(mode == IoMode::NonBlocking)
-        .map_err(fail)?;
+    // SO_REUSEPORT does: every socket that sets it (same user) may bind the
+    // same address, and the kernel spreads new connections over the
+    // listening ones by a hash of the four addresses.
+    socket.set_reuse_port(reuse_port).map_err(fail)?;
     socket.bind(&addr.into()).map_err(fail)?;
-    socket.listen(LISTEN_BACKLOG).map_err(fail)?;
-    Ok(socket.into())
+    Ok(socket)
 }
 
 /// Binds the UDP socket.
 ///
 /// # Errors
 /// A [`ServerError`] naming the address.
-pub fn bind_udp(addr: SocketAddr, mode: IoMode) -> Result<UdpSocket, ServerError> {
+pub fn bind_udp(
+    addr: SocketAddr,
+    mode: IoMode,
+    reuse_port: bool,
+) -> Result<UdpSocket, ServerError> {
     let fail = |e| ServerError::new(format!("cannot bind UDP {addr}"), e);
-    let socket = UdpSocket::bind(addr).map_err(fail)?;
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(fail)?;
+    // With SO_REUSEPORT the kernel sends each flow (by its addresses) to one
+    // of the sockets bound here.
+    socket.set_reuse_port(reuse_port).map_err(fail)?;
+    socket.bind(&addr.into()).map_err(fail)?;
+    let socket: UdpSocket = socket.into();
     socket
         .set_nonblocking(mode == IoMode::NonBlocking)
         .map_err(fail)?;

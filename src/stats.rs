@@ -198,8 +198,28 @@ impl FromStr for Stats {
     /// Reads a line written by `Display`: `stats`, then every field as
     /// `name=N`, in order, and nothing else.
     fn from_str(line: &str) -> Result<Stats, ParseStatsError> {
-        let bad = |why: String| ParseStatsError(format!("{why} in {line:?}"));
         let mut words = line.split_whitespace();
+        let stats = Stats::read_fields(line, &mut words)?;
+        match words.next() {
+            Some(extra) => Err(ParseStatsError(format!("unexpected `{extra}` in {line:?}"))),
+            None => Ok(stats),
+        }
+    }
+}
+
+impl Stats {
+    /// Reads `stats` and every field, in order, from `words` (the words of
+    /// `line`), and leaves whatever follows them: the one reader of the
+    /// fields, for this line and for the supervisor's line that extends it
+    /// (`crate::workers::SupervisedStats`).
+    ///
+    /// # Errors
+    /// A [`ParseStatsError`] naming the first word that is not as expected.
+    pub fn read_fields<'a>(
+        line: &str,
+        words: &mut impl Iterator<Item = &'a str>,
+    ) -> Result<Stats, ParseStatsError> {
+        let bad = |why: String| ParseStatsError(format!("{why} in {line:?}"));
         if words.next() != Some("stats") {
             return Err(bad("no leading `stats`".into()));
         }
@@ -209,21 +229,33 @@ impl FromStr for Stats {
             let word = words
                 .next()
                 .ok_or_else(|| bad(format!("`{name}` missing")))?;
-            let value = word
-                .strip_prefix(name)
-                .and_then(|rest| rest.strip_prefix('='))
-                .ok_or_else(|| bad(format!("`{name}=` expected, got `{word}`")))?;
             let slot = stats
                 .field_mut(index)
                 .ok_or_else(|| bad("too many fields".into()))?;
-            *slot = value
-                .parse()
-                .map_err(|_| bad(format!("`{name}` is not a number")))?;
+            *slot = read_number(word, name).map_err(bad)?;
         }
-        match words.next() {
-            Some(extra) => Err(bad(format!("unexpected `{extra}`"))),
-            None => Ok(stats),
-        }
+        Ok(stats)
+    }
+}
+
+/// The value of `name=N`, or why the word is not that.
+///
+/// # Errors
+/// A sentence naming the field and the word.
+pub fn read_number(word: &str, name: &str) -> Result<u64, String> {
+    let value = word
+        .strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('='))
+        .ok_or_else(|| format!("`{name}=` expected, got `{word}`"))?;
+    value
+        .parse()
+        .map_err(|_| format!("`{name}` is not a number"))
+}
+
+impl ParseStatsError {
+    /// An error with this explanation.
+    pub fn new(why: String) -> ParseStatsError {
+        ParseStatsError(why)
     }
 }
 

@@ -41,3 +41,5 @@ mod course;
 mod model;
 // Hostile peers of every kind beside verified clients (`bench --chaos`).
 mod chaos;
+// `serve --workers N`: reactors in several processes on one port.
+mod workers;

@@ -1,0 +1,475 @@
+//! `serve --workers N`: N share-nothing reactors, one per process, on one
+//! port, under a supervising process.
+//!
+//! Each worker is exactly the one reactor the rest of the project teaches
+//! (`reactor::serve`), started by re-executing this binary with the same
+//! flags plus `--reuse-port`: it binds its own listening socket and UDP
+//! socket to the same address with SO_REUSEPORT, has its own open-file
+//! limit and its own `--max-connections`, and shares nothing with the
+//! others. The kernel spreads new connections over the listening sockets
+//! by a hash of the four addresses (and each UDP flow to one socket); see
+//! `docs/scaling.md` for what that does and does not promise. Re-executing
+//! rather than forking keeps `unsafe` out: a forked Rust process may do
+//! almost nothing safely before `exec`.
+//!
+//! The supervisor (this file) is not a reactor: it starts the workers,
+//! reads their stdout (their `listening` and `stats` lines) on one thread
+//! per worker, and acts on what they say and on signals:
+//!
+//! * start-up: the port is reserved first (a bound, non-listening socket,
+//!   so that port 0 is chosen once and every worker binds that port), and
+//!   the one `listening` line is printed once every worker has announced
+//!   its own; a worker that fails to start fails the whole start, with no
+//!   worker left behind;
+//! * a worker that dies is logged with its status and started again (not
+//!   more than once a second per slot), and the restart counted; the others
+//!   serve meanwhile;
+//! * SIGINT/SIGTERM is forwarded to every worker; each drains as usual and
+//!   prints its final stats line; the supervisor prints ONE line with the
+//!   fields summed, plus `workers=N restarts=R` (`workers/summed.rs`);
+//! * no orphans: each worker asks the kernel for SIGTERM when its parent
+//!   dies (PR_SET_PDEATHSIG, [`become_worker`]), so killing the supervisor,
+//!   even with SIGKILL, stops the workers.
+
+pub mod summed;
+
+use std::io::{self, BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use rustix::process::{Pid, Signal};
+
+use crate::config::ServerConfig;
+use crate::error::ServerError;
+use crate::listening::Listening;
+use crate::net;
+use crate::stats::Stats;
+pub use summed::SupervisedStats;
+
+/// How long the workers have to announce themselves.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the workers have to drain after SIGTERM before SIGKILL (their
+/// own grace period is 1 s).
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The least time between two starts of the same slot (a worker that dies
+/// at once must not make the supervisor spin).
+const RESTART_PAUSE: Duration = Duration::from_secs(1);
+/// How often the supervisor looks at its signal flag.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Called first thing in a worker (`--worker-of PID`): ask for SIGTERM when
+/// the parent dies, then check that the parent is still the supervisor (it
+/// may have died before the request was made).
+///
+/// # Errors
+/// If the request fails, or the supervisor is already gone.
+pub fn become_worker(supervisor: u32) -> Result<(), ServerError> {
+    rustix::process::set_parent_process_death_signal(Some(Signal::TERM))
+        .map_err(|e| ServerError::new("cannot ask to be stopped with the supervisor", e.into()))?;
+    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
+    if parent != supervisor {
+        return Err(ServerError::new(
+            format!("the supervisor (pid {supervisor}) is gone"),
+            io::Error::other("worker orphaned at start"),
+        ));
+    }
+    Ok(())
+}
+
+/// What a worker's stdout reader reports.
+#[derive(Debug)]
+enum Heard {
+    /// A line from worker `slot` (its `generation`th start).
+    Line(usize, u64, String),
+    /// Its stdout closed: the worker has exited (or is about to).
+    Gone(usize, u64),
+}
+
+/// One worker slot: the process now in it, and what it last said.
+#[derive(Debug)]
+struct Slot {
+    child: Option<Child>,
+    generation: u64,
+    started: Instant,
+    listening: bool,
+    /// Its latest stats line (the final one, once it has exited cleanly).
+    last: Stats,
+}
+
+/// The supervisor's state.
+#[derive(Debug)]
+struct Supervisor {
+    program: std::path::PathBuf,
+    worker_args: Vec<String>,
+    slots: Vec<Slot>,
+    tx: Sender<Heard>,
+    rx: Receiver<Heard>,
+    /// Counts of workers that died before their final line.
+    departed: Stats,
+    restarts: u64,
+}
+
+/// Runs `count` workers serving `config` until SIGINT/SIGTERM; prints the
+/// `listening` line once and the summed stats line at the end.
+///
+/// # Errors
+/// A [`ServerError`] if the address cannot be bound (the `error:` line, no
+/// worker started) or a worker fails to start (every other one stopped).
+pub fn supervise(config: &ServerConfig, count: usize) -> Result<SupervisedStats, ServerError> {
+    // Reserve the ports (and learn them, for port 0) before any worker
+    // starts; the reservations close once every worker holds the ports.
+    let tcp = config
+        .tcp
+        .addr()
+        .map(|a| net::bound_tcp_socket(a, true))
+        .transpose()?;
+    let tcp_addr = local(tcp.as_ref().map(|s| s.local_addr()))?;
+    let udp = config
+        .udp
+        .addr()
+        .map(|a| net::bind_udp(a, net::IoMode::Blocking, true))
+        .transpose()?;
+    let udp_addr = udp
+        .as_ref()
+        .map(std::net::UdpSocket::local_addr)
+        .transpose()
+        .map_err(|e| ServerError::new("cannot read the UDP address", e))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| ServerError::new("cannot install signal handlers", e))?;
+    }
+    let program = std::env::current_exe()
+        .map_err(|e| ServerError::new("cannot find this program to start workers", e))?;
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let (tx, rx) = mpsc::channel();
+    let mut supervisor = Supervisor {
+        program,
+        worker_args: worker_arguments(&argv, tcp_addr, udp_addr, std::process::id()),
+        slots: Vec::with_capacity(count),
+        tx,
+        rx,
+        departed: Stats::default(),
+        restarts: 0,
+    };
+    if let Err(e) = supervisor.start_all(count, &stop) {
+        supervisor.stop_all();
+        return Err(e);
+    }
+    drop((tcp, udp));
+    Listening {
+        tcp: tcp_addr,
+        udp: udp_addr,
+    }
+    .announce()
+    .map_err(|e| ServerError::new("cannot announce the listening addresses", e))?;
+    info!("{count} workers serving");
+    supervisor.serve(&stop, config.stats_interval);
+    let summed = supervisor.summed();
+    if let Err(e) = summed.print() {
+        warn!("cannot print the stats line: {e}");
+    }
+    Ok(summed)
+}
+
+impl SupervisedStats {
+    fn print(&self) -> io::Result<()> {
+        use std::io::Write;
+        let mut out = io::stdout().lock();
+        writeln!(out, "{self}")?;
+        out.flush()
+    }
+}
+
+fn local(addr: Option<io::Result<socket2::SockAddr>>) -> Result<Option<SocketAddr>, ServerError> {
+    addr.transpose()
+        .map_err(|e| ServerError::new("cannot read the TCP address", e))?
+        .map(|a| {
+            a.as_socket().ok_or_else(|| {
+                ServerError::new("no TCP address", io::Error::other("not an IP address"))
+            })
+        })
+        .transpose()
+}
+
+impl Supervisor {
+    /// Starts every worker and waits for each one's `listening` line.
+    fn start_all(&mut self, count: usize, stop: &AtomicBool) -> Result<(), ServerError> {
+        for slot in 0..count {
+            let child = self
+                .spawn(slot, 0)
+                .map_err(|e| ServerError::new("cannot start a worker", e))?;
+            self.slots.push(Slot {
+                child: Some(child),
+                generation: 0,
+                started: Instant::now(),
+                listening: false,
+                last: Stats::default(),
+            });
+        }
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !self.slots.iter().all(|s| s.listening) {
+            if stop.load(Ordering::Relaxed) {
+                return Err(ServerError::new(
+                    "stopped during start-up",
+                    io::Error::from(io::ErrorKind::Interrupted),
+                ));
+            }
+            let heard = match self.rx.recv_timeout(TICK) {
+                Ok(heard) => heard,
+                Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
+                Err(_) => {
+                    return Err(ServerError::new(
+                        "workers did not start",
+                        io::Error::from(io::ErrorKind::TimedOut),
+                    ));
+                }
+            };
+            match heard {
+                Heard::Line(slot, _, line) if line.starts_with("listening") => {
+                    self.slots[slot].listening = true;
+                }
+                Heard::Line(..) => {}
+                Heard::Gone(slot, _) => {
+                    let status = self.reap(slot);
+                    return Err(ServerError::new(
+                        format!("worker {slot} exited during start-up"),
+                        io::Error::other(describe(status)),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Serves until a signal: restarts workers that die, prints the summed
+    /// line every `interval`, then stops every worker and collects its
+    /// final line.
+    fn serve(&mut self, stop: &AtomicBool, interval: Option<Duration>) {
+        let mut next_line = interval.map(|i| Instant::now() + i);
+        let mut pending_restarts: Vec<usize> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match self.rx.recv_timeout(TICK) {
+                Ok(Heard::Line(slot, generation, line)) => self.hear(slot, generation, &line),
+                Ok(Heard::Gone(slot, generation)) if generation == self.slots[slot].generation => {
+                    let status = self.reap(slot);
+                    warn!(
+                        "worker {slot} exited ({}); starting it again",
+                        describe(status)
+                    );
+                    let last = std::mem::take(&mut self.slots[slot].last);
+                    self.departed.add(&last);
+                    self.restarts += 1;
+                    pending_restarts.push(slot);
+                }
+                Ok(Heard::Gone(..)) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            let now = Instant::now();
+            pending_restarts.retain(|&slot| !self.restart_if_due(slot, now));
+            if let (Some(at), Some(every)) = (next_line, interval) {
+                if now >= at {
+                    next_line = Some(at + every);
+                    if let Err(e) = self.summed().print() {
+                        warn!("cannot print the stats line: {e}");
+                    }
+                }
+            }
+        }
+        info!("stopping {} workers", self.slots.len());
+        self.stop_all();
+    }
+
+    /// A line from a worker: its stats lines are kept (the last one counts).
+    fn hear(&mut self, slot: usize, generation: u64, line: &str) {
+        if generation != self.slots[slot].generation {
+            return;
+        }
+        if line.starts_with("stats") {
+            match line.parse::<Stats>() {
+                Ok(stats) => self.slots[slot].last = stats,
+                Err(e) => warn!("worker {slot}: {e}"),
+            }
+        }
+    }
+
+    /// Starts a new worker in `slot` if its pause is over; whether it did.
+    fn restart_if_due(&mut self, slot: usize, now: Instant) -> bool {
+        if now < self.slots[slot].started + RESTART_PAUSE {
+            return false;
+        }
+        let generation = self.slots[slot].generation + 1;
+        match self.spawn(slot, generation) {
+            Ok(child) => {
+                let s = &mut self.slots[slot];
+                s.child = Some(child);
+                s.generation = generation;
+                s.started = now;
+                s.last = Stats::default();
+                true
+            }
+            Err(e) => {
+                error!("cannot start worker {slot} again: {e}");
+                self.slots[slot].started = now;
+                false
+            }
+        }
+    }
+
+    /// SIGTERM to every worker, then their final lines (SIGKILL to any
+    /// still running after [`STOP_TIMEOUT`]).
+    fn stop_all(&mut self) {
+        for slot in &self.slots {
+            if let Some(pid) = slot
+                .child
+                .as_ref()
+                .and_then(|c| Pid::from_raw(c.id() as i32))
+            {
+                let _ = rustix::process::kill_process(pid, Signal::TERM);
+            }
+        }
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while self.slots.iter().any(|s| s.child.is_some()) {
+            match self.rx.recv_timeout(TICK) {
+                Ok(Heard::Line(slot, generation, line)) => self.hear(slot, generation, &line),
+                Ok(Heard::Gone(slot, generation)) if generation == self.slots[slot].generation => {
+                    let status = self.reap(slot);
+                    debug!("worker {slot} stopped ({})", describe(status));
+                    info!("worker {slot}: {}", self.slots[slot].last);
+                }
+                Ok(Heard::Gone(..)) | Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if Instant::now() >= deadline {
+                for (n, slot) in self.slots.iter_mut().enumerate() {
+                    if let Some(mut child) = slot.child.take() {
+                        warn!("worker {n} did not stop within {STOP_TIMEOUT:?}; killing it");
+                        let _ = child.kill();
+                        let _ = child.wait();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for the worker in `slot` to exit and returns its status.
+    fn reap(&mut self, slot: usize) -> Option<ExitStatus> {
+        self.slots[slot]
+            .child
+            .take()
+            .and_then(|mut c| c.wait().ok())
+    }
+
+    /// Every worker's latest counts, and those of workers that died, added.
+    fn summed(&self) -> SupervisedStats {
+        let mut stats = self.departed;
+        for slot in &self.slots {
+            stats.add(&slot.last);
+        }
+        SupervisedStats {
+            stats,
+            workers: self.slots.len() as u64,
+            restarts: self.restarts,
+        }
+    }
+
+    /// Starts worker `slot` and a thread that passes its stdout lines on.
+    fn spawn(&self, slot: usize, generation: u64) -> io::Result<Child> {
+        let mut child = Command::new(&self.program)
+            .args(&self.worker_args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let stdout = child
+            .stdout
+            .take()
+            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let tx = self.tx.clone();
+        std::thread::Builder::new()
+            .name(format!("worker-{slot}"))
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(Heard::Line(slot, generation, line)).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Heard::Gone(slot, generation));
+            })?;
+        debug!("worker {slot} started (pid {})", child.id());
+        Ok(child)
+    }
+}
+
+/// An exit status in words.
+fn describe(status: Option<ExitStatus>) -> String {
+    status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
+}
+
+/// A worker's command line: the supervisor's own flags, less those the
+/// supervisor decides (`--workers`, `--tcp`, `--udp`, `--reuse-port`,
+/// `--worker-of`, in either `--flag value` or `--flag=value` form), plus the
+/// resolved addresses, `--reuse-port` and `--worker-of` this process.
+fn worker_arguments(
+    argv: &[String],
+    tcp: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    supervisor: u32,
+) -> Vec<String> {
+    const DECIDED: [&str; 4] = ["--workers", "--tcp", "--udp", "--worker-of"];
+    let mut out = Vec::with_capacity(argv.len() + 8);
+    let mut words = argv.iter();
+    while let Some(word) = words.next() {
+        let name = word.split('=').next().unwrap_or(word);
+        if DECIDED.contains(&name) {
+            if !word.contains('=') {
+                words.next();
+            }
+            continue;
+        }
+        if word == "--reuse-port" {
+            continue;
+        }
+        out.push(word.clone());
+    }
+    let endpoint = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    out.extend([
+        "--tcp".to_owned(),
+        endpoint(tcp),
+        "--udp".to_owned(),
+        endpoint(udp),
+        "--reuse-port".to_owned(),
+        "--worker-of".to_owned(),
+        supervisor.to_string(),
+    ]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn workers_get_the_flags_less_those_the_supervisor_decides() {
+        let argv = words(
+            "serve --workers 3 --tcp 127.0.0.1:0 --mode upper --udp=off --reuse-port --max-pending 100",
+        );
+        let tcp: SocketAddr = "127.0.0.1:4000".parse().expect("address");
+        assert_eq!(
+            worker_arguments(&argv, Some(tcp), None, 77),
+            words(
+                "serve --mode upper --max-pending 100 --tcp 127.0.0.1:4000 --udp off --reuse-port --worker-of 77"
+            )
+        );
+    }
+}

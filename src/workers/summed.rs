@@ -1,0 +1,87 @@
+//! The supervisor's stats line: the workers' counts summed, then how many
+//! workers there are and how often one was restarted.
+//!
+//! ```text
+//! stats accepted=300 ... writes=912 workers=3 restarts=1
+//! ```
+//!
+//! The fields are those of the one-reactor line, read by the same reader
+//! (`Stats::read_fields`), so a script that reads a single reactor's line
+//! reads this one's prefix unchanged.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::stats::{ParseStatsError, Stats, read_number};
+
+/// The summed line of `serve --workers N`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SupervisedStats {
+    /// Every worker's counts, added (`max_batch`: the largest).
+    pub stats: Stats,
+    /// Worker processes.
+    pub workers: u64,
+    /// Workers that died and were started again.
+    pub restarts: u64,
+}
+
+impl fmt::Display for SupervisedStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} workers={} restarts={}",
+            self.stats, self.workers, self.restarts
+        )
+    }
+}
+
+impl FromStr for SupervisedStats {
+    type Err = ParseStatsError;
+
+    fn from_str(line: &str) -> Result<SupervisedStats, ParseStatsError> {
+        let mut words = line.split_whitespace();
+        let stats = Stats::read_fields(line, &mut words)?;
+        let mut next = |name: &str| {
+            words
+                .next()
+                .ok_or_else(|| format!("`{name}` missing"))
+                .and_then(|word| read_number(word, name))
+                .map_err(|why| ParseStatsError::new(format!("{why} in {line:?}")))
+        };
+        let workers = next("workers")?;
+        let restarts = next("restarts")?;
+        match words.next() {
+            Some(extra) => Err(ParseStatsError::new(format!(
+                "unexpected `{extra}` in {line:?}"
+            ))),
+            None => Ok(SupervisedStats {
+                stats,
+                workers,
+                restarts,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_reads_back() {
+        let mut stats = Stats::default();
+        stats.opened();
+        let line = SupervisedStats {
+            stats,
+            workers: 3,
+            restarts: 1,
+        };
+        let text = line.to_string();
+        assert!(text.starts_with("stats accepted=1 "), "{text}");
+        assert!(text.ends_with(" writes=0 workers=3 restarts=1"), "{text}");
+        assert_eq!(text.parse::<SupervisedStats>(), Ok(line));
+        // The one-reactor reader rejects it: the extra fields are not its own.
+        assert!(text.parse::<Stats>().is_err());
+        assert!(stats.to_string().parse::<SupervisedStats>().is_err());
+    }
+}
