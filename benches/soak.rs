@@ -49,6 +49,11 @@ struct Sample {
     errors: f64,
     mismatches: f64,
     hostile_mismatches: f64,
+    /// The server's CPU time in the window (for all its work: the verified
+    /// clients, churn and the hostile peers) per verified message: a figure
+    /// that moves little with the machine's noise, so it tells a server
+    /// that slows down from a machine that does.
+    server_us_per_msg: f64,
 }
 
 fn main() {
@@ -125,13 +130,15 @@ fn main() {
             errors: get("errors"),
             mismatches: get("mismatches"),
             hostile_mismatches: get("chaos.mismatches"),
+            server_us_per_msg: get("server_cpu.us_per_msg"),
         };
         eprintln!(
-            "{:>6.1} min: rss {:.1} MiB, {} fds, {:.0} msg/s, p99 {} us, errors {}, wrong {} (hostile {})",
+            "{:>6.1} min: rss {:.1} MiB, {} fds, {:.0} msg/s, server {:.2} us/msg, p99 {} us, errors {}, wrong {} (hostile {})",
             sample.minute,
             sample.rss_mib,
             sample.fds,
             sample.msgs_per_sec,
+            sample.server_us_per_msg,
             sample.p99_us,
             sample.errors,
             sample.mismatches,
@@ -193,6 +200,7 @@ struct Verdict {
     rss_growth_mib: f64,
     fds_back: bool,
     trend_percent: f64,
+    cpu_trend_percent: f64,
 }
 
 impl Verdict {
@@ -209,18 +217,19 @@ impl Verdict {
             hostile_clean: sum(|s| s.hostile_mismatches) == 0.0,
             rss_growth_mib: median(last) - median(first),
             fds_back: fds_after <= fds_before,
-            trend_percent: trend_percent(samples),
+            trend_percent: trend_percent(samples, |s| s.msgs_per_sec),
+            cpu_trend_percent: trend_percent(samples, |s| s.server_us_per_msg),
         }
     }
 }
 
-/// The change of the least-squares line of throughput over the run, from
-/// the first window to the last, in percent of the mean.
-fn trend_percent(samples: &[Sample]) -> f64 {
+/// The change of the least-squares line of `figure` over the run, from the
+/// first window to the last, in percent of the mean.
+fn trend_percent(samples: &[Sample], figure: Figure) -> f64 {
     let points: Vec<(f64, f64)> = samples
         .iter()
-        .filter(|s| s.msgs_per_sec.is_finite())
-        .map(|s| (s.minute, s.msgs_per_sec))
+        .map(|s| (s.minute, figure(s)))
+        .filter(|p| p.1.is_finite())
         .collect();
     let n = points.len() as f64;
     if n < 2.0 {
@@ -332,13 +341,22 @@ fn render(
         v.trend_percent,
         mark(v.trend_percent >= -5.0)
     );
+    let _ = writeln!(
+        t,
+        "\nBeside the verdict, the figure that does not move with the machine's noise: the server's CPU time per \
+         verified message, median {:.2} us per window, fitted change {:+.1}% over the run (a server that slowed \
+         down would spend more per message; a machine that slowed down would not change it).",
+        median(column(|s| s.server_us_per_msg)),
+        v.cpu_trend_percent
+    );
     t
 }
 
 /// Reads one figure of a sample.
 type Figure = fn(&Sample) -> f64;
 
-/// Four panels over time: memory, descriptors, throughput, p99.
+/// Five panels over time: memory, descriptors, throughput, p99, server CPU
+/// per message.
 fn plot(path: &Path, samples: &[Sample]) {
     if let Err(e) = draw(path, samples) {
         eprintln!("cannot draw {}: {e}", path.display());
@@ -346,15 +364,18 @@ fn plot(path: &Path, samples: &[Sample]) {
 }
 
 fn draw(path: &Path, samples: &[Sample]) -> Result<(), Box<dyn std::error::Error>> {
-    let root = SVGBackend::new(path, (760, 900)).into_drawing_area();
+    let root = SVGBackend::new(path, (760, 1100)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((4, 1));
+    let panels = root.split_evenly((5, 1));
     let x_max = samples.iter().map(|s| s.minute).fold(1.0, f64::max);
-    let series: [(&str, Figure); 4] = [
+    let series: [(&str, Figure); 5] = [
         ("server RSS (MiB)", |s| s.rss_mib),
         ("server open descriptors", |s| s.fds),
         ("verified msgs/s", |s| s.msgs_per_sec),
         ("verified p99 (us)", |s| s.p99_us),
+        ("server CPU per verified message (us)", |s| {
+            s.server_us_per_msg
+        }),
     ];
     for (panel, (name, value)) in panels.iter().zip(series) {
         let points: Vec<(f64, f64)> = samples
