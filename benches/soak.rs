@@ -343,9 +343,10 @@ fn render(
     );
     let _ = writeln!(
         t,
-        "\nBeside the verdict, the figure that does not move with the machine's noise: the server's CPU time per \
-         verified message, median {:.2} us per window, fitted change {:+.1}% over the run (a server that slowed \
-         down would spend more per message; a machine that slowed down would not change it).",
+        "\nBeside the verdict, a figure that moves less with the machine's noise than throughput does: the \
+         server's CPU time (for all its work: verified clients, churn, hostile peers) per verified message, \
+         median {:.2} us per window, fitted change {:+.1}% over the run (a server that slowed down would spend \
+         steadily more per message; a busy neighbour moves it too, but less, and not for good).",
         median(column(|s| s.server_us_per_msg)),
         v.cpu_trend_percent
     );

@@ -9,6 +9,9 @@
 //! hard limit, and an error if the connections cannot fit), the choice of
 //! source addresses (one address holds about 28,000 ephemeral ports, so more
 //! connections are spread over 127.0.0.2, 127.0.0.3, ...), and the report.
+//! With `--chaos`, it also starts the hostile peers (`bench/chaos.rs`) on
+//! their own thread before the verified clients, stops them after, and
+//! reads the server's memory before and after (`bench/server_memory.rs`).
 
 pub mod chaos;
 pub mod cpu_window;

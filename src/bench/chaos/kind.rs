@@ -1,7 +1,7 @@
 //! The kinds of hostile peer that `bench --chaos` sets loose, and the mix
 //! that says how many of each.
 //!
-//! Each kind is one fault from the fault table (`docs/architecture.md`),
+//! Each kind is one fault from the fault table (`docs/reliability.md`),
 //! after Toxiproxy's "toxics" (slow close, slicer, reset_peer, timeout...),
 //! but played by a real peer over a real socket, beside the verified
 //! clients, in the thousands. Its script (what it sends, reads and does to
