@@ -35,7 +35,7 @@ use std::time::Duration;
 
 use common::{
     Running, ServerSpec, bench_json, build_release, cannot_run, machine_line, publish,
-    require_tools,
+    reactor_spec, require_tools, threads_spec,
 };
 use reactor_echo::bench::chaos::kind::Kind;
 
@@ -76,10 +76,8 @@ fn options() -> Options {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--tokio-server") {
-        let flavour = args.get(pos + 1).map_or("ct", String::as_str);
-        return common::tokio_echo::serve(flavour == "mt");
+    if common::tokio_echo::serve_if_asked() {
+        return;
     }
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -87,23 +85,10 @@ fn main() {
         cannot_run("chaos", &why);
     }
     let bin = build_release(&root);
-    let me = std::env::current_exe()
-        .expect("current exe")
-        .display()
-        .to_string();
-    let tcp_only = ["--tcp", "127.0.0.1:0", "--udp", "off"];
     let servers = [
-        ServerSpec::new(
-            "reactor (serve)",
-            &bin,
-            &[&["serve"][..], &tcp_only].concat(),
-        ),
-        ServerSpec::new(
-            "blocking threads",
-            &bin,
-            &[&["blocking", "--model", "threads"][..], &tcp_only].concat(),
-        ),
-        ServerSpec::new("tokio current_thread", &me, &["--tokio-server", "ct"]),
+        reactor_spec(&bin),
+        threads_spec(&bin),
+        common::tokio_echo::spec(false),
     ];
     let honest = o.honest.to_string();
     let hostile = o.hostile.to_string();

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant};
 
 use common::{
     Running, ServerSpec, bench_json, build_anchors, build_release, cannot_run, machine_line,
-    median, require_tools,
+    median, reactor_spec, require_tools, threads_spec,
 };
 
 /// One measurement: the bench JSON's numbers, flattened.
@@ -129,10 +129,8 @@ fn options() -> Options {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--tokio-server") {
-        let flavour = args.get(pos + 1).map_or("ct", String::as_str);
-        return common::tokio_echo::serve(flavour == "mt");
+    if common::tokio_echo::serve_if_asked() {
+        return;
     }
     let o = options();
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -140,24 +138,11 @@ fn main() {
         cannot_run("compare", &why);
     }
     let bin = build_release(&root);
-    let me = std::env::current_exe()
-        .expect("current exe")
-        .display()
-        .to_string();
-    let tcp_only = ["--tcp", "127.0.0.1:0", "--udp", "off"];
     let mut kinds = vec![
-        ServerSpec::new(
-            "reactor (serve)",
-            &bin,
-            &[&["serve"][..], &tcp_only].concat(),
-        ),
-        ServerSpec::new(
-            "blocking threads",
-            &bin,
-            &[&["blocking", "--model", "threads"][..], &tcp_only].concat(),
-        ),
-        ServerSpec::new("tokio current_thread", &me, &["--tokio-server", "ct"]),
-        ServerSpec::new("tokio multi_thread", &me, &["--tokio-server", "mt"]),
+        reactor_spec(&bin),
+        threads_spec(&bin),
+        common::tokio_echo::spec(false),
+        common::tokio_echo::spec(true),
     ];
     if o.anchors {
         let c_server = build_anchors(&root)

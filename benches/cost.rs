@@ -64,11 +64,10 @@ const IDLE_CONNS: usize = 10_000;
 const BREAKDOWN_ROWS: usize = 14;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if let Some(pos) = args.iter().position(|a| a == "--tokio-server") {
-        let flavour = args.get(pos + 1).map_or("ct", String::as_str);
-        return common::tokio_echo::serve(flavour == "mt");
+    if common::tokio_echo::serve_if_asked() {
+        return;
     }
+    let args: Vec<String> = std::env::args().collect();
     let quick = args.iter().any(|a| a == "--quick");
     let before = args
         .iter()
@@ -97,17 +96,13 @@ fn main() {
         .as_ref()
         .map(|rev| build_revision(&root, rev).unwrap_or_else(|why| cannot_run("cost", &why)));
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("cost", &why));
-    let me = std::env::current_exe()
-        .expect("current exe")
-        .display()
-        .to_string();
     let servers = [
         ServerSpec::new(
             "reactor-echo serve",
             &bin,
             &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
         ),
-        ServerSpec::new("tokio current_thread", &me, &["--tokio-server", "ct"]),
+        common::tokio_echo::spec(false),
         ServerSpec::new(
             "C epoll_echo --short-read",
             &anchors.server,

@@ -171,19 +171,10 @@ pub fn supervise(config: &ServerConfig, count: usize) -> Result<SupervisedStats,
     info!("{count} workers serving");
     supervisor.serve(&stop, config.stats_interval);
     let summed = supervisor.summed();
-    if let Err(e) = summed.print() {
+    if let Err(e) = summed.print_line() {
         warn!("cannot print the stats line: {e}");
     }
     Ok(summed)
-}
-
-impl SupervisedStats {
-    fn print(&self) -> io::Result<()> {
-        use std::io::Write;
-        let mut out = io::stdout().lock();
-        writeln!(out, "{self}")?;
-        out.flush()
-    }
 }
 
 fn local(addr: Option<io::Result<socket2::SockAddr>>) -> Result<Option<SocketAddr>, ServerError> {
@@ -275,7 +266,7 @@ impl Supervisor {
             if let (Some(at), Some(every)) = (next_line, interval) {
                 if now >= at {
                     next_line = Some(at + every);
-                    if let Err(e) = self.summed().print() {
+                    if let Err(e) = self.summed().print_line() {
                         warn!("cannot print the stats line: {e}");
                     }
                 }

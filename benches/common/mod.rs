@@ -309,6 +309,33 @@ pub fn build_release(root: &Path) -> String {
         .to_string()
 }
 
+/// `reactor-echo serve` on TCP only, port 0: the reactor as the comparison
+/// benches name it.
+pub fn reactor_spec(bin: &str) -> ServerSpec {
+    ServerSpec::new(
+        "reactor (serve)",
+        bin,
+        &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
+    )
+}
+
+/// `reactor-echo blocking --model threads` on TCP only, port 0.
+pub fn threads_spec(bin: &str) -> ServerSpec {
+    ServerSpec::new(
+        "blocking threads",
+        bin,
+        &[
+            "blocking",
+            "--model",
+            "threads",
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "off",
+        ],
+    )
+}
+
 /// Owned copies of string slices, for argument lists.
 pub fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| s.to_string()).collect()

@@ -5,6 +5,37 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
+use super::ServerSpec;
+
+/// The flag that makes a bench binary this server instead of a bench.
+const FLAG: &str = "--tokio-server";
+
+/// If this process was started as the tokio server (`--tokio-server
+/// ct|mt`), serves until killed and returns true; a bench's `main` calls it
+/// first.
+pub fn serve_if_asked() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(pos) = args.iter().position(|a| a == FLAG) else {
+        return false;
+    };
+    serve(args.get(pos + 1).is_some_and(|f| f == "mt"));
+    true
+}
+
+/// This server as the running bench binary starts it: `current_thread`, or
+/// `multi_thread`.
+pub fn spec(multi_thread: bool) -> ServerSpec {
+    let me = std::env::current_exe()
+        .expect("current exe")
+        .display()
+        .to_string();
+    if multi_thread {
+        ServerSpec::new("tokio multi_thread", &me, &[FLAG, "mt"])
+    } else {
+        ServerSpec::new("tokio current_thread", &me, &[FLAG, "ct"])
+    }
+}
+
 /// Serves until killed. `multi_thread` picks the runtime flavour.
 pub fn serve(multi_thread: bool) {
     let runtime = if multi_thread {

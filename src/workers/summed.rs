@@ -10,6 +10,7 @@
 //! reads this one's prefix unchanged.
 
 use std::fmt;
+use std::io::{self, Write};
 use std::str::FromStr;
 
 use crate::stats::{ParseStatsError, Stats, read_number};
@@ -23,6 +24,19 @@ pub struct SupervisedStats {
     pub workers: u64,
     /// Workers that died and were started again.
     pub restarts: u64,
+}
+
+impl SupervisedStats {
+    /// Prints the line on stdout (one write, flushed), as
+    /// [`Stats::print_line`] does for one reactor.
+    ///
+    /// # Errors
+    /// If stdout cannot be written.
+    pub fn print_line(&self) -> io::Result<()> {
+        let mut out = io::stdout().lock();
+        writeln!(out, "{self}")?;
+        out.flush()
+    }
 }
 
 impl fmt::Display for SupervisedStats {
