@@ -6,9 +6,11 @@
 //! mismatches exits with status 1.
 //!
 //! This file owns the plan: the flags, the open-file limit (raised to the
-//! hard limit, and an error if the connections cannot fit), the choice of
-//! source addresses (one address holds about 28,000 ephemeral ports, so more
-//! connections are spread over 127.0.0.2, 127.0.0.3, ...), and the report.
+//! hard limit), the number of processes (more than one when the
+//! connections need more descriptors than one process has:
+//! `bench/processes.rs`), the choice of source addresses (see
+//! [`PER_SOURCE`]), and the report. `bench merge` combines the JSON reports
+//! of runs taken on several machines (`bench/report/merge.rs`).
 //! With `--chaos`, it also starts the hostile peers (`bench/chaos.rs`) on
 //! their own thread before the verified clients, stops them after, and
 //! reads the server's memory before and after (`bench/server_memory.rs`).
@@ -17,8 +19,11 @@ pub mod chaos;
 pub mod cpu_window;
 pub mod driver;
 pub mod in_flight;
+pub mod interchange;
+pub mod kernel;
 pub mod payload;
 pub mod plan;
+pub mod processes;
 pub mod progress;
 pub mod report;
 pub mod role;
@@ -29,7 +34,7 @@ pub mod udp;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 
 use crate::fd_limit;
 use chaos::{Chaos, ChaosPlan, kind::Mix};
@@ -40,15 +45,25 @@ use progress::Progress;
 use report::Report;
 use role::Role;
 
-/// Connections one source address can hold with room to spare: Linux's
-/// default ephemeral range (32768-60999) has 28,232 ports.
-pub const PORTS_PER_SOURCE: usize = 25_000;
+/// Connections one source address carries to one destination, at most.
+///
+/// The ephemeral range (32768-60999) has 28,232 ports, but Linux's
+/// `connect()` tries the even ports first (odd ones are left to `bind()`),
+/// and there are 14,116 of those: once one source address holds about that
+/// many connections to one destination, every further connect scans the
+/// whole even half before it finds a port, and the rate falls from
+/// thousands to a few hundred a second. 12,000 stays clear of it.
+pub const PER_SOURCE: usize = 12_000;
 /// Descriptors the load generator keeps for itself.
 const RESERVED_FDS: u64 = 16;
 
-/// `reactor-echo bench` flags.
+/// `reactor-echo bench` flags (or `bench merge`).
 #[derive(Debug, Clone, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct BenchArgs {
+    /// `bench merge`: combine reports instead of running a load.
+    #[command(subcommand)]
+    pub command: Option<BenchCommand>,
     /// The server's TCP (or, with --udp, UDP) address.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: String,
@@ -84,9 +99,25 @@ pub struct BenchArgs {
     #[arg(long)]
     pub idle: bool,
     /// Spread connections over this many source addresses (127.0.0.2 ...);
-    /// by default only when N exceeds what one address holds.
-    #[arg(long)]
+    /// by default only past 12,000 connections, at most 12,000 per address.
+    #[arg(long, conflicts_with = "source_addrs")]
     pub sources: Option<usize>,
+    /// The source addresses to connect from, e.g. `127.0.0.2,127.0.0.3`.
+    #[arg(long, value_name = "ADDR,...", value_delimiter = ',')]
+    pub source_addrs: Option<Vec<IpAddr>>,
+    /// Load-generator processes, each with its share of the connections
+    /// and its own descriptor limit; one merged report [default: as many as
+    /// the connections need under the open-file limit].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1_000))]
+    pub processes: Option<u64>,
+    /// Seconds a connect may take before it counts as failed (a storm of a
+    /// million connects may need minutes).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Internal: a process of `--processes N`, which reports to its parent
+    /// and waits for its word to start (bench/processes/link.rs).
+    #[arg(long, hide = true)]
+    pub coordinated: bool,
     /// One JSON object on stdout instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -104,6 +135,26 @@ pub struct BenchArgs {
     /// [default: every kind of the transport, equally].
     #[arg(long, value_name = "KIND=WEIGHT,...", requires = "chaos")]
     pub chaos_mix: Option<String>,
+}
+
+/// `bench`'s subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum BenchCommand {
+    /// Combine the JSON reports (`bench --json`) of runs taken at the same
+    /// time, on one machine or several, into one exact report: counts and
+    /// rates summed, latency histograms added.
+    Merge(MergeArgs),
+}
+
+/// `bench merge` flags.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The reports, one `bench --json` output per file.
+    #[arg(required = true, value_name = "REPORT.json")]
+    pub files: Vec<std::path::PathBuf>,
+    /// One JSON object on stdout instead of the human-readable report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Why a run could not happen, or failed its checks.
@@ -132,29 +183,64 @@ impl std::error::Error for BenchError {}
 /// A [`BenchError`] for bad flags, too many connections for the fd limit, or
 /// a failure of the poll itself.
 pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
+    if let Some(BenchCommand::Merge(merge)) = &args.command {
+        return run_merge(merge);
+    }
     let addr = resolve(&args.addr)?;
     let connections = args.connections as usize;
     let hostile = args.chaos.unwrap_or(0) as usize;
     let limits = fd_limit::raise_to_hard_limit();
     let room = limits.soft.saturating_sub(RESERVED_FDS) as usize;
+    if !(args.duration.is_finite()
+        && args.duration > 0.0
+        && args.warmup.is_finite()
+        && args.warmup >= 0.0
+        && args.connect_timeout.is_finite()
+        && args.connect_timeout > 0.0)
+    {
+        return Err(BenchError::Usage(
+            "--duration and --connect-timeout must be positive and --warmup not negative".into(),
+        ));
+    }
+    let sources = match &args.source_addrs {
+        Some(list) => list.clone(),
+        None => choose_sources(addr, connections, args.sources),
+    };
+    let processes = match args.processes {
+        Some(n) => n as usize,
+        None => connections.div_ceil(room.max(1)),
+    };
+    if processes > connections {
+        return Err(BenchError::Usage(format!(
+            "--processes {processes} is more than the {connections} connections to share"
+        )));
+    }
+    if processes > 1 {
+        if hostile > 0 {
+            return Err(BenchError::Usage(
+                "--chaos runs in one process: drop --processes, or run a second bench with \
+                 --chaos beside this one"
+                    .into(),
+            ));
+        }
+        if connections.div_ceil(processes) > room {
+            return Err(BenchError::Usage(format!(
+                "{connections} connections over {processes} processes cannot fit: the open-file \
+                 limit is {} (hard {}), so at most {room} connections in one process",
+                limits.soft, limits.hard
+            )));
+        }
+        limits.log();
+        return processes::run(args, addr, processes, &sources);
+    }
     if connections + hostile > room {
         return Err(BenchError::Usage(format!(
             "{} connections cannot fit: the open-file limit is {} (hard {}), so at most {room} \
-             connections in one process; run several load generators",
+             connections in one process",
             connections + hostile,
             limits.soft,
             limits.hard
         )));
-    }
-    let sources = choose_sources(addr, connections, args.sources);
-    if !(args.duration.is_finite()
-        && args.duration > 0.0
-        && args.warmup.is_finite()
-        && args.warmup >= 0.0)
-    {
-        return Err(BenchError::Usage(
-            "--duration must be positive and --warmup not negative".into(),
-        ));
     }
     let role = match (args.rate, args.churn, args.idle) {
         (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Role::OpenLoop(rate),
@@ -176,6 +262,9 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         duration: Duration::from_secs_f64(args.duration),
         role,
         server_pid: args.server_pid,
+        connect_window: plan::connect_window(1),
+        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        is_coordinated: args.coordinated,
     };
     let chaos_plan = match args.chaos {
         Some(peers) => {
@@ -195,8 +284,15 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         }
         None => None,
     };
-    limits.log();
-    let progress = Progress::new(true);
+    if !args.coordinated {
+        // A process of several: its parent has said it once.
+        limits.log();
+    }
+    let progress = if args.coordinated {
+        Progress::for_parent()
+    } else {
+        Progress::new(true)
+    };
     let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
     let rss_before = args
         .server_pid
@@ -241,6 +337,23 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
     Ok(outcome.mismatches == 0 && hostile_mismatches == 0)
 }
 
+/// `bench merge`: reads the reports and prints the merged one.
+fn run_merge(args: &MergeArgs) -> Result<bool, BenchError> {
+    let mut texts = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| BenchError::Usage(format!("cannot read {}: {e}", file.display())))?;
+        texts.push((file.display().to_string(), text));
+    }
+    let report = report::merge::merge_texts(&texts).map_err(BenchError::Usage)?;
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(report.mismatches() == 0)
+}
+
 fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
     text.to_socket_addrs()
         .ok()
@@ -249,12 +362,13 @@ fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
 }
 
 /// The source addresses to bind: none (the kernel picks) unless asked, or
-/// unless the connections need more ephemeral ports than one address has.
+/// unless the connections are more than one address should carry
+/// ([`PER_SOURCE`]).
 fn choose_sources(addr: SocketAddr, connections: usize, asked: Option<usize>) -> Vec<IpAddr> {
     let count = match asked {
         Some(n) => n,
-        None if addr.ip().is_loopback() && addr.is_ipv4() && connections > PORTS_PER_SOURCE => {
-            connections.div_ceil(PORTS_PER_SOURCE)
+        None if addr.ip().is_loopback() && addr.is_ipv4() && connections > PER_SOURCE => {
+            connections.div_ceil(PER_SOURCE)
         }
         None => 0,
     };
@@ -271,8 +385,10 @@ mod tests {
     fn sources_spread_only_past_one_address_worth() {
         let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
         assert!(choose_sources(addr, 10_000, None).is_empty());
+        assert!(choose_sources(addr, 12_000, None).is_empty());
         let spread = choose_sources(addr, 60_000, None);
-        assert_eq!(spread.len(), 3);
+        assert_eq!(spread.len(), 5);
+        assert_eq!(choose_sources(addr, 1_000_000, None).len(), 84);
         assert_eq!(spread[0].to_string(), "127.0.0.2");
         assert_eq!(choose_sources(addr, 10, Some(2)).len(), 2);
     }

@@ -5,8 +5,11 @@
 //! with one datagram in flight per socket, say), messages per second say
 //! nothing about the server. Its CPU time per message still does: read from
 //! `/proc/PID/stat` at the start and the end of the window, user and system
-//! time, of the process and of its children that have exited (a server of
-//! several processes), divided by the messages answered in between.
+//! time, of the process, of its children that have exited, and of its
+//! children that are still running (`serve --workers N`: the supervisor
+//! costs nothing, its workers everything; they are found through
+//! `/proc/PID/task/TID/children`), divided by the messages answered in
+//! between.
 //!
 //! The generator reads its own the same way, so every report says what a
 //! message cost the generator too: a generator that needs more CPU per
@@ -56,6 +59,23 @@ impl CpuTime {
         })
     }
 
+    /// Reads the CPU time of `pid` and of every descendant still running
+    /// (whose time is not yet in its parent's "children" fields).
+    ///
+    /// # Errors
+    /// If `pid` itself cannot be read; a descendant that exits meanwhile is
+    /// skipped.
+    pub fn of_tree(pid: u32) -> io::Result<CpuTime> {
+        let mut total = CpuTime::of(pid)?;
+        for child in live_children(pid) {
+            if let Ok(theirs) = CpuTime::of_tree(child) {
+                total.user += theirs.user;
+                total.system += theirs.system;
+            }
+        }
+        Ok(total)
+    }
+
     /// The time spent since `earlier`.
     pub fn since(self, earlier: CpuTime) -> CpuTime {
         CpuTime {
@@ -65,7 +85,25 @@ impl CpuTime {
     }
 }
 
-/// Samples a process's CPU time at the start and the end of the window.
+/// The running children of `pid`, from every one of its threads' lists.
+fn live_children(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                list.split_whitespace()
+                    .filter_map(|c| c.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+/// Samples a process's CPU time (and its descendants') at the start and the
+/// end of the window.
 #[derive(Debug)]
 pub struct CpuWindow {
     pid: u32,
@@ -85,13 +123,13 @@ impl CpuWindow {
 
     /// The window begins.
     pub fn window_starts(&mut self) {
-        self.start = CpuTime::of(self.pid).ok();
+        self.start = CpuTime::of_tree(self.pid).ok();
     }
 
     /// The window ends: the CPU time spent in it, if both readings worked.
     pub fn window_ends(&mut self) -> Option<CpuTime> {
         let start = self.start.take()?;
-        Some(CpuTime::of(self.pid).ok()?.since(start))
+        Some(CpuTime::of_tree(self.pid).ok()?.since(start))
     }
 }
 
@@ -111,5 +149,31 @@ mod tests {
         let spent = CpuTime::of(pid).unwrap().since(before);
         assert!(spent.user + spent.system > Duration::ZERO, "{spent:?}");
         assert!(CpuTime::of(u32::MAX).is_err());
+    }
+
+    #[test]
+    fn counts_running_children() {
+        // A child that burns CPU: its time is in the tree's, not in ours.
+        let mut child = std::process::Command::new("sh")
+            .args([
+                "-c",
+                "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; sleep 5",
+            ])
+            .spawn()
+            .unwrap();
+        let pid = std::process::id();
+        let mut is_counted = false;
+        for _ in 0..100 {
+            std::thread::sleep(Duration::from_millis(50));
+            let tree = CpuTime::of_tree(pid).unwrap();
+            let own = CpuTime::of(pid).unwrap();
+            if tree.user + tree.system >= own.user + own.system + Duration::from_millis(100) {
+                is_counted = true;
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(is_counted, "the running child's CPU time was not counted");
     }
 }

@@ -5,7 +5,8 @@
 //! a `Slab` keyed by token, each a small state machine ([`ConnState`]:
 //! `Connecting`, then `Open`), and a loop in named steps:
 //!
-//! 1. **open**: start connects, at most [`CONNECT_BATCH`] in flight;
+//! 1. **open**: start connects, at most the plan's window in flight
+//!    ([`connect_window`](super::plan::connect_window));
 //! 2. **advance**: move the run to its next [`RunPhase`] when it is due;
 //! 3. **schedule**: the open loop sends the messages whose time has come;
 //! 4. **sleep**: `Poll::poll` until readiness or the next deadline;
@@ -48,18 +49,15 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::cpu_window::CpuWindow;
 use super::in_flight::InFlight;
+use super::kernel::{KernelReading, KernelSide};
 use super::payload::Pattern;
 use super::plan::{Outcome, Plan};
+use super::processes::link;
 use super::progress::Progress;
 use super::role::AfterReply;
 use super::stamp::{RunClock, Stamp};
 use crate::syscall::{self, Received, Sent};
 
-/// Connects in flight at once: a storm of 10,000 SYNs at once would overflow
-/// the server's accept queue and turn into one-second SYN retransmits.
-pub const CONNECT_BATCH: usize = 512;
-/// A connect that has not finished after this long is counted as failed.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// After `--idle`, how long the final round trips may take.
 const IDLE_CHECK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The read buffer, and the longest request written in one `send`.
@@ -158,6 +156,8 @@ pub struct Driver {
     server_cpu: Option<CpuWindow>,
     /// The generator's own CPU time over the same window.
     own_cpu: CpuWindow,
+    /// The kernel's figures before the first connect.
+    kernel_before: KernelReading,
 }
 
 impl Driver {
@@ -186,6 +186,7 @@ impl Driver {
             round_robin: 0,
             server_cpu,
             own_cpu: CpuWindow::own(),
+            kernel_before: KernelReading::now(),
         })
     }
 
@@ -196,6 +197,7 @@ impl Driver {
     pub fn run(mut self) -> io::Result<Outcome> {
         let mut events = Events::with_capacity(1024);
         if !self.plan.role.opens_all_first() {
+            self.wait_for_parent()?;
             self.start_clock(Instant::now());
         }
         // One clock read per wake-up, after the sleep: the same moment serves
@@ -205,6 +207,10 @@ impl Driver {
             // 1. Open.
             self.open_more(now);
             // 2. Advance.
+            if self.phase == RunPhase::Opening && self.to_open == 0 && self.connecting == 0 {
+                self.all_open()?;
+                now = Instant::now();
+            }
             self.advance(now);
             if self.phase == RunPhase::Done {
                 break;
@@ -262,12 +268,28 @@ impl Driver {
         self.phase = next;
     }
 
+    /// Every connection is open (or has failed): the kernel's side is read,
+    /// and a process of several waits for its parent's word to go on.
+    fn all_open(&mut self) -> io::Result<()> {
+        self.outcome.kernel = Some(KernelSide {
+            before: self.kernel_before,
+            during: KernelReading::now(),
+        });
+        self.wait_for_parent()?;
+        self.start_clock(Instant::now());
+        Ok(())
+    }
+
+    fn wait_for_parent(&self) -> io::Result<()> {
+        if self.plan.is_coordinated {
+            link::ready_and_wait()?;
+        }
+        Ok(())
+    }
+
     /// Step 2: moves the run on when the current phase is over.
     fn advance(&mut self, now: Instant) {
         match self.phase {
-            RunPhase::Opening if self.to_open == 0 && self.connecting == 0 => {
-                self.start_clock(now);
-            }
             RunPhase::Warmup { until } if now >= until => {
                 let end = until + self.plan.duration;
                 self.set_phase(RunPhase::Measuring {
@@ -335,7 +357,7 @@ impl Driver {
 
     /// Step 1: starts connects until the batch is full or all are started.
     fn open_more(&mut self, now: Instant) {
-        while self.to_open > 0 && self.connecting < CONNECT_BATCH {
+        while self.to_open > 0 && self.connecting < self.plan.connect_window {
             self.to_open -= 1;
             match self.connect(now) {
                 Ok(()) => self.connecting += 1,
@@ -350,7 +372,12 @@ impl Driver {
         socket.set_nonblocking(true)?;
         socket.set_tcp_nodelay(true)?;
         if !self.plan.sources.is_empty() {
-            // Each source address has its own ~28,000 ephemeral ports.
+            // Each source address has its own ~28,000 ephemeral ports;
+            // bind() picks one that is free on that address, for every
+            // destination. (The C load generator sets IP_BIND_ADDRESS_NO_PORT
+            // to leave the choice to connect(); neither socket2 nor rustix
+            // offers it, and at 12,000 connections per address bind()
+            // finds a port at once.)
             let source = self.plan.sources[self.next_source % self.plan.sources.len()];
             self.next_source += 1;
             socket.bind(&SocketAddr::new(source, 0).into())?;
@@ -415,7 +442,8 @@ impl Driver {
             .conns
             .iter()
             .filter(|(_, c)| {
-                c.state == ConnState::Connecting && now - c.connect_started > CONNECT_TIMEOUT
+                c.state == ConnState::Connecting
+                    && now - c.connect_started > self.plan.connect_timeout
             })
             .map(|(k, _)| k)
             .collect();
@@ -497,6 +525,8 @@ impl Driver {
         conn.state = ConnState::Open;
         self.connecting -= 1;
         self.outcome.established += 1;
+        let took = wake.stamp.micros_since(self.clock.stamp(connect_started));
+        let _ = self.outcome.connect.record(took.max(1));
         let role = self.plan.role;
         let start = if role.latency_from_connect() {
             self.clock.stamp(connect_started)

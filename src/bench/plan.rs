@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::cpu_window::CpuTime;
+use super::kernel::KernelSide;
 use super::payload::Expect;
 use super::role::Role;
 
@@ -35,6 +36,26 @@ pub struct Plan {
     pub role: Role,
     /// The server's process, whose CPU time over the window is reported.
     pub server_pid: Option<u32>,
+    /// Connects in flight at once, at most (see [`connect_window`]).
+    pub connect_window: usize,
+    /// A connect that has not finished after this long has failed.
+    pub connect_timeout: Duration,
+    /// A process of `bench --processes`: once its connections are open it
+    /// waits for its parent's word before its clock starts
+    /// (`processes/link.rs`).
+    pub is_coordinated: bool,
+}
+
+/// Connects in flight at once, summed over `processes` load generators.
+///
+/// A listener holds at most `net.ipv4.tcp_max_syn_backlog` half-open
+/// connections (2,048 here); SYNs past that are dropped and sent again
+/// after 1, 3, 7, ... s, so an unpaced storm of connects takes far longer
+/// than a paced one. Half the backlog in flight leaves room for the accept
+/// queue's own delay; each process gets its share (at least 16).
+pub fn connect_window(processes: usize) -> usize {
+    let backlog = super::kernel::syn_backlog().unwrap_or(1024);
+    (backlog / 2 / processes.max(1)).clamp(16, 1024)
 }
 
 /// What a run measured.
@@ -54,6 +75,8 @@ pub struct Outcome {
     pub mismatches: u64,
     /// Latency of the messages in the window, in microseconds.
     pub latency: Histogram<u64>,
+    /// How long each connect took, SYN to established, in microseconds.
+    pub connect: Histogram<u64>,
     /// The length of the measured window.
     pub measured: Duration,
     /// `Idle`: connections whose final round trip succeeded.
@@ -62,6 +85,8 @@ pub struct Outcome {
     pub server_cpu: Option<CpuTime>,
     /// The load generator's own CPU time over the window.
     pub bench_cpu: Option<CpuTime>,
+    /// The kernel's figures before the first connect and once all were open.
+    pub kernel: Option<KernelSide>,
 }
 
 impl Outcome {
@@ -77,13 +102,19 @@ impl Outcome {
             bytes: 0,
             errors: 0,
             mismatches: 0,
-            // 1 us to 60 s, 3 significant digits.
-            latency: Histogram::new_with_bounds(1, 60_000_000, 3)
-                .map_err(|e| io::Error::other(e.to_string()))?,
+            latency: microseconds()?,
+            connect: microseconds()?,
             measured: Duration::ZERO,
             idle_ok: None,
             server_cpu: None,
             bench_cpu: None,
+            kernel: None,
         })
     }
+}
+
+/// A histogram of 1 us to 10 minutes (a connect in a storm may wait that
+/// long), 3 significant digits.
+fn microseconds() -> io::Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| io::Error::other(e.to_string()))
 }

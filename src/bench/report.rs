@@ -2,15 +2,24 @@
 //!
 //! Besides the figures it records what makes them comparable: the open-file
 //! limits, the source addresses, the CPUs the generator may run on, the
-//! kernel and the core count.
+//! kernel and the core count. The report keeps its latency histograms, not
+//! only their percentiles, and writes them into the JSON in HdrHistogram's
+//! interchange encoding (`interchange.rs`), so that reports of several
+//! processes or machines merge exactly (`report/merge.rs`).
+
+pub mod merge;
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::net::IpAddr;
 
+use hdrhistogram::Histogram;
+
 use super::BenchArgs;
 use super::chaos::ChaosOutcome;
 use super::cpu_window::CpuTime;
+use super::interchange;
+use super::kernel::KernelSide;
 use super::plan::{Outcome, Plan};
 use super::server_memory::RssSpan;
 use crate::fd_limit::FdLimits;
@@ -30,6 +39,22 @@ pub struct Latency {
     pub max: u64,
 }
 
+impl Latency {
+    /// The percentiles of a histogram (zeros when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        Latency {
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
 /// Everything printed at the end of a run, in sections: what was run, what
 /// the verified ("honest") clients saw, and the environment that makes the
 /// figures comparable. `--chaos` adds its hostile peers as a section of
@@ -41,12 +66,14 @@ pub struct Report {
     cpu: CpuSection,
     chaos: Option<ChaosOutcome>,
     memory: Option<RssSpan>,
+    /// Sockets and memory in the kernel, and how the connects went.
+    kernel: Option<KernelSide>,
     environment: Environment,
 }
 
-/// User and system CPU seconds over the window, and CPU microseconds per
-/// message.
-type CpuSpent = (f64, f64, f64);
+/// User and system CPU seconds over the window (per message is worked out
+/// when printed, so that merged reports divide by the merged count).
+type CpuSpent = (f64, f64);
 
 /// What the server (`--server-pid`) and the generator itself spent, over
 /// the measured window.
@@ -59,8 +86,10 @@ struct CpuSection {
 /// What was run.
 #[derive(Debug, Clone)]
 struct RunSection {
-    mode: &'static str,
+    mode: String,
     connections: usize,
+    /// Load-generator processes that took part.
+    processes: usize,
     size: usize,
     pipeline: usize,
     duration: f64,
@@ -74,7 +103,10 @@ struct HonestSection {
     messages: u64,
     messages_per_sec: f64,
     bytes_per_sec: f64,
-    latency: Latency,
+    /// Message latency, microseconds.
+    latency: Histogram<u64>,
+    /// Connect (handshake) time, microseconds.
+    connect: Histogram<u64>,
     errors: u64,
     mismatches: u64,
     lost: Option<u64>,
@@ -110,23 +142,12 @@ impl Report {
                 0.0
             }
         };
-        let h = &outcome.latency;
-        let latency = if h.is_empty() {
-            Latency::default()
-        } else {
-            Latency {
-                p50: h.value_at_quantile(0.5),
-                p90: h.value_at_quantile(0.9),
-                p99: h.value_at_quantile(0.99),
-                p999: h.value_at_quantile(0.999),
-                max: h.max(),
-            }
-        };
         let mode = if args.udp { "udp" } else { plan.role.name() };
         Report {
             run: RunSection {
-                mode,
+                mode: mode.to_owned(),
                 connections: plan.connections,
+                processes: 1,
                 size: plan.size,
                 pipeline: plan.pipeline,
                 duration: seconds,
@@ -137,18 +158,20 @@ impl Report {
                 messages: outcome.messages,
                 messages_per_sec: rate(outcome.messages),
                 bytes_per_sec: rate(outcome.bytes),
-                latency,
+                latency: outcome.latency.clone(),
+                connect: outcome.connect.clone(),
                 errors: outcome.errors,
                 mismatches: outcome.mismatches,
                 lost,
                 idle_ok: outcome.idle_ok,
             },
             cpu: CpuSection {
-                server: outcome.server_cpu.map(|cpu| spent(cpu, outcome.messages)),
-                bench: outcome.bench_cpu.map(|cpu| spent(cpu, outcome.messages)),
+                server: outcome.server_cpu.map(spent),
+                bench: outcome.bench_cpu.map(spent),
             },
             chaos: None,
             memory: None,
+            kernel: outcome.kernel,
             environment: Environment {
                 fd_soft: limits.soft,
                 fd_hard: limits.hard,
@@ -176,6 +199,23 @@ impl Report {
         self
     }
 
+    /// Sets the kernel's side, read by whoever saw the whole run (the
+    /// parent of several processes).
+    pub fn with_kernel(mut self, kernel: Option<KernelSide>) -> Report {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Messages answered in the measured window.
+    pub fn messages(&self) -> u64 {
+        self.honest.messages
+    }
+
+    /// Reply bytes that were wrong, with the hostile peers'.
+    pub fn mismatches(&self) -> u64 {
+        self.honest.mismatches + self.chaos.as_ref().map_or(0, ChaosOutcome::mismatches)
+    }
+
     /// The human-readable report.
     pub fn human(&self) -> String {
         let mut s = String::new();
@@ -184,6 +224,13 @@ impl Report {
             "mode          {} ({} bytes, pipeline {})",
             self.run.mode, self.run.size, self.run.pipeline
         );
+        if self.run.processes > 1 {
+            let _ = writeln!(
+                s,
+                "processes     {} load generators, one merged report (histograms added)",
+                self.run.processes
+            );
+        }
         let _ = writeln!(
             s,
             "connections   {} requested, {} established, {} failed",
@@ -197,12 +244,20 @@ impl Report {
             self.honest.messages_per_sec,
             self.honest.bytes_per_sec
         );
-        let l = self.honest.latency;
+        let l = Latency::of(&self.honest.latency);
         let _ = writeln!(
             s,
             "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
             l.p50, l.p90, l.p99, l.p999, l.max
         );
+        if !self.honest.connect.is_empty() {
+            let c = Latency::of(&self.honest.connect);
+            let _ = writeln!(
+                s,
+                "connect (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
+                c.p50, c.p90, c.p99, c.p999, c.max
+            );
+        }
         let _ = writeln!(
             s,
             "errors        {} connections lost, {} mismatched bytes",
@@ -225,7 +280,8 @@ impl Report {
             ("server cpu", self.cpu.server),
             ("bench cpu", self.cpu.bench),
         ] {
-            if let Some((user, system, per_message)) = cpu {
+            if let Some((user, system)) = cpu {
+                let per_message = per_message(user + system, self.honest.messages);
                 let _ = writeln!(
                     s,
                     "{label:<14}{user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
@@ -254,6 +310,9 @@ impl Report {
                 super::server_memory::SETTLE.as_secs_f64()
             );
         }
+        if let Some(kernel) = &self.kernel {
+            let _ = writeln!(s, "{}", kernel.human(self.honest.established));
+        }
         let _ = writeln!(
             s,
             "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
@@ -269,17 +328,25 @@ impl Report {
 
     /// The report as one JSON object on one line.
     pub fn json(&self) -> String {
-        let l = self.honest.latency;
+        let l = Latency::of(&self.honest.latency);
+        let c = Latency::of(&self.honest.connect);
+        let encoded = |h: &Histogram<u64>| interchange::encode(h).unwrap_or_default();
+        let kernel = self
+            .kernel
+            .map_or_else(String::new, |k| format!("{},", k.json_members()));
         let optional = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
         format!(
-            "{{\"mode\":\"{}\",\"connections\":{},\"established\":{},\"failed\":{},\"messages\":{},\
+            "{{\"mode\":\"{}\",\"connections\":{},\"processes\":{},\"established\":{},\"failed\":{},\"messages\":{},\
              \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
+             \"connect_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
              \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
-             \"server_cpu\":{},\"bench_cpu\":{},{}\
+             \"server_cpu\":{},\"bench_cpu\":{},{}{}\
+             \"latency_hdr\":\"{}\",\"connect_hdr\":\"{}\",\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
             self.run.mode,
             self.run.connections,
+            self.run.processes,
             self.honest.established,
             self.honest.failed,
             self.honest.messages,
@@ -290,6 +357,9 @@ impl Report {
             l.p99,
             l.p999,
             l.max,
+            c.p50,
+            c.p99,
+            c.max,
             self.honest.errors,
             self.honest.mismatches,
             optional(self.honest.lost),
@@ -297,9 +367,12 @@ impl Report {
             self.run.size,
             self.run.pipeline,
             self.run.duration,
-            cpu_json(self.cpu.server),
-            cpu_json(self.cpu.bench),
+            self.cpu_json(self.cpu.server),
+            self.cpu_json(self.cpu.bench),
             self.chaos_json(),
+            kernel,
+            encoded(&self.honest.latency),
+            encoded(&self.honest.connect),
             self.environment.fd_soft,
             self.environment.fd_hard,
             json_escape(&self.environment.sources),
@@ -340,27 +413,33 @@ impl Report {
     }
 }
 
-/// CPU time spent as seconds, and microseconds per message.
-fn spent(cpu: CpuTime, messages: u64) -> CpuSpent {
-    let (user, system) = (cpu.user.as_secs_f64(), cpu.system.as_secs_f64());
-    let per_message = if messages > 0 {
-        (user + system) * 1e6 / messages as f64
-    } else {
-        0.0
-    };
-    (user, system, per_message)
+/// CPU time spent, as seconds.
+fn spent(cpu: CpuTime) -> CpuSpent {
+    (cpu.user.as_secs_f64(), cpu.system.as_secs_f64())
 }
 
-/// A [`CpuSpent`] as a JSON object, or `null`.
-fn cpu_json(cpu: Option<CpuSpent>) -> String {
-    cpu.map_or_else(
-        || "null".to_owned(),
-        |(user, system, per_message)| {
-            format!(
-                "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
-            )
-        },
-    )
+/// CPU microseconds per message.
+fn per_message(seconds: f64, messages: u64) -> f64 {
+    if messages > 0 {
+        seconds * 1e6 / messages as f64
+    } else {
+        0.0
+    }
+}
+
+impl Report {
+    /// A [`CpuSpent`] as a JSON object, or `null`.
+    fn cpu_json(&self, cpu: Option<CpuSpent>) -> String {
+        cpu.map_or_else(
+            || "null".to_owned(),
+            |(user, system)| {
+                let per_message = per_message(user + system, self.honest.messages);
+                format!(
+                    "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
+                )
+            },
+        )
+    }
 }
 
 /// Reads back the numbers of a [`Report::json`] line, flattening the nested

@@ -17,6 +17,7 @@ use mio::{Events, Interest, Poll, Token};
 use super::cpu_window::CpuWindow;
 use super::payload::Pattern;
 use super::plan::{Outcome, Plan};
+use super::processes::link;
 use super::progress::Progress;
 
 /// How long a socket waits for a reply before counting the datagram lost.
@@ -59,17 +60,27 @@ pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
         };
         poll.registry()
             .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
-        let seed = i as u64 * 7;
-        if socket.send(pattern.request(seed, 0, plan.size)).is_err() {
-            outcome.errors += 1;
-        }
         outcome.established += 1;
         senders.push(Sender {
             socket,
-            seed,
+            seed: i as u64 * 7,
             sequence: 0,
             sent_at: now,
         });
+    }
+    if plan.is_coordinated {
+        link::ready_and_wait()?;
+    }
+    let now = Instant::now();
+    for sender in &mut senders {
+        sender.sent_at = now;
+        if sender
+            .socket
+            .send(pattern.request(sender.seed, 0, plan.size))
+            .is_err()
+        {
+            outcome.errors += 1;
+        }
     }
     let start = Instant::now() + plan.warmup;
     let end = start + plan.duration;

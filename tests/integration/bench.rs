@@ -126,11 +126,21 @@ fn refused_connections_are_counted() {
     assert_eq!(r["established"], 0.0);
 }
 
-/// More connections than the open-file limit allows: a clear error, exit 2.
+/// More connections than one process's open-file limit allows, in one
+/// process (`--processes 1`): a clear error, exit 2. (Without the flag, the
+/// load is spread over processes: `processes.rs`.)
 #[test]
 fn connections_that_cannot_fit_are_refused_up_front() {
     let out = Command::new("prlimit")
-        .args(["--nofile=200:200", BIN, "bench", "--connections", "1000"])
+        .args([
+            "--nofile=200:200",
+            BIN,
+            "bench",
+            "--connections",
+            "1000",
+            "--processes",
+            "1",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -43,3 +43,5 @@ mod model;
 mod chaos;
 // `serve --workers N`: reactors in several processes on one port.
 mod workers;
+// bench --processes N and bench merge: one exact report from many.
+mod processes;

@@ -1,0 +1,303 @@
+//! The kernel's side of a run: what the connections cost the machine, and
+//! how the connection storm went.
+//!
+//! A connection costs far more in the kernel than in either process (a
+//! socket, a file, an epoll item, buffers: about 3 KiB per end here), so a
+//! report that shows only the server's RSS hides most of the bill. Two
+//! readings are taken, before the first connect and once every connection
+//! is open, from files every Linux has:
+//!
+//! * `/proc/net/sockstat`: sockets in use, TCP sockets in use and in
+//!   TIME-WAIT, and the pages of memory TCP buffers hold;
+//! * `/proc/meminfo`: `MemAvailable`, whose fall is the whole machine's
+//!   cost of holding the connections (both ends, on loopback);
+//!
+//! and, from `/proc/net/netstat`, the counters that say whether the storm of
+//! connects overflowed the server: `TCPSynRetrans` (SYNs sent again after
+//! the first was dropped: each costs 1, 3, 7, ... s), `ListenOverflows` and
+//! `ListenDrops` (a full accept queue). The counters are machine-wide, so
+//! other traffic on the machine shows in them too; on a benchmark machine
+//! there is none.
+
+use std::fmt::Write;
+
+/// One reading of the kernel's figures. Missing files read as zeros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelReading {
+    /// Sockets of every kind in use (`sockets: used`).
+    pub sockets: u64,
+    /// TCP sockets in use (`TCP: inuse`).
+    pub tcp_inuse: u64,
+    /// TCP sockets in TIME-WAIT (`TCP: tw`).
+    pub tcp_tw: u64,
+    /// Pages held by TCP buffers (`TCP: mem`).
+    pub tcp_mem_pages: u64,
+    /// `MemAvailable` in KiB.
+    pub mem_available_kib: u64,
+    /// `TcpExt: TCPSynRetrans`.
+    pub syn_retrans: u64,
+    /// `TcpExt: ListenOverflows`.
+    pub listen_overflows: u64,
+    /// `TcpExt: ListenDrops`.
+    pub listen_drops: u64,
+}
+
+impl KernelReading {
+    /// Reads the figures now.
+    pub fn now() -> KernelReading {
+        let mut r = KernelReading::default();
+        if let Ok(text) = std::fs::read_to_string("/proc/net/sockstat") {
+            r.read_sockstat(&text);
+        }
+        if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
+            r.mem_available_kib = meminfo_kib(&text, "MemAvailable:").unwrap_or(0);
+        }
+        if let Ok(text) = std::fs::read_to_string("/proc/net/netstat") {
+            let get = |name| netstat_counter(&text, "TcpExt:", name).unwrap_or(0);
+            r.syn_retrans = get("TCPSynRetrans");
+            r.listen_overflows = get("ListenOverflows");
+            r.listen_drops = get("ListenDrops");
+        }
+        r
+    }
+
+    fn read_sockstat(&mut self, text: &str) {
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            let section = words.next().unwrap_or("");
+            let pairs: Vec<&str> = words.collect();
+            let value = |name: &str| {
+                pairs
+                    .chunks(2)
+                    .find(|p| p[0] == name)
+                    .and_then(|p| p.get(1))
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0)
+            };
+            match section {
+                "sockets:" => self.sockets = value("used"),
+                "TCP:" => {
+                    self.tcp_inuse = value("inuse");
+                    self.tcp_tw = value("tw");
+                    self.tcp_mem_pages = value("mem");
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+/// The kernel's side of a run: a reading before the first connect and one
+/// with every connection open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelSide {
+    /// Before the first connect.
+    pub before: KernelReading,
+    /// Once every connection was open (before the measured window).
+    pub during: KernelReading,
+}
+
+impl KernelSide {
+    /// SYNs sent again while the connections opened.
+    pub fn syn_retransmits(&self) -> u64 {
+        self.during
+            .syn_retrans
+            .saturating_sub(self.before.syn_retrans)
+    }
+
+    /// Accept-queue overflows while the connections opened.
+    pub fn listen_overflows(&self) -> u64 {
+        self.during
+            .listen_overflows
+            .saturating_sub(self.before.listen_overflows)
+    }
+
+    /// How far `MemAvailable` fell, in KiB (0 if it rose).
+    pub fn memory_fell_kib(&self) -> u64 {
+        self.before
+            .mem_available_kib
+            .saturating_sub(self.during.mem_available_kib)
+    }
+
+    /// Adds another machine's figures (`bench merge`): the totals of
+    /// several machines' kernels.
+    pub fn add(&mut self, other: &KernelSide) {
+        for (mine, theirs) in [
+            (&mut self.before, &other.before),
+            (&mut self.during, &other.during),
+        ] {
+            mine.sockets += theirs.sockets;
+            mine.tcp_inuse += theirs.tcp_inuse;
+            mine.tcp_tw += theirs.tcp_tw;
+            mine.tcp_mem_pages += theirs.tcp_mem_pages;
+            mine.mem_available_kib += theirs.mem_available_kib;
+            mine.syn_retrans += theirs.syn_retrans;
+            mine.listen_overflows += theirs.listen_overflows;
+            mine.listen_drops += theirs.listen_drops;
+        }
+    }
+
+    /// The report's line.
+    pub fn human(&self, connections: u64) -> String {
+        let (b, d) = (self.before, self.during);
+        let fell = self.memory_fell_kib();
+        let mut s = format!(
+            "kernel        sockets {} -> {}, tcp in use {} -> {}, tcp buffer pages {} -> {}, \
+             memory available fell {:.1} MiB",
+            b.sockets,
+            d.sockets,
+            b.tcp_inuse,
+            d.tcp_inuse,
+            b.tcp_mem_pages,
+            d.tcp_mem_pages,
+            fell as f64 / 1024.0
+        );
+        if connections > 0 {
+            let _ = write!(
+                s,
+                " ({:.0} B per connection)",
+                fell as f64 * 1024.0 / connections as f64
+            );
+        }
+        let _ = write!(
+            s,
+            "\nconnect storm {} SYN retransmits, {} accept-queue overflows",
+            self.syn_retransmits(),
+            self.listen_overflows()
+        );
+        s
+    }
+
+    /// The report's JSON members, one level deep so that
+    /// [`parse_json_numbers`](super::report::parse_json_numbers) reads them:
+    /// `"kernel_before":{...},"kernel_during":{...}`.
+    pub fn json_members(&self) -> String {
+        let one = |r: KernelReading| {
+            format!(
+                "{{\"sockets\":{},\"tcp_inuse\":{},\"tcp_tw\":{},\"tcp_mem_pages\":{},\
+                 \"mem_available_kib\":{},\"syn_retrans\":{},\"listen_overflows\":{},\"listen_drops\":{}}}",
+                r.sockets,
+                r.tcp_inuse,
+                r.tcp_tw,
+                r.tcp_mem_pages,
+                r.mem_available_kib,
+                r.syn_retrans,
+                r.listen_overflows,
+                r.listen_drops
+            )
+        };
+        format!(
+            "\"kernel_before\":{},\"kernel_during\":{}",
+            one(self.before),
+            one(self.during)
+        )
+    }
+
+    /// Reads back [`KernelSide::json`] from a report's flattened numbers
+    /// (`kernel_before.sockets`, ...).
+    pub fn from_numbers(numbers: &std::collections::BTreeMap<String, f64>) -> Option<KernelSide> {
+        let one = |prefix: &str| -> Option<KernelReading> {
+            let get = |name: &str| numbers.get(&format!("{prefix}.{name}")).map(|v| *v as u64);
+            Some(KernelReading {
+                sockets: get("sockets")?,
+                tcp_inuse: get("tcp_inuse")?,
+                tcp_tw: get("tcp_tw")?,
+                tcp_mem_pages: get("tcp_mem_pages")?,
+                mem_available_kib: get("mem_available_kib")?,
+                syn_retrans: get("syn_retrans")?,
+                listen_overflows: get("listen_overflows")?,
+                listen_drops: get("listen_drops")?,
+            })
+        };
+        Some(KernelSide {
+            before: one("kernel_before")?,
+            during: one("kernel_during")?,
+        })
+    }
+}
+
+/// A `Name: value kB` line of `/proc/meminfo`.
+fn meminfo_kib(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+}
+
+/// A counter of `/proc/net/netstat` (and `/proc/net/snmp`): each section is
+/// two lines, the names and then the values, in the same order.
+fn netstat_counter(text: &str, section: &str, name: &str) -> Option<u64> {
+    let mut lines = text.lines().filter(|l| l.starts_with(section));
+    let names = lines.next()?;
+    let values = lines.next()?;
+    let index = names.split_whitespace().position(|n| n == name)?;
+    values.split_whitespace().nth(index)?.parse().ok()
+}
+
+/// The kernel's SYN backlog (`net.ipv4.tcp_max_syn_backlog`): half-open
+/// connections a listener holds before it drops SYNs.
+pub fn syn_backlog() -> Option<usize> {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_max_syn_backlog")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_sockstat_meminfo_and_netstat() {
+        let mut r = KernelReading::default();
+        r.read_sockstat(
+            "sockets: used 8\nTCP: inuse 3 orphan 0 tw 2 alloc 4 mem 195\nUDP: inuse 0 mem 0\n",
+        );
+        assert_eq!(
+            (r.sockets, r.tcp_inuse, r.tcp_tw, r.tcp_mem_pages),
+            (8, 3, 2, 195)
+        );
+        assert_eq!(
+            meminfo_kib(
+                "MemTotal: 10 kB\nMemAvailable:   1234 kB\n",
+                "MemAvailable:"
+            ),
+            Some(1234)
+        );
+        let netstat = "TcpExt: SyncookiesSent ListenOverflows TCPSynRetrans\n\
+                       TcpExt: 0 5 17\nIpExt: InNoRoutes\nIpExt: 0\n";
+        assert_eq!(
+            netstat_counter(netstat, "TcpExt:", "TCPSynRetrans"),
+            Some(17)
+        );
+        assert_eq!(
+            netstat_counter(netstat, "TcpExt:", "ListenOverflows"),
+            Some(5)
+        );
+        assert_eq!(netstat_counter(netstat, "TcpExt:", "Nope"), None);
+    }
+
+    #[test]
+    fn json_reads_back() {
+        let side = KernelSide {
+            before: KernelReading {
+                sockets: 1,
+                syn_retrans: 2,
+                mem_available_kib: 1000,
+                ..KernelReading::default()
+            },
+            during: KernelReading {
+                sockets: 9,
+                syn_retrans: 5,
+                mem_available_kib: 400,
+                ..KernelReading::default()
+            },
+        };
+        let line = format!("{{{}}}", side.json_members());
+        let numbers = super::super::report::parse_json_numbers(&line);
+        assert_eq!(KernelSide::from_numbers(&numbers), Some(side));
+        assert_eq!(side.syn_retransmits(), 3);
+        assert_eq!(side.memory_fell_kib(), 600);
+    }
+}

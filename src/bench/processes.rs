@@ -1,0 +1,358 @@
+//! `bench --processes N`: one load spread over N load-generator processes,
+//! one report.
+//!
+//! One process holds at most its descriptor limit of connections (20,000
+//! here, a hard limit), and one event loop uses one core, so past that the
+//! load generator must be several processes, like the servers it measures.
+//! This file is the parent. It
+//!
+//! 1. splits the work: each process gets its share of the connections (and
+//!    of an open loop's rate) and its own source addresses;
+//! 2. starts the processes by re-executing this binary with
+//!    `bench --coordinated --json` and the share's flags (no fork in a Rust
+//!    process);
+//! 3. prints one progress line for all of them, from the `@progress` lines
+//!    they send it (`progress.rs`);
+//! 4. waits until every process has opened its connections (`@ready`), reads
+//!    the kernel's figures, and then tells all of them to start (`go` on
+//!    their stdin), so the measured windows line up, and an idle hold
+//!    starts with every connection of the fleet open;
+//! 5. reads each process's JSON report and merges them exactly
+//!    (`report/merge.rs`, the same path as `bench merge`).
+//!
+//! The server's CPU is measured by the first process only: it is one
+//! server, and its window is everyone's.
+
+pub mod link;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, SocketAddr};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use clap::ValueEnum;
+
+use super::kernel::{KernelReading, KernelSide};
+use super::progress::{LINE_EVERY, PARENT_LINE};
+use super::report::merge::merge_texts;
+use super::{BenchArgs, BenchError};
+
+/// What a process's stdout reader reports.
+#[derive(Debug)]
+enum Heard {
+    Line(usize, String),
+    Closed(usize),
+}
+
+/// One load-generator process and what the parent knows of it.
+#[derive(Debug)]
+struct Member {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    connections: usize,
+    up: usize,
+    is_ready: bool,
+    is_closed: bool,
+    report: Option<String>,
+}
+
+/// Runs the load over `processes` processes and prints one report.
+/// Returns whether every reply byte was right.
+///
+/// # Errors
+/// If a process cannot be started or fails before it reports.
+pub fn run(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    processes: usize,
+    sources: &[IpAddr],
+) -> Result<bool, BenchError> {
+    let shares = split(args.connections as usize, processes);
+    let source_shares = split_sources(sources, processes);
+    let before = KernelReading::now();
+    let (tell, heard) = mpsc::channel();
+    let mut members: Vec<Member> = Vec::with_capacity(processes);
+    for (index, connections) in shares.iter().copied().enumerate() {
+        let words = child_arguments(args, addr, index, connections, &source_shares[index]);
+        match spawn(&words, index, &tell) {
+            Ok((child, stdin)) => members.push(Member {
+                child,
+                stdin: Some(stdin),
+                connections,
+                up: 0,
+                is_ready: false,
+                is_closed: false,
+                report: None,
+            }),
+            Err(e) => {
+                stop_all(&mut members);
+                return Err(BenchError::Failed(format!(
+                    "cannot start load-generator process {}: {e}",
+                    index + 1
+                )));
+            }
+        }
+    }
+    drop(tell);
+    let during = coordinate(&mut members, &heard, args.connections as usize)?;
+    let mut texts = Vec::with_capacity(processes);
+    for (index, member) in members.iter_mut().enumerate() {
+        let status = member.child.wait().ok();
+        match member.report.take() {
+            Some(line) => texts.push((format!("process {}", index + 1), line)),
+            None => {
+                stop_all(&mut members);
+                return Err(BenchError::Failed(format!(
+                    "load-generator process {} ended without a report ({})",
+                    index + 1,
+                    status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
+                )));
+            }
+        }
+    }
+    let report = merge_texts(&texts)
+        .map_err(|e| BenchError::Failed(format!("the processes' reports: {e}")))?
+        .with_kernel(Some(KernelSide { before, during }));
+    if args.json {
+        println!("{}", report.json());
+    } else {
+        print!("{}", report.human());
+    }
+    Ok(report.mismatches() == 0)
+}
+
+/// Steps 3 and 4: the progress line, the start signal, and each process's
+/// report. Returns the kernel's reading with every connection open.
+fn coordinate(
+    members: &mut [Member],
+    heard: &mpsc::Receiver<Heard>,
+    total: usize,
+) -> Result<KernelReading, BenchError> {
+    let started = Instant::now();
+    let mut next_line = started + LINE_EVERY;
+    let mut last_line = started;
+    let mut messages = 0u64;
+    let mut during = None;
+    while members.iter().any(|m| !m.is_closed) {
+        match heard.recv_timeout(next_line.saturating_duration_since(Instant::now())) {
+            Ok(Heard::Line(index, line)) => {
+                let member = &mut members[index];
+                if let Some(rest) = line.strip_prefix(PARENT_LINE) {
+                    let mut words = rest.split_whitespace().map(str::parse::<u64>);
+                    if let (Some(Ok(up)), Some(Ok(done))) = (words.next(), words.next()) {
+                        member.up = up as usize;
+                        messages += done;
+                    }
+                } else if line == link::READY {
+                    member.is_ready = true;
+                    member.up = member.connections;
+                } else if line.starts_with('{') {
+                    member.report = Some(line);
+                }
+            }
+            Ok(Heard::Closed(index)) => {
+                let member = &mut members[index];
+                member.is_closed = true;
+                if !member.is_ready && member.report.is_none() {
+                    // It failed before it could start (its error is on
+                    // stderr, which it shares with this process).
+                    stop_all(members);
+                    return Err(BenchError::Failed(format!(
+                        "load-generator process {} stopped before it was ready",
+                        index + 1
+                    )));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        if during.is_none() && members.iter().all(|m| m.is_ready) {
+            during = Some(KernelReading::now());
+            for member in members.iter_mut() {
+                if let Some(stdin) = member.stdin.as_mut() {
+                    // A process that is gone shows as a missing report.
+                    let _ = writeln!(stdin, "{}", link::GO);
+                    let _ = stdin.flush();
+                }
+            }
+        }
+        let now = Instant::now();
+        if now >= next_line {
+            let up: usize = members.iter().map(|m| m.up).sum();
+            let rate = messages as f64 / now.duration_since(last_line).as_secs_f64();
+            eprintln!(
+                "[{:5.1}s] {up}/{total} connections up, {rate:.0} msg/s ({} processes)",
+                now.duration_since(started).as_secs_f64(),
+                members.len()
+            );
+            messages = 0;
+            last_line = now;
+            next_line = now + LINE_EVERY;
+        }
+    }
+    Ok(during.unwrap_or_else(KernelReading::now))
+}
+
+/// Starts one process with its stdout read by a thread of its own.
+fn spawn(
+    words: &[String],
+    index: usize,
+    tell: &mpsc::Sender<Heard>,
+) -> std::io::Result<(Child, ChildStdin)> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(words)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
+    let tell = tell.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tell.send(Heard::Line(index, line)).is_err() {
+                return;
+            }
+        }
+        let _ = tell.send(Heard::Closed(index));
+    });
+    Ok((child, stdin))
+}
+
+/// Ends the processes started so far: closing their stdin ends a process
+/// waiting for `go`; one that is running is stopped outright (it is our own
+/// child, and its report is no longer wanted).
+fn stop_all(members: &mut [Member]) {
+    for member in members.iter_mut() {
+        member.stdin = None;
+        if !member.is_closed {
+            let _ = member.child.kill();
+        }
+        let _ = member.child.wait();
+    }
+}
+
+/// `total` split into `parts` shares that differ by at most one.
+fn split(total: usize, parts: usize) -> Vec<usize> {
+    (0..parts)
+        .map(|i| total / parts + usize::from(i < total % parts))
+        .collect()
+}
+
+/// Each process's source addresses: its own run of consecutive addresses
+/// when there are at least as many addresses as processes (so no address
+/// is shared and none carries more than its planned share), otherwise one
+/// each, in turn.
+fn split_sources(sources: &[IpAddr], parts: usize) -> Vec<Vec<IpAddr>> {
+    if sources.is_empty() {
+        return vec![Vec::new(); parts];
+    }
+    if sources.len() < parts {
+        return (0..parts)
+            .map(|i| vec![sources[i % sources.len()]])
+            .collect();
+    }
+    let mut rest = sources;
+    split(sources.len(), parts)
+        .into_iter()
+        .map(|n| {
+            let (mine, others) = rest.split_at(n);
+            rest = others;
+            mine.to_vec()
+        })
+        .collect()
+}
+
+/// The flags of process `index`: the user's, with its share of the
+/// connections and of the rate, its own source addresses, JSON out, and the
+/// server's CPU measured by the first process only.
+fn child_arguments(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    index: usize,
+    connections: usize,
+    sources: &[IpAddr],
+) -> Vec<String> {
+    let mut words: Vec<String> = vec![
+        "bench".into(),
+        "--coordinated".into(),
+        "--json".into(),
+        "--processes".into(),
+        "1".into(),
+        "--addr".into(),
+        addr.to_string(),
+        "--connections".into(),
+        connections.to_string(),
+        "--duration".into(),
+        args.duration.to_string(),
+        "--warmup".into(),
+        args.warmup.to_string(),
+        "--size".into(),
+        args.size.to_string(),
+        "--pipeline".into(),
+        args.pipeline.to_string(),
+        "--connect-timeout".into(),
+        args.connect_timeout.to_string(),
+    ];
+    if let Some(mode) = args.mode.to_possible_value() {
+        words.extend(["--mode".into(), mode.get_name().to_owned()]);
+    }
+    if let Some(rate) = args.rate {
+        let share = rate * connections as f64 / args.connections as f64;
+        words.extend(["--rate".into(), share.to_string()]);
+    }
+    for (flag, is_set) in [
+        ("--udp", args.udp),
+        ("--churn", args.churn),
+        ("--idle", args.idle),
+    ] {
+        if is_set {
+            words.push(flag.into());
+        }
+    }
+    if !sources.is_empty() {
+        let list: Vec<String> = sources.iter().map(ToString::to_string).collect();
+        words.extend(["--source-addrs".into(), list.join(",")]);
+    }
+    if let (0, Some(pid)) = (index, args.server_pid) {
+        words.extend(["--server-pid".into(), pid.to_string()]);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shares_add_up_and_differ_by_one_at_most() {
+        let shares = split(1_000_003, 51);
+        assert_eq!(shares.iter().sum::<usize>(), 1_000_003);
+        let (min, max) = (shares.iter().min().unwrap(), shares.iter().max().unwrap());
+        assert!(max - min <= 1);
+        assert_eq!(split(2, 3), vec![1, 1, 0]);
+    }
+
+    #[test]
+    fn sources_are_not_shared_when_there_are_enough() {
+        let sources: Vec<IpAddr> = (2..12).map(|i| IpAddr::from([127, 0, 0, i])).collect();
+        let shares = split_sources(&sources, 4);
+        assert_eq!(
+            shares.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![3, 3, 2, 2]
+        );
+        let all: Vec<IpAddr> = shares.concat();
+        assert_eq!(all, sources);
+        let few = split_sources(&sources[..2], 3);
+        assert_eq!(few[2], vec![sources[0]]);
+        assert!(split_sources(&[], 2).iter().all(Vec::is_empty));
+    }
+}
