@@ -193,7 +193,7 @@ impl KernelSide {
         )
     }
 
-    /// Reads back [`KernelSide::json`] from a report's flattened numbers
+    /// Reads back [`KernelSide::json_members`] from a report's flattened numbers
     /// (`kernel_before.sockets`, ...).
     pub fn from_numbers(numbers: &std::collections::BTreeMap<String, f64>) -> Option<KernelSide> {
         let one = |prefix: &str| -> Option<KernelReading> {
