@@ -86,7 +86,7 @@ impl CpuTime {
 }
 
 /// The running children of `pid`, from every one of its threads' lists.
-fn live_children(pid: u32) -> Vec<u32> {
+pub fn live_children(pid: u32) -> Vec<u32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return Vec::new();
     };

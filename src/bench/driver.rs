@@ -55,6 +55,7 @@ use super::plan::{Outcome, Plan};
 use super::processes::link;
 use super::progress::Progress;
 use super::role::AfterReply;
+use super::server_memory::{self, OpenCost};
 use super::stamp::{RunClock, Stamp};
 use crate::syscall::{self, Received, Sent};
 
@@ -158,6 +159,8 @@ pub struct Driver {
     own_cpu: CpuWindow,
     /// The kernel's figures before the first connect.
     kernel_before: KernelReading,
+    /// The server's memory before the first connect (`--server-pid`).
+    server_rss_before: Option<u64>,
 }
 
 impl Driver {
@@ -167,6 +170,9 @@ impl Driver {
     /// If the poll cannot be created.
     pub fn new(plan: Plan, progress: Progress) -> io::Result<Driver> {
         let server_cpu = plan.server_pid.map(CpuWindow::new);
+        let server_rss_before = plan
+            .server_pid
+            .and_then(|pid| server_memory::resident_kib(pid).ok());
         let pattern = Pattern::new(plan.expect, BUFFER);
         Ok(Driver {
             to_open: plan.connections,
@@ -187,6 +193,7 @@ impl Driver {
             server_cpu,
             own_cpu: CpuWindow::own(),
             kernel_before: KernelReading::now(),
+            server_rss_before,
         })
     }
 
@@ -275,6 +282,12 @@ impl Driver {
             before: self.kernel_before,
             during: KernelReading::now(),
         });
+        self.outcome.server_rss = match (self.plan.server_pid, self.server_rss_before) {
+            (Some(pid), Some(before)) => server_memory::resident_kib(pid)
+                .ok()
+                .map(|open| OpenCost { before, open }),
+            _ => None,
+        };
         self.wait_for_parent()?;
         self.start_clock(Instant::now());
         Ok(())

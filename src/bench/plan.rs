@@ -11,6 +11,7 @@ use super::cpu_window::CpuTime;
 use super::kernel::KernelSide;
 use super::payload::Expect;
 use super::role::Role;
+use super::server_memory::OpenCost;
 
 /// Everything the driver needs to know.
 #[derive(Debug, Clone)]
@@ -87,6 +88,8 @@ pub struct Outcome {
     pub bench_cpu: Option<CpuTime>,
     /// The kernel's figures before the first connect and once all were open.
     pub kernel: Option<KernelSide>,
+    /// The server's memory before the first connect and once all were open.
+    pub server_rss: Option<OpenCost>,
 }
 
 impl Outcome {
@@ -109,6 +112,7 @@ impl Outcome {
             server_cpu: None,
             bench_cpu: None,
             kernel: None,
+            server_rss: None,
         })
     }
 }

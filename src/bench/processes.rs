@@ -36,6 +36,7 @@ use clap::ValueEnum;
 use super::kernel::{KernelReading, KernelSide};
 use super::progress::{LINE_EVERY, PARENT_LINE};
 use super::report::merge::merge_texts;
+use super::server_memory::{OpenCost, resident_kib};
 use super::{BenchArgs, BenchError};
 
 /// What a process's stdout reader reports.
@@ -71,6 +72,7 @@ pub fn run(
     let shares = split(args.connections as usize, processes);
     let source_shares = split_sources(sources, processes);
     let before = KernelReading::now();
+    let rss_before = args.server_pid.and_then(|pid| resident_kib(pid).ok());
     let (tell, heard) = mpsc::channel();
     let mut members: Vec<Member> = Vec::with_capacity(processes);
     for (index, connections) in shares.iter().copied().enumerate() {
@@ -95,7 +97,10 @@ pub fn run(
         }
     }
     drop(tell);
-    let during = coordinate(&mut members, &heard, args.connections as usize)?;
+    let (during, rss_open) = coordinate(&mut members, &heard, args)?;
+    let server = rss_before
+        .zip(rss_open)
+        .map(|(before, open)| OpenCost { before, open });
     let mut texts = Vec::with_capacity(processes);
     for (index, member) in members.iter_mut().enumerate() {
         let status = member.child.wait().ok();
@@ -113,7 +118,7 @@ pub fn run(
     }
     let report = merge_texts(&texts)
         .map_err(|e| BenchError::Failed(format!("the processes' reports: {e}")))?
-        .with_kernel(Some(KernelSide { before, during }));
+        .with_kernel(Some(KernelSide { before, during }), server);
     if args.json {
         println!("{}", report.json());
     } else {
@@ -123,12 +128,15 @@ pub fn run(
 }
 
 /// Steps 3 and 4: the progress line, the start signal, and each process's
-/// report. Returns the kernel's reading with every connection open.
+/// report. Returns the kernel's reading with every connection open, and the
+/// server's memory then (`--server-pid`).
 fn coordinate(
     members: &mut [Member],
     heard: &mpsc::Receiver<Heard>,
-    total: usize,
-) -> Result<KernelReading, BenchError> {
+    args: &BenchArgs,
+) -> Result<(KernelReading, Option<u64>), BenchError> {
+    let total = args.connections as usize;
+    let mut rss_open = None;
     let started = Instant::now();
     let mut next_line = started + LINE_EVERY;
     let mut last_line = started;
@@ -169,6 +177,7 @@ fn coordinate(
         }
         if during.is_none() && members.iter().all(|m| m.is_ready) {
             during = Some(KernelReading::now());
+            rss_open = args.server_pid.and_then(|pid| resident_kib(pid).ok());
             for member in members.iter_mut() {
                 if let Some(stdin) = member.stdin.as_mut() {
                     // A process that is gone shows as a missing report.
@@ -191,7 +200,7 @@ fn coordinate(
             next_line = now + LINE_EVERY;
         }
     }
-    Ok(during.unwrap_or_else(KernelReading::now))
+    Ok((during.unwrap_or_else(KernelReading::now), rss_open))
 }
 
 /// Starts one process with its stdout read by a thread of its own.

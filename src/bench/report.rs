@@ -21,7 +21,7 @@ use super::cpu_window::CpuTime;
 use super::interchange;
 use super::kernel::KernelSide;
 use super::plan::{Outcome, Plan};
-use super::server_memory::RssSpan;
+use super::server_memory::{OpenCost, RssSpan};
 use crate::fd_limit::FdLimits;
 
 /// Latency percentiles in microseconds.
@@ -68,6 +68,8 @@ pub struct Report {
     memory: Option<RssSpan>,
     /// Sockets and memory in the kernel, and how the connects went.
     kernel: Option<KernelSide>,
+    /// The server's memory before the first connect and with all open.
+    server_rss: Option<OpenCost>,
     environment: Environment,
 }
 
@@ -172,6 +174,7 @@ impl Report {
             chaos: None,
             memory: None,
             kernel: outcome.kernel,
+            server_rss: outcome.server_rss,
             environment: Environment {
                 fd_soft: limits.soft,
                 fd_hard: limits.hard,
@@ -201,8 +204,11 @@ impl Report {
 
     /// Sets the kernel's side, read by whoever saw the whole run (the
     /// parent of several processes).
-    pub fn with_kernel(mut self, kernel: Option<KernelSide>) -> Report {
+    pub fn with_kernel(mut self, kernel: Option<KernelSide>, server: Option<OpenCost>) -> Report {
         self.kernel = kernel;
+        if server.is_some() {
+            self.server_rss = server;
+        }
         self
     }
 
@@ -310,6 +316,15 @@ impl Report {
                 super::server_memory::SETTLE.as_secs_f64()
             );
         }
+        if let Some(rss) = self.server_rss {
+            let _ = writeln!(
+                s,
+                "server memory {:.1} MiB before the first connect, {:.1} MiB with all open: {:.0} B per connection",
+                rss.before as f64 / 1024.0,
+                rss.open as f64 / 1024.0,
+                rss.bytes_per_connection(self.honest.established)
+            );
+        }
         if let Some(kernel) = &self.kernel {
             let _ = writeln!(s, "{}", kernel.human(self.honest.established));
         }
@@ -331,9 +346,16 @@ impl Report {
         let l = Latency::of(&self.honest.latency);
         let c = Latency::of(&self.honest.connect);
         let encoded = |h: &Histogram<u64>| interchange::encode(h).unwrap_or_default();
-        let kernel = self
+        let mut kernel = self
             .kernel
             .map_or_else(String::new, |k| format!("{},", k.json_members()));
+        if let Some(rss) = self.server_rss {
+            let _ = write!(
+                kernel,
+                "\"server_rss_open_kib\":{{\"before\":{},\"open\":{}}},",
+                rss.before, rss.open
+            );
+        }
         let optional = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
         format!(
             "{{\"mode\":\"{}\",\"connections\":{},\"processes\":{},\"established\":{},\"failed\":{},\"messages\":{},\

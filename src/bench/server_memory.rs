@@ -1,7 +1,11 @@
 //! The server's resident memory (`--server-pid`), before, at its peak and
-//! after a run: what hostile peers cost it, and whether it gave it back.
+//! after a run: what hostile peers cost it, and whether it gave it back;
+//! and before the first connect and with every connection open: what an
+//! idle connection costs it ([`OpenCost`]).
 //!
-//! Read from `VmRSS` in `/proc/PID/status` (resident pages, in KiB), and for
+//! Read from `VmRSS` in `/proc/PID/status` (resident pages, in KiB), summed
+//! over the process and its running descendants (`serve --workers N`: the
+//! workers hold the connections), and for
 //! the peak sampled every [`SAMPLE_EVERY`] by whoever runs long enough to
 //! watch (the chaos thread). `VmHWM`, the kernel's own high-water mark, is
 //! not used: it covers the process's whole life, so a spike in an earlier
@@ -17,11 +21,21 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// gives memory back on its next wake-up, the allocator on its next trim.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
-/// The resident set of process `pid`, in KiB.
+/// The resident set of process `pid` and of its running descendants, in KiB.
 ///
 /// # Errors
-/// If the process is gone or `/proc` cannot be read.
+/// If the process is gone or `/proc` cannot be read (a descendant that
+/// exits meanwhile is skipped).
 pub fn resident_kib(pid: u32) -> io::Result<u64> {
+    let mut total = resident_kib_alone(pid)?;
+    for child in super::cpu_window::live_children(pid) {
+        total += resident_kib(child).unwrap_or(0);
+    }
+    Ok(total)
+}
+
+/// The resident set of process `pid` alone, in KiB.
+fn resident_kib_alone(pid: u32) -> io::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     status
         .lines()
@@ -39,6 +53,26 @@ pub struct RssSpan {
     pub peak: u64,
     /// [`SETTLE`] after every peer had gone.
     pub after: u64,
+}
+
+/// The server's resident memory before the first connect and with every
+/// connection open, in KiB: what holding the connections costs it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenCost {
+    /// Before the first connect.
+    pub before: u64,
+    /// With every connection open.
+    pub open: u64,
+}
+
+impl OpenCost {
+    /// Bytes per connection (0 if memory fell).
+    pub fn bytes_per_connection(&self, connections: u64) -> f64 {
+        if connections == 0 {
+            return 0.0;
+        }
+        self.open.saturating_sub(self.before) as f64 * 1024.0 / connections as f64
+    }
 }
 
 /// Samples a process's resident memory, keeping the peak.

@@ -27,9 +27,12 @@ fn histogram(out: &std::process::Output, key: &str) -> hdrhistogram::Histogram<u
 #[test]
 fn two_processes_give_one_merged_report() {
     let server = Server::start(Kind::Reactor, &[]);
+    let pid = server.pid().to_string();
     let out = bench_at(
         server.tcp(),
         &[
+            "--server-pid",
+            &pid,
             "--connections",
             "101",
             "--processes",
@@ -57,6 +60,13 @@ fn two_processes_give_one_merged_report() {
     // The kernel's side, read by the parent with all 101 open.
     assert!(
         r["kernel_during.tcp_inuse"] >= r["kernel_before.tcp_inuse"] + 101.0,
+        "{r:?}"
+    );
+    // The server's CPU and memory, measured once (by the first process and
+    // by the parent), not once per process.
+    assert!(r["server_cpu.us_per_msg"] > 0.0, "{r:?}");
+    assert!(
+        r["server_rss_open_kib.open"] >= r["server_rss_open_kib.before"],
         "{r:?}"
     );
     let stderr = String::from_utf8_lossy(&out.stderr);

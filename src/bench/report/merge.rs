@@ -12,9 +12,10 @@
 //!   length, at the same time;
 //! * the latency and connect histograms are added bucket by bucket, so the
 //!   merged percentiles are exact (never averaged percentiles);
-//! * the load generators' CPU time is summed; the server's is taken from
-//!   the one part that measured it (several parts measuring one server
-//!   would count it twice), and both are divided by the merged messages;
+//! * the load generators' CPU time is summed; the server's (and its
+//!   memory) is taken from the one part that measured it (several parts
+//!   measuring one server would count it twice), and CPU is divided by the
+//!   merged messages;
 //! * the kernel's figures are summed (one machine's each);
 //! * the mode, message size and pipeline must agree, or the merge is
 //!   refused: adding a closed loop to an open loop means nothing.
@@ -22,6 +23,7 @@
 use super::{CpuSection, Environment, HonestSection, Report, RunSection, parse_json_numbers};
 use crate::bench::interchange;
 use crate::bench::kernel::KernelSide;
+use crate::bench::server_memory::OpenCost;
 
 impl Report {
     /// Reads back a report written by [`Report::json`].
@@ -80,6 +82,16 @@ impl Report {
             chaos: None,
             memory: None,
             kernel: KernelSide::from_numbers(&numbers),
+            server_rss: match (
+                numbers.get("server_rss_open_kib.before"),
+                numbers.get("server_rss_open_kib.open"),
+            ) {
+                (Some(before), Some(open)) => Some(OpenCost {
+                    before: *before as u64,
+                    open: *open as u64,
+                }),
+                _ => None,
+            },
             environment: Environment {
                 fd_soft: count("environment.fd_soft")?,
                 fd_hard: count("environment.fd_hard")?,
@@ -138,6 +150,7 @@ impl Report {
         h.latency.add(&p.latency).map_err(added)?;
         h.connect.add(&p.connect).map_err(added)?;
         self.cpu.server = self.cpu.server.or(part.cpu.server);
+        self.server_rss = self.server_rss.or(part.server_rss);
         self.cpu.bench = match (self.cpu.bench, part.cpu.bench) {
             (Some((u1, s1)), Some((u2, s2))) => Some((u1 + u2, s1 + s2)),
             (mine, theirs) => mine.or(theirs),
