@@ -114,10 +114,18 @@ pub struct BenchArgs {
     /// million connects may need minutes).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub connect_timeout: f64,
+    /// With --idle: seconds the round trips after the hold may take, all
+    /// told (a wave of a million replies takes tens of seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub reply_timeout: f64,
     /// Internal: a process of `--processes N`, which reports to its parent
     /// and waits for its word to start (bench/processes/link.rs).
     #[arg(long, hide = true)]
     pub coordinated: bool,
+    /// Internal: this process's share of the connects in flight, set by
+    /// the parent of several (bench/plan.rs, `connect_window`).
+    #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub connect_window: Option<u64>,
     /// One JSON object on stdout instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
@@ -195,20 +203,23 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         && args.duration > 0.0
         && args.warmup.is_finite()
         && args.warmup >= 0.0
-        && args.connect_timeout.is_finite()
-        && args.connect_timeout > 0.0)
+        && [args.connect_timeout, args.reply_timeout]
+            .iter()
+            .all(|t| t.is_finite() && *t > 0.0))
     {
         return Err(BenchError::Usage(
-            "--duration and --connect-timeout must be positive and --warmup not negative".into(),
+            "--duration, --connect-timeout and --reply-timeout must be positive and --warmup \
+             not negative"
+                .into(),
         ));
     }
-    let sources = match &args.source_addrs {
-        Some(list) => list.clone(),
-        None => choose_sources(addr, connections, args.sources),
-    };
     let processes = match args.processes {
         Some(n) => n as usize,
         None => connections.div_ceil(room.max(1)),
+    };
+    let sources = match &args.source_addrs {
+        Some(list) => list.clone(),
+        None => choose_sources(addr, connections, processes.max(1), args.sources),
     };
     if processes > connections {
         return Err(BenchError::Usage(format!(
@@ -262,8 +273,11 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         duration: Duration::from_secs_f64(args.duration),
         role,
         server_pid: args.server_pid,
-        connect_window: plan::connect_window(1),
+        connect_window: args
+            .connect_window
+            .map_or_else(|| plan::connect_window(1), |n| n as usize),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+        reply_timeout: Duration::from_secs_f64(args.reply_timeout),
         is_coordinated: args.coordinated,
     };
     let chaos_plan = match args.chaos {
@@ -363,12 +377,20 @@ fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
 
 /// The source addresses to bind: none (the kernel picks) unless asked, or
 /// unless the connections are more than one address should carry
-/// ([`PER_SOURCE`]).
-fn choose_sources(addr: SocketAddr, connections: usize, asked: Option<usize>) -> Vec<IpAddr> {
+/// ([`PER_SOURCE`]). Over several processes each gets addresses of its own
+/// (`processes.rs`), enough for its share: the limit is per address, so two
+/// processes must not fill one address past it between them.
+fn choose_sources(
+    addr: SocketAddr,
+    connections: usize,
+    processes: usize,
+    asked: Option<usize>,
+) -> Vec<IpAddr> {
     let count = match asked {
         Some(n) => n,
         None if addr.ip().is_loopback() && addr.is_ipv4() && connections > PER_SOURCE => {
-            connections.div_ceil(PER_SOURCE)
+            let share = connections.div_ceil(processes);
+            processes * share.div_ceil(PER_SOURCE)
         }
         None => 0,
     };
@@ -384,12 +406,15 @@ mod tests {
     #[test]
     fn sources_spread_only_past_one_address_worth() {
         let addr: SocketAddr = "127.0.0.1:80".parse().unwrap();
-        assert!(choose_sources(addr, 10_000, None).is_empty());
-        assert!(choose_sources(addr, 12_000, None).is_empty());
-        let spread = choose_sources(addr, 60_000, None);
+        assert!(choose_sources(addr, 10_000, 1, None).is_empty());
+        assert!(choose_sources(addr, 12_000, 1, None).is_empty());
+        let spread = choose_sources(addr, 60_000, 1, None);
         assert_eq!(spread.len(), 5);
-        assert_eq!(choose_sources(addr, 1_000_000, None).len(), 84);
         assert_eq!(spread[0].to_string(), "127.0.0.2");
-        assert_eq!(choose_sources(addr, 10, Some(2)).len(), 2);
+        assert_eq!(choose_sources(addr, 10, 1, Some(2)).len(), 2);
+        // 100,000 over 6 processes: 16,667 each, two addresses each, so
+        // that none carries more than 12,000.
+        assert_eq!(choose_sources(addr, 100_000, 6, None).len(), 12);
+        assert_eq!(choose_sources(addr, 1_000_000, 51, None).len(), 102);
     }
 }

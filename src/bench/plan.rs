@@ -41,6 +41,8 @@ pub struct Plan {
     pub connect_window: usize,
     /// A connect that has not finished after this long has failed.
     pub connect_timeout: Duration,
+    /// `Idle`: how long the round trips after the hold may take, all told.
+    pub reply_timeout: Duration,
     /// A process of `bench --processes`: once its connections are open it
     /// waits for its parent's word before its clock starts
     /// (`processes/link.rs`).
@@ -90,6 +92,8 @@ pub struct Outcome {
     pub kernel: Option<KernelSide>,
     /// The server's memory before the first connect and once all were open.
     pub server_rss: Option<OpenCost>,
+    /// How long it took to open every connection.
+    pub opened_in: Option<Duration>,
 }
 
 impl Outcome {
@@ -113,6 +117,7 @@ impl Outcome {
             bench_cpu: None,
             kernel: None,
             server_rss: None,
+            opened_in: None,
         })
     }
 }

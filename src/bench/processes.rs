@@ -6,8 +6,9 @@
 //! load generator must be several processes, like the servers it measures.
 //! This file is the parent. It
 //!
-//! 1. splits the work: each process gets its share of the connections (and
-//!    of an open loop's rate) and its own source addresses;
+//! 1. splits the work: each process gets its share of the connections, of
+//!    an open loop's rate and of the connects in flight, and source
+//!    addresses of its own;
 //! 2. starts the processes by re-executing this binary with
 //!    `bench --coordinated --json` and the share's flags (no fork in a Rust
 //!    process);
@@ -34,6 +35,7 @@ use std::time::Instant;
 use clap::ValueEnum;
 
 use super::kernel::{KernelReading, KernelSide};
+use super::plan::connect_window;
 use super::progress::{LINE_EVERY, PARENT_LINE};
 use super::report::merge::merge_texts;
 use super::server_memory::{OpenCost, resident_kib};
@@ -76,7 +78,13 @@ pub fn run(
     let (tell, heard) = mpsc::channel();
     let mut members: Vec<Member> = Vec::with_capacity(processes);
     for (index, connections) in shares.iter().copied().enumerate() {
-        let words = child_arguments(args, addr, index, connections, &source_shares[index]);
+        let words = child_arguments(
+            args,
+            addr,
+            (index, processes),
+            connections,
+            &source_shares[index],
+        );
         match spawn(&words, index, &tell) {
             Ok((child, stdin)) => members.push(Member {
                 child,
@@ -97,7 +105,7 @@ pub fn run(
         }
     }
     drop(tell);
-    let (during, rss_open) = coordinate(&mut members, &heard, args)?;
+    let (during, rss_open, opened_in) = coordinate(&mut members, &heard, args)?;
     let server = rss_before
         .zip(rss_open)
         .map(|(before, open)| OpenCost { before, open });
@@ -118,7 +126,7 @@ pub fn run(
     }
     let report = merge_texts(&texts)
         .map_err(|e| BenchError::Failed(format!("the processes' reports: {e}")))?
-        .with_kernel(Some(KernelSide { before, during }), server);
+        .with_kernel(opened_in, Some(KernelSide { before, during }), server);
     if args.json {
         println!("{}", report.json());
     } else {
@@ -128,15 +136,16 @@ pub fn run(
 }
 
 /// Steps 3 and 4: the progress line, the start signal, and each process's
-/// report. Returns the kernel's reading with every connection open, and the
-/// server's memory then (`--server-pid`).
+/// report. Returns the kernel's reading with every connection open, the
+/// server's memory then (`--server-pid`), and how long opening took.
 fn coordinate(
     members: &mut [Member],
     heard: &mpsc::Receiver<Heard>,
     args: &BenchArgs,
-) -> Result<(KernelReading, Option<u64>), BenchError> {
+) -> Result<(KernelReading, Option<u64>, Option<f64>), BenchError> {
     let total = args.connections as usize;
     let mut rss_open = None;
+    let mut opened_in = None;
     let started = Instant::now();
     let mut next_line = started + LINE_EVERY;
     let mut last_line = started;
@@ -178,6 +187,7 @@ fn coordinate(
         if during.is_none() && members.iter().all(|m| m.is_ready) {
             during = Some(KernelReading::now());
             rss_open = args.server_pid.and_then(|pid| resident_kib(pid).ok());
+            opened_in = Some(started.elapsed().as_secs_f64());
             for member in members.iter_mut() {
                 if let Some(stdin) = member.stdin.as_mut() {
                     // A process that is gone shows as a missing report.
@@ -200,7 +210,11 @@ fn coordinate(
             next_line = now + LINE_EVERY;
         }
     }
-    Ok((during.unwrap_or_else(KernelReading::now), rss_open))
+    Ok((
+        during.unwrap_or_else(KernelReading::now),
+        rss_open,
+        opened_in,
+    ))
 }
 
 /// Starts one process with its stdout read by a thread of its own.
@@ -286,7 +300,7 @@ fn split_sources(sources: &[IpAddr], parts: usize) -> Vec<Vec<IpAddr>> {
 fn child_arguments(
     args: &BenchArgs,
     addr: SocketAddr,
-    index: usize,
+    (index, processes): (usize, usize),
     connections: usize,
     sources: &[IpAddr],
 ) -> Vec<String> {
@@ -310,6 +324,10 @@ fn child_arguments(
         args.pipeline.to_string(),
         "--connect-timeout".into(),
         args.connect_timeout.to_string(),
+        "--reply-timeout".into(),
+        args.reply_timeout.to_string(),
+        "--connect-window".into(),
+        connect_window(processes).to_string(),
     ];
     if let Some(mode) = args.mode.to_possible_value() {
         words.extend(["--mode".into(), mode.get_name().to_owned()]);

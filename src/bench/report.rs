@@ -113,6 +113,8 @@ struct HonestSection {
     mismatches: u64,
     lost: Option<u64>,
     idle_ok: Option<u64>,
+    /// Seconds until every connection was open (not for churn or UDP).
+    opened_in: Option<f64>,
 }
 
 /// What makes the figures comparable between machines and runs.
@@ -166,6 +168,7 @@ impl Report {
                 mismatches: outcome.mismatches,
                 lost,
                 idle_ok: outcome.idle_ok,
+                opened_in: outcome.opened_in.map(|t| t.as_secs_f64()),
             },
             cpu: CpuSection {
                 server: outcome.server_cpu.map(spent),
@@ -202,9 +205,16 @@ impl Report {
         self
     }
 
-    /// Sets the kernel's side, read by whoever saw the whole run (the
-    /// parent of several processes).
-    pub fn with_kernel(mut self, kernel: Option<KernelSide>, server: Option<OpenCost>) -> Report {
+    /// Sets the time until every connection was open, the kernel's side and
+    /// the server's memory, read by whoever saw the whole run (the parent of
+    /// several processes).
+    pub fn with_kernel(
+        mut self,
+        opened_in: Option<f64>,
+        kernel: Option<KernelSide>,
+        server: Option<OpenCost>,
+    ) -> Report {
+        self.honest.opened_in = opened_in.or(self.honest.opened_in);
         self.kernel = kernel;
         if server.is_some() {
             self.server_rss = server;
@@ -237,9 +247,13 @@ impl Report {
                 self.run.processes
             );
         }
+        let opened = self
+            .honest
+            .opened_in
+            .map_or_else(String::new, |t| format!(", all open after {t:.1} s"));
         let _ = writeln!(
             s,
-            "connections   {} requested, {} established, {} failed",
+            "connections   {} requested, {} established, {} failed{opened}",
             self.run.connections, self.honest.established, self.honest.failed
         );
         let _ = writeln!(
@@ -278,8 +292,10 @@ impl Report {
         if let Some(ok) = self.honest.idle_ok {
             let _ = writeln!(
                 s,
-                "idle          {ok} of {} round trips after the idle period succeeded",
-                self.honest.established
+                "idle          {ok} of {} round trips after the idle period succeeded, \
+                 the last back {:.2} s after the wave began",
+                self.honest.established,
+                self.honest.latency.max() as f64 / 1e6
             );
         }
         for (label, cpu) in [
@@ -333,7 +349,7 @@ impl Report {
             "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
             self.environment.fd_soft,
             self.environment.fd_hard,
-            self.environment.sources,
+            summarize(&self.environment.sources),
             self.environment.cpus,
             self.environment.kernel,
             self.environment.cores
@@ -362,7 +378,7 @@ impl Report {
              \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
              \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
              \"connect_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
-             \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
+             \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"opened_s\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
              \"server_cpu\":{},\"bench_cpu\":{},{}{}\
              \"latency_hdr\":\"{}\",\"connect_hdr\":\"{}\",\
              \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
@@ -386,6 +402,9 @@ impl Report {
             self.honest.mismatches,
             optional(self.honest.lost),
             optional(self.honest.idle_ok),
+            self.honest
+                .opened_in
+                .map_or_else(|| "null".to_owned(), |t| format!("{t:.3}")),
             self.run.size,
             self.run.pipeline,
             self.run.duration,
@@ -492,6 +511,18 @@ pub fn parse_json_numbers(line: &str) -> BTreeMap<String, f64> {
         }
     }
     out
+}
+
+/// A long list of source addresses as its first and last and a count (a
+/// million connections take a hundred addresses).
+fn summarize(sources: &str) -> String {
+    let list: Vec<&str> = sources.split(',').collect();
+    match list.as_slice() {
+        [first, .., last] if list.len() > 4 => {
+            format!("{first} ... {last} ({} addresses)", list.len())
+        }
+        _ => sources.to_owned(),
+    }
 }
 
 /// The CPUs this process may run on (`taskset` shows here), from /proc.

@@ -9,7 +9,8 @@
 //! * counts (connections, established, failed, messages, errors,
 //!   mismatches, lost datagrams, idle round trips) are summed;
 //! * rates are summed: each part measured its own window of the same
-//!   length, at the same time;
+//!   length, at the same time; the time until all were open is the
+//!   longest part's;
 //! * the latency and connect histograms are added bucket by bucket, so the
 //!   merged percentiles are exact (never averaged percentiles);
 //! * the load generators' CPU time is summed; the server's (and its
@@ -74,6 +75,7 @@ impl Report {
                 mismatches: count("mismatches")?,
                 lost: numbers.get("lost").map(|v| *v as u64),
                 idle_ok: numbers.get("idle_ok").map(|v| *v as u64),
+                opened_in: numbers.get("opened_s").copied(),
             },
             cpu: CpuSection {
                 server: cpu("server_cpu"),
@@ -146,6 +148,10 @@ impl Report {
         h.mismatches += p.mismatches;
         h.lost = add_optional(h.lost, p.lost);
         h.idle_ok = add_optional(h.idle_ok, p.idle_ok);
+        h.opened_in = match (h.opened_in, p.opened_in) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
         let added = |e| format!("the histograms do not add: {e:?}");
         h.latency.add(&p.latency).map_err(added)?;
         h.connect.add(&p.connect).map_err(added)?;
