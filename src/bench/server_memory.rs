@@ -3,9 +3,12 @@
 //! and before the first connect and with every connection open: what an
 //! idle connection costs it ([`OpenCost`]).
 //!
-//! Read from `VmRSS` in `/proc/PID/status` (resident pages, in KiB), summed
-//! over the process and its running descendants (`serve --workers N`: the
-//! workers hold the connections), and for
+//! Read from `Rss` in `/proc/PID/smaps_rollup` (resident pages, in KiB),
+//! summed over the process and its running descendants (`serve --workers
+//! N`: the workers hold the connections). Not `VmRSS` from
+//! `/proc/PID/status`: since Linux 6.2 that is kept in per-CPU counters that
+//! may lag by many pages per process, which over 60 workers is megabytes,
+//! as much as a million idle connections cost. For
 //! the peak sampled every [`SAMPLE_EVERY`] by whoever runs long enough to
 //! watch (the chaos thread). `VmHWM`, the kernel's own high-water mark, is
 //! not used: it covers the process's whole life, so a spike in an earlier
@@ -36,12 +39,12 @@ pub fn resident_kib(pid: u32) -> io::Result<u64> {
 
 /// The resident set of process `pid` alone, in KiB.
 fn resident_kib_alone(pid: u32) -> io::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
+    rollup
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .find_map(|l| l.strip_prefix("Rss:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+        .ok_or_else(|| io::Error::other(format!("no Rss in /proc/{pid}/smaps_rollup")))
 }
 
 /// The server's resident memory over a run, in KiB.
