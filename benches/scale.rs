@@ -153,13 +153,21 @@ impl Fleet {
         self.child.id()
     }
 
-    /// Each worker's open descriptors: the processes of the tree that
-    /// hold a listener, i.e. every one but a supervisor that holds none.
+    /// Each worker's open sockets (its connections and its own listener):
+    /// every process of the tree that holds more than a few. A supervisor
+    /// holds pipes to its workers, not sockets, so it is left out.
     fn connections_per_worker(&self) -> Vec<usize> {
         let mut counts = Vec::new();
         let mut stack = vec![self.pid()];
         while let Some(pid) = stack.pop() {
-            let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+            let sockets = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| {
+                d.flatten()
+                    .filter(|fd| {
+                        std::fs::read_link(fd.path())
+                            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+                    })
+                    .count()
+            });
             let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
                 .unwrap_or_default();
             stack.extend(
@@ -167,9 +175,8 @@ impl Fleet {
                     .split_whitespace()
                     .filter_map(|c| c.parse::<u32>().ok()),
             );
-            // A worker holds its connections; the supervisor a handful.
-            if fds > 20 {
-                counts.push(fds);
+            if sockets > 8 {
+                counts.push(sockets);
             }
         }
         counts
@@ -255,6 +262,8 @@ fn hold_with_bench(server: &Fleet, bin: &str, o: &Options) -> Hold {
     let mut spread = (0, 0);
     for line in BufReader::new(stderr).lines() {
         let Ok(line) = line else { break };
+        // Its progress line, passed on, while the connections open.
+        eprintln!("{line}");
         if spread == (0, 0) && line.contains(&all) {
             spread = min_max(&server.connections_per_worker());
         }
@@ -460,7 +469,7 @@ fn main() {
     }
     out += "\nServer memory: the growth of the workers' summed `Rss` (`smaps_rollup`) from before the first connect to all open. \
             Machine memory: the fall of `MemAvailable` over the same span, both ends of every connection (loopback), nearly all of it the kernel's. \
-            Connections per worker: each worker's open descriptors with all open (a few are its own). \
+            Connections per worker: each worker's open sockets with all open (its listener among them). \
             The wave: from the first round trip sent to the last answered (the C load generator's `duration_s`, `bench`'s largest latency). \
             Server CPU: the workers' user + system time over the whole pairing.\n";
     if tc > 0 {
