@@ -216,7 +216,7 @@ fn render(o: &Options, rows: &[Row]) -> String {
     let _ = writeln!(t, "\n## The server's memory under chaos\n");
     let _ = writeln!(
         t,
-        "Resident memory (`VmRSS`) before the run, the largest sample (every 100 ms), and 1 s after every peer had left, \
+        "Resident memory (`Rss`, from `smaps_rollup`) before the run, the largest sample (every 100 ms), and 1 s after every peer had left, \
          in the open-loop chaos run. The bound is the reactor's target: `--max-pending` ({MAX_PENDING_KIB} KiB) × the \
          never-reading peers + 16 MiB above the start.\n"
     );

@@ -14,6 +14,7 @@
 //! `chaos/datagram_peer.rs`; their counts: `chaos/tally.rs`.
 
 pub mod datagram_peer;
+pub mod jitter;
 pub mod kind;
 pub mod tally;
 pub mod tcp_peer;
@@ -34,32 +35,40 @@ use kind::{Kind, Mix};
 use tally::Tally;
 use tcp_peer::TcpPeer;
 
-/// The nice value of the hostile peers' thread: the lowest priority.
-const HOSTILE_NICE: i32 = 19;
-
-/// Lowers this thread's priority (on Linux the nice value is a thread's,
-/// not the process's).
+/// Puts this thread (the hostile peers') in the `SCHED_IDLE` class: it runs
+/// only on CPU time no ordinary thread wants.
 ///
 /// The hostile peers share the load generator's core with the honest
 /// clients; on a real network they would be other machines. At equal
 /// priority a burst of theirs (a reset cycle, a 64-byte message in 64
 /// writes) holds the core while an honest reply waits in the load
 /// generator's socket, and that wait is counted as the server's latency,
-/// though the server answered at once. At the lowest priority they run
-/// whenever the honest loop waits for the server, which, in an open loop
-/// at a rate the server sustains, is most of the time: they still reach
-/// the server by the thousand (the report counts their cycles), but no
-/// longer stand in the honest clients' queue. A failure to lower it is
-/// not fatal; the run goes on at equal priority.
+/// though the server answered at once. A lower nice value is not enough:
+/// Linux's scheduler (EEVDF) lets the running thread finish its slice (up
+/// to a few milliseconds) before a waking one of any weight takes the core,
+/// and a few milliseconds is the whole p99. A `SCHED_IDLE` thread is
+/// preempted at once by any ordinary thread that wakes (`kernel/sched/
+/// fair.c`: "idle tasks are by definition preempted by non-idle tasks"),
+/// yet still runs whenever the honest loop waits for the server, which in
+/// an open loop at a rate the server sustains is most of the time: the
+/// peers still reach the server by the thousand (the report counts their
+/// cycles), but no longer stand in the honest clients' queue. A failure to
+/// change the class is not fatal; the run goes on at equal priority.
 fn yield_to_the_honest_clients() {
-    let me = rustix::thread::gettid();
-    if let Err(e) = rustix::process::setpriority_process(Some(me), HOSTILE_NICE) {
-        log::warn!("the hostile peers run at the honest clients' priority: {e}");
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_thread_priority_and_policy, thread_native_id,
+    };
+    let idle = ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle);
+    if let Err(e) = set_thread_priority_and_policy(thread_native_id(), ThreadPriority::Min, idle) {
+        log::warn!("the hostile peers run at the honest clients' priority: {e:?}");
     }
 }
 
-/// How often the loop wakes to run the peers' timers, at the least.
-const TICK: Duration = Duration::from_millis(5);
+/// How often the loop wakes to run the peers' timers, at the least: finer
+/// than the shortest pause (5 ms), so that jittered pauses fall on
+/// different ticks rather than together on the next one.
+const TICK: Duration = Duration::from_millis(1);
 
 /// What the hostile peers are asked to do.
 #[derive(Debug, Clone)]

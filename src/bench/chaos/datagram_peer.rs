@@ -15,6 +15,7 @@ use mio::net::UdpSocket;
 use mio::{Interest, Token};
 
 use super::Stage;
+use super::jitter::Jitter;
 use super::kind::Kind;
 use super::tally::Tally;
 use crate::bench::udp::LOSS_TIMEOUT;
@@ -33,6 +34,8 @@ pub struct DatagramPeer {
     sequence: u64,
     waiting_since: Option<Instant>,
     timer: Option<Instant>,
+    /// Draws this peer's pauses (`jitter.rs`).
+    jitter: Jitter,
 }
 
 impl DatagramPeer {
@@ -58,12 +61,15 @@ impl DatagramPeer {
             .registry
             .register(&mut socket, token, Interest::READABLE)?;
         tally.connects += 1;
+        let mut jitter = Jitter::new(token.0 as u64);
+        let first = Instant::now() + jitter.within(DATAGRAM_PAUSE);
         Ok(DatagramPeer {
             kind,
             socket,
             sequence: 0,
             waiting_since: None,
-            timer: Some(Instant::now()),
+            timer: Some(first),
+            jitter,
         })
     }
 
@@ -130,7 +136,7 @@ impl DatagramPeer {
             tally.bytes_verified += n as u64;
         }
         self.waiting_since = None;
-        self.timer = Some(now + DATAGRAM_PAUSE);
+        self.timer = Some(now + self.jitter.around(DATAGRAM_PAUSE));
     }
 
     fn send(&mut self, now: Instant, stage: &Stage<'_>, tally: &mut Tally) {
@@ -149,7 +155,7 @@ impl DatagramPeer {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.timer = Some(now),
             Err(e) => {
                 debug!("chaos {}: send failed: {e}", self.kind.name());
-                self.timer = Some(now + DATAGRAM_PAUSE);
+                self.timer = Some(now + self.jitter.around(DATAGRAM_PAUSE));
             }
         }
     }

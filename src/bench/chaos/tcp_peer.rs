@@ -22,6 +22,7 @@ use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::Stage;
+use super::jitter::Jitter;
 use super::kind::Kind;
 use super::tally::Tally;
 
@@ -74,12 +75,16 @@ pub struct TcpPeer {
     stalled: bool,
     /// When the script (or the next connect) waits for time.
     timer: Option<Instant>,
+    /// Draws this peer's pauses (`jitter.rs`).
+    jitter: Jitter,
 }
 
 impl TcpPeer {
     /// A peer of `kind`, registered under `token` once it connects, which it
     /// does on the first tick.
     pub fn new(kind: Kind, token: Token, seed: u64) -> TcpPeer {
+        let mut jitter = Jitter::new(seed);
+        let first = Instant::now() + jitter.within(CYCLE_PAUSE);
         TcpPeer {
             kind,
             token,
@@ -91,7 +96,8 @@ impl TcpPeer {
             message_end: 0,
             shut_write: false,
             stalled: false,
-            timer: Some(Instant::now()),
+            timer: Some(first),
+            jitter,
         }
     }
 
@@ -127,7 +133,8 @@ impl TcpPeer {
                 Some(Err(e)) => {
                     debug!("chaos {}: connect failed: {e}", self.kind.name());
                     tally.connect_failures += 1;
-                    self.disconnect(stage, now + CYCLE_PAUSE);
+                    let retry_at = now + self.jitter.around(CYCLE_PAUSE);
+                    self.disconnect(stage, retry_at);
                     return;
                 }
             }
@@ -173,7 +180,7 @@ impl TcpPeer {
             Err(e) => {
                 debug!("chaos {}: connect failed: {e}", self.kind.name());
                 tally.connect_failures += 1;
-                self.timer = Some(now + CYCLE_PAUSE);
+                self.timer = Some(now + self.jitter.around(CYCLE_PAUSE));
             }
         }
     }
@@ -254,7 +261,7 @@ impl TcpPeer {
                     tally.cycles += 1;
                     self.sent = 0;
                     self.received = 0;
-                    self.timer = Some(now + CYCLE_PAUSE);
+                    self.timer = Some(now + self.jitter.around(CYCLE_PAUSE));
                 }
                 continue;
             }
@@ -269,7 +276,7 @@ impl TcpPeer {
             self.received += owed as u64;
             if self.kind == Kind::Slice && self.received == self.message_end && self.sent > 0 {
                 tally.cycles += 1;
-                self.timer = Some(now + CYCLE_PAUSE);
+                self.timer = Some(now + self.jitter.around(CYCLE_PAUSE));
             }
         }
     }
@@ -288,7 +295,7 @@ impl TcpPeer {
                     self.timer = Some(now);
                 } else {
                     tally.cycles += 1;
-                    self.timer = Some(now + SLOW_PAUSE);
+                    self.timer = Some(now + self.jitter.around(SLOW_PAUSE));
                 }
             }
             Kind::NeverRead => {
@@ -324,7 +331,8 @@ impl TcpPeer {
                     let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
                 }
                 tally.cycles += 1;
-                self.disconnect(stage, now + CYCLE_PAUSE);
+                let retry_at = now + self.jitter.around(CYCLE_PAUSE);
+                self.disconnect(stage, retry_at);
             }
             Kind::HalfClose if !self.shut_write => {
                 while self.sent < HALF_CLOSE_BYTES {
@@ -357,7 +365,7 @@ impl TcpPeer {
                 } else {
                     self.sent += 1;
                     if (self.sent as usize) < stage.text.request.len() {
-                        self.timer = Some(now + SPLIT_PAUSE);
+                        self.timer = Some(now + self.jitter.around(SPLIT_PAUSE));
                     }
                 }
             }
@@ -425,6 +433,7 @@ impl TcpPeer {
                 tally.server_reset += 1;
             }
         }
-        self.disconnect(stage, now + CYCLE_PAUSE);
+        let retry_at = now + self.jitter.around(CYCLE_PAUSE);
+        self.disconnect(stage, retry_at);
     }
 }
