@@ -294,6 +294,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
                 size: plan.size,
                 expect: plan.expect,
                 server_pid: args.server_pid,
+                beside_open_loop: args.rate.is_some(),
             })
         }
         None => None,

@@ -36,7 +36,10 @@ use tally::Tally;
 use tcp_peer::TcpPeer;
 
 /// Puts this thread (the hostile peers') in the `SCHED_IDLE` class: it runs
-/// only on CPU time no ordinary thread wants.
+/// only on CPU time no ordinary thread wants. Only beside an open loop:
+/// honest clients in a closed loop at saturation never wait, so there the
+/// peers would never run; they keep the ordinary class and share the core,
+/// and their share shows as the honest clients' lower throughput.
 ///
 /// The hostile peers share the load generator's core with the honest
 /// clients; on a real network they would be other machines. At equal
@@ -85,6 +88,10 @@ pub struct ChaosPlan {
     pub expect: Expect,
     /// The server's process, whose peak resident memory is sampled.
     pub server_pid: Option<u32>,
+    /// The honest clients run an open loop (`--rate`): they wait between
+    /// their sends, and the peers' thread yields the core to them
+    /// ([`yield_to_the_honest_clients`]).
+    pub beside_open_loop: bool,
 }
 
 /// What the hostile peers did, and the server's peak memory meanwhile.
@@ -210,7 +217,9 @@ impl Peer {
 /// The peers' loop: readiness events step a peer; every tick, the peers
 /// whose timer is due step too; the server's memory is sampled.
 fn run(plan: &ChaosPlan, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
-    yield_to_the_honest_clients();
+    if plan.beside_open_loop {
+        yield_to_the_honest_clients();
+    }
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(1024);
     let pattern = Pattern::new(plan.expect, HUGE_DATAGRAM.max(plan.size));

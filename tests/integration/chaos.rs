@@ -193,3 +193,40 @@ fn bad_chaos_mix_is_one_clear_line() {
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
     }
 }
+
+/// Beside an open loop the peers' thread yields the core to the honest
+/// clients (`SCHED_IDLE`), yet the peers still play: every kind completes
+/// its scripts, while the honest clients keep their rate.
+#[test]
+fn beside_an_open_loop_the_peers_still_play() {
+    let server = Server::start(kind::reactor, &[]);
+    let out = bench_at(
+        server.tcp(),
+        &[
+            "--connections",
+            "20",
+            "--rate",
+            "2000",
+            "--duration",
+            "2",
+            "--chaos",
+            "40",
+            "--chaos-mix",
+            "reset,half-close,slice,slow",
+        ],
+    );
+    let r = report(&out);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!((at(&r, "errors"), at(&r, "mismatches")), (0, 0));
+    assert!((3200..=4800).contains(&at(&r, "messages")), "{r:?}");
+    for name in ["reset", "half_close", "slice", "slow"] {
+        assert!(
+            at(&r, &format!("chaos_{name}.cycles")) > 5,
+            "{name} barely played: {r:?}"
+        );
+    }
+}
