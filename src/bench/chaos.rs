@@ -89,8 +89,8 @@ pub struct ChaosPlan {
     /// The server's process, whose peak resident memory is sampled.
     pub server_pid: Option<u32>,
     /// The honest clients run an open loop (`--rate`): they wait between
-    /// their sends, and the peers' thread yields the core to them
-    /// ([`yield_to_the_honest_clients`]).
+    /// their sends, and the peers' thread yields the core to them (it runs
+    /// in the `SCHED_IDLE` class: see `yield_to_the_honest_clients`).
     pub beside_open_loop: bool,
 }
 
