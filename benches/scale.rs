@@ -46,13 +46,15 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use reactor_echo::bench::PER_SOURCE;
+use reactor_echo::bench::cpu_window::CpuTime;
 use reactor_echo::bench::kernel::KernelReading;
 use reactor_echo::bench::report::parse_json_numbers;
 use reactor_echo::bench::server_memory::resident_kib;
 
 use common::{
-    ServerSpec, build_anchors, build_release, cannot_run, machine_line, median, parse_flat_json,
-    publish, require_tools,
+    Running, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line, median,
+    parse_flat_json, publish, require_tools, strings,
 };
 
 struct Options {
@@ -118,92 +120,41 @@ struct Hold {
     server_cpu_s: f64,
 }
 
-/// A server with W workers, pinned to CPU 0; the supervisor's PID (for
-/// `epoll_echo`, the first worker, whose children are the others).
-struct Fleet {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Fleet {
-    fn start(spec: &ServerSpec) -> Fleet {
-        let mut child = Command::new("taskset")
-            .args(["-c", "0"])
-            .args(spec.command_line())
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start the server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("the listening line");
-        let port = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("tcp="))
-            .and_then(|a| a.rsplit(':').next())
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("{}: no port in {line:?}", spec.name));
-        Fleet { child, port }
-    }
-
-    /// The process whose tree is the server: the one under `taskset`.
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Each worker's open sockets (its connections and its own listener):
-    /// every process of the tree that holds more than a few. A supervisor
-    /// holds pipes to its workers, not sockets, so it is left out.
-    fn connections_per_worker(&self) -> Vec<usize> {
-        let mut counts = Vec::new();
-        let mut stack = vec![self.pid()];
-        while let Some(pid) = stack.pop() {
-            let sockets = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| {
-                d.flatten()
-                    .filter(|fd| {
-                        std::fs::read_link(fd.path())
-                            .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-                    })
-                    .count()
-            });
-            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-                .unwrap_or_default();
-            stack.extend(
-                children
-                    .split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-            if sockets > 8 {
-                counts.push(sockets);
-            }
+/// Each worker's open sockets (its connections and its own listener):
+/// every process of the tree that holds more than a few. A supervisor
+/// holds pipes to its workers, not sockets, so it is left out.
+fn connections_per_worker(server: &Running) -> Vec<usize> {
+    let mut counts = Vec::new();
+    let mut stack = vec![server.root_pid()];
+    while let Some(pid) = stack.pop() {
+        let sockets = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| {
+            d.flatten()
+                .filter(|fd| {
+                    std::fs::read_link(fd.path())
+                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
+                })
+                .count()
+        });
+        let children =
+            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        stack.extend(
+            children
+                .split_whitespace()
+                .filter_map(|c| c.parse::<u32>().ok()),
+        );
+        if sockets > 8 {
+            counts.push(sockets);
         }
-        counts
     }
-
-    fn stop(mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    counts
 }
 
 /// Runs the C load generator's idle hold; measures at `idle-ready`.
-fn hold_with_c_loadgen(server: &Fleet, lg: &Path, o: &Options) -> Hold {
-    let before_rss = resident_kib(server.pid()).unwrap_or(0);
+fn hold_with_c_loadgen(server: &Running, lg: &Path, o: &Options) -> Hold {
+    let before_rss = resident_kib(server.root_pid()).unwrap_or(0);
     let before = KernelReading::now();
-    let cpu_before = reactor_echo::bench::cpu_window::CpuTime::of_tree(server.pid()).ok();
-    let sources = o.connections.div_ceil(12_000).max(1);
+    let cpu_before = CpuTime::of_tree(server.root_pid()).ok();
+    let sources = o.connections.div_ceil(PER_SOURCE).max(1);
     let started = Instant::now();
     let mut child = Command::new("taskset")
         .args(["-c", "1"])
@@ -241,15 +192,15 @@ fn hold_with_c_loadgen(server: &Fleet, lg: &Path, o: &Options) -> Hold {
 }
 
 /// Runs `reactor-echo bench --idle` over its processes.
-fn hold_with_bench(server: &Fleet, bin: &str, o: &Options) -> Hold {
-    let cpu_before = reactor_echo::bench::cpu_window::CpuTime::of_tree(server.pid()).ok();
+fn hold_with_bench(server: &Running, bin: &str, o: &Options) -> Hold {
+    let cpu_before = CpuTime::of_tree(server.root_pid()).ok();
     let mut child = Command::new("taskset")
         .args(["-c", "1", bin, "bench", "--json", "--idle"])
         .args(["--addr", &format!("127.0.0.1:{}", server.port)])
         .args(["--connections", &o.connections.to_string()])
         .args(["--duration", &o.hold.to_string()])
         .args(["--connect-timeout", "600", "--reply-timeout", "300"])
-        .args(["--server-pid", &server.pid().to_string()])
+        .args(["--server-pid", &server.root_pid().to_string()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -265,7 +216,7 @@ fn hold_with_bench(server: &Fleet, bin: &str, o: &Options) -> Hold {
         // Its progress line, passed on, while the connections open.
         eprintln!("{line}");
         if spread == (0, 0) && line.contains(&all) {
-            spread = min_max(&server.connections_per_worker());
+            spread = min_max(&connections_per_worker(server));
         }
     }
     let out = child.wait_with_output().expect("bench output");
@@ -298,13 +249,13 @@ fn hold_with_bench(server: &Fleet, bin: &str, o: &Options) -> Hold {
 }
 
 fn measure_open(
-    server: &Fleet,
+    server: &Running,
     connections: usize,
     before_rss: u64,
     before: &KernelReading,
     hold: &mut Hold,
 ) {
-    let rss = resident_kib(server.pid()).unwrap_or(0);
+    let rss = resident_kib(server.root_pid()).unwrap_or(0);
     let now = KernelReading::now();
     hold.server_bytes_per_conn =
         rss.saturating_sub(before_rss) as f64 * 1024.0 / connections as f64;
@@ -313,14 +264,11 @@ fn measure_open(
         .saturating_sub(now.mem_available_kib) as f64
         * 1024.0
         / connections as f64;
-    hold.spread = min_max(&server.connections_per_worker());
+    hold.spread = min_max(&connections_per_worker(server));
 }
 
-fn cpu_since(server: &Fleet, before: Option<reactor_echo::bench::cpu_window::CpuTime>) -> f64 {
-    let (Some(before), Ok(after)) = (
-        before,
-        reactor_echo::bench::cpu_window::CpuTime::of_tree(server.pid()),
-    ) else {
+fn cpu_since(server: &Running, before: Option<CpuTime>) -> f64 {
+    let (Some(before), Ok(after)) = (before, CpuTime::of_tree(server.root_pid())) else {
         return f64::NAN;
     };
     let spent = after.since(before);
@@ -335,28 +283,28 @@ fn min_max(v: &[usize]) -> (usize, usize) {
 }
 
 /// Closed-loop messages/s with `conns` open, by the C load generator.
-fn throughput(server: &Fleet, lg: &Path, conns: usize, duration: u64) -> f64 {
-    let sources = conns.div_ceil(12_000).max(1);
-    let out = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
-        .args(["--conns", &conns.to_string(), "--size", "64"])
-        .args(["--duration", &duration.to_string(), "--warmup", "2"])
-        .args(["--connect-timeout", "600"])
-        .args(["--src-addrs", &sources.to_string()])
-        .stderr(Stdio::null())
-        .output()
-        .expect("run loadgen");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let r = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .map(parse_flat_json)
-        .unwrap_or_default();
+fn throughput(server: &Running, lg: &Path, conns: usize, duration: u64) -> f64 {
+    let sources = conns.div_ceil(PER_SOURCE).max(1);
+    let r = loadgen(
+        lg,
+        server.port,
+        &strings(&[
+            "--conns",
+            &conns.to_string(),
+            "--size",
+            "64",
+            "--duration",
+            &duration.to_string(),
+            "--warmup",
+            "2",
+            "--connect-timeout",
+            "600",
+            "--src-addrs",
+            &sources.to_string(),
+        ]),
+    );
     if r.get("mismatches").copied().unwrap_or(1.0) != 0.0 {
-        eprintln!("a throughput run had mismatches: {text}");
+        eprintln!("a throughput run had mismatches: {r:?}");
         return f64::NAN;
     }
     r.get("msgs_per_s").copied().unwrap_or(f64::NAN)
@@ -402,14 +350,14 @@ fn main() {
     let mut holds = Vec::new();
     for (name, spec, with_bench) in pairings {
         eprintln!("scale: {name} ...");
-        let server = Fleet::start(spec);
+        let server = Running::start(spec, &[]);
         std::thread::sleep(Duration::from_millis(500));
         let hold = if with_bench {
             hold_with_bench(&server, &bin, &o)
         } else {
             hold_with_c_loadgen(&server, &anchors.loadgen, &o)
         };
-        server.stop();
+        server.stop_root_within(Duration::from_secs(60));
         // Let the closed connections' TIME-WAIT and memory go before the next.
         std::thread::sleep(Duration::from_secs(5));
         holds.push((name, hold));
@@ -425,10 +373,10 @@ fn main() {
             };
             for spec in order {
                 eprintln!("scale: throughput, {} with {tc} connections ...", spec.name);
-                let server = Fleet::start(spec);
+                let server = Running::start(spec, &[]);
                 std::thread::sleep(Duration::from_millis(500));
                 let rate = throughput(&server, &anchors.loadgen, tc, 10);
-                server.stop();
+                server.stop_root_within(Duration::from_secs(60));
                 std::thread::sleep(Duration::from_secs(3));
                 rates.entry(spec.name.as_str()).or_default().push(rate);
             }

@@ -107,6 +107,13 @@ impl Running {
             .unwrap_or(0)
     }
 
+    /// The process started: under `taskset` (which executes the program in
+    /// its place) the server itself, or the supervisor of its workers, whose
+    /// tree holds the whole server.
+    pub fn root_pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server with SIGTERM (SIGKILL after 5 s).
     pub fn stop(self) {
         self.stop_within(Duration::from_secs(5));
@@ -115,8 +122,19 @@ impl Running {
     /// Stops the server with SIGTERM, and SIGKILL if it has not exited
     /// after `patience` (a server under valgrind takes a while to write its
     /// profile).
-    pub fn stop_within(mut self, patience: Duration) {
+    pub fn stop_within(self, patience: Duration) {
         let pid = self.server_pid();
+        self.stop_pid_within(pid, patience);
+    }
+
+    /// Stops a server of several processes: SIGTERM to the root (a
+    /// supervisor forwards it to its workers), SIGKILL after `patience`.
+    pub fn stop_root_within(self, patience: Duration) {
+        let pid = self.root_pid();
+        self.stop_pid_within(pid, patience);
+    }
+
+    fn stop_pid_within(mut self, pid: u32, patience: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
