@@ -71,6 +71,11 @@ pub struct ServeArgs {
     /// and exits when that process dies.
     #[arg(long, value_name = "PID", hide = true)]
     pub worker_of: Option<u32>,
+
+    /// Internal: this worker's slot under its supervisor, written on each
+    /// of its log lines so that the lines of N workers can be told apart.
+    #[arg(long, value_name = "SLOT", hide = true, requires = "worker_of")]
+    pub worker_slot: Option<usize>,
 }
 
 /// `--workers`: a count from 1 to 1,024, or `auto` (the CPUs this process

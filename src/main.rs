@@ -8,7 +8,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::Parser;
-use reactor_echo::cli::{Cli, Command, ServerArgs};
+use reactor_echo::cli::{Cli, Command, ServeArgs, ServerArgs};
 use reactor_echo::config::ServerConfig;
 use reactor_echo::error::ServerError;
 use reactor_echo::stats::Stats;
@@ -16,10 +16,7 @@ use reactor_echo::{bench, blocking, client, reactor, workers};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // Logs go to stderr; stdout carries only the `listening` and `stats` lines.
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .target(env_logger::Target::Stderr)
-        .init();
+    start_logging(&cli);
     match cli.command {
         Command::Serve(args) => {
             if let Some(supervisor) = args.worker_of {
@@ -49,6 +46,35 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, 1),
         },
     }
+}
+
+/// Logs go to stderr; stdout carries only the `listening` and `stats` lines.
+/// A worker of `serve --workers N` (which shares its supervisor's stderr)
+/// writes its slot into each line, so that N workers' lines can be told
+/// apart: `[... INFO  reactor_echo::reactor worker 2] conn=7 ...`.
+fn start_logging(cli: &Cli) {
+    let mut logger =
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
+    logger.target(env_logger::Target::Stderr);
+    if let Command::Serve(ServeArgs {
+        worker_slot: Some(slot),
+        ..
+    }) = &cli.command
+    {
+        let slot = *slot;
+        logger.format(move |buf, record| {
+            let style = buf.default_level_style(record.level());
+            writeln!(
+                buf,
+                "[{} {style}{:<5}{style:#} {} worker {slot}] {}",
+                buf.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    }
+    logger.init();
 }
 
 /// Validates the flags (exit 2 on bad input) and runs a server (exit 1 if it

@@ -24,17 +24,40 @@
 //! * a worker that dies is logged with its status and started again (not
 //!   more than once a second per slot), and the restart counted; the others
 //!   serve meanwhile;
-//! * SIGINT/SIGTERM is forwarded to every worker; each drains as usual and
-//!   prints its final stats line; the supervisor prints ONE line with the
-//!   fields summed, plus `workers=N restarts=R` (`workers/summed.rs`);
+//! * SIGINT/SIGTERM is forwarded to every worker as SIGTERM; each runs its
+//!   grace period as usual and prints its final stats line; the supervisor
+//!   prints ONE line with the fields summed, plus `workers=N restarts=R
+//!   lost=L` (`workers/summed.rs`);
+//! * one signal, one grace period: each worker runs in a process group of
+//!   its own. A terminal's Ctrl-C sends SIGINT to its foreground process
+//!   group; were the workers in the supervisor's group, each would get
+//!   that SIGINT and then the supervisor's SIGTERM, and a reactor takes a
+//!   second signal to mean "stop now, without the grace period". In their
+//!   own groups only the supervisor hears the terminal, and the workers
+//!   hear the supervisor, once. (So Ctrl-Z stops the supervisor alone: the
+//!   workers go on serving.)
+//! * the books balance when a worker dies: the kernel resets every
+//!   connection it held, so those leave `active` and are counted as `lost`
+//!   (`accepted = active + closed_eof + closed_reset + closed_idle + lost`).
+//!   The supervisor knows a worker's counts from its stats lines, which each
+//!   worker prints to the supervisor every second ([`REPORT_EVERY_SECS`]),
+//!   whatever `--stats-interval` says: what a worker counted in the second
+//!   before it died dies with it, in every field at once, so the books
+//!   still balance;
 //! * no orphans: each worker asks the kernel for SIGTERM when its parent
 //!   dies (PR_SET_PDEATHSIG, [`become_worker`]), so killing the supervisor,
-//!   even with SIGKILL, stops the workers.
+//!   even with SIGKILL, stops the workers. The request is tied to the thread
+//!   that spawned the worker, not to the process: the workers are spawned
+//!   from the supervisor's main thread, which lives as long as it does.
+//!
+//! Each worker writes its slot into its log lines (`worker 2]`), since all
+//! of them share the supervisor's stderr.
 
 pub mod summed;
 
 use std::io::{self, BufRead, BufReader};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -48,19 +71,24 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listening::Listening;
 use crate::net;
+use crate::reactor::shutdown::GRACE_PERIOD;
 use crate::stats::Stats;
 pub use summed::SupervisedStats;
 
 /// How long the workers have to announce themselves.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long the workers have to drain after SIGTERM before SIGKILL (their
-/// own grace period is 1 s).
-const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long the workers have after SIGTERM before SIGKILL: their own grace
+/// period, and time to print their last line and exit.
+const STOP_TIMEOUT: Duration = GRACE_PERIOD.saturating_add(Duration::from_secs(4));
 /// The least time between two starts of the same slot (a worker that dies
 /// at once must not make the supervisor spin).
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How often the supervisor looks at its signal flag.
 const TICK: Duration = Duration::from_millis(50);
+/// How often each worker prints its stats line to the supervisor, whatever
+/// the user's `--stats-interval`: the supervisor's view of a worker that
+/// dies is at most this old.
+pub const REPORT_EVERY_SECS: u64 = 1;
 
 /// Called first thing in a worker (`--worker-of PID`): ask for SIGTERM when
 /// the parent dies, then check that the parent is still the supervisor (it
@@ -109,9 +137,12 @@ struct Supervisor {
     slots: Vec<Slot>,
     tx: Sender<Heard>,
     rx: Receiver<Heard>,
-    /// Counts of workers that died before their final line.
+    /// Counts of workers that died before their final line (their `active`
+    /// moved to `lost`).
     departed: Stats,
     restarts: u64,
+    /// Connections held by workers when they died.
+    lost: u64,
 }
 
 /// Runs `count` workers serving `config` until SIGINT/SIGTERM; prints the
@@ -156,6 +187,7 @@ pub fn supervise(config: &ServerConfig, count: usize) -> Result<SupervisedStats,
         rx,
         departed: Stats::default(),
         restarts: 0,
+        lost: 0,
     };
     if let Err(e) = supervisor.start_all(count, &stop) {
         supervisor.stop_all();
@@ -253,8 +285,7 @@ impl Supervisor {
                         "worker {slot} exited ({}); starting it again",
                         describe(status)
                     );
-                    let last = std::mem::take(&mut self.slots[slot].last);
-                    self.departed.add(&last);
+                    self.depart(slot);
                     self.restarts += 1;
                     pending_restarts.push(slot);
                 }
@@ -287,6 +318,22 @@ impl Supervisor {
                 Err(e) => warn!("worker {slot}: {e}"),
             }
         }
+    }
+
+    /// The worker in `slot` died: the connections it held were reset by the
+    /// kernel as it went, so they leave `active` and are counted as lost;
+    /// the rest of its counts join those of the departed.
+    fn depart(&mut self, slot: usize) {
+        let mut last = std::mem::take(&mut self.slots[slot].last);
+        if last.active > 0 {
+            warn!(
+                "worker {slot} held {} connections when it died; the kernel reset them",
+                last.active
+            );
+        }
+        self.lost += last.active;
+        last.active = 0;
+        self.departed.add(&last);
     }
 
     /// Starts a new worker in `slot` if its pause is over; whether it did.
@@ -366,6 +413,7 @@ impl Supervisor {
             stats,
             workers: self.slots.len() as u64,
             restarts: self.restarts,
+            lost: self.lost,
         }
     }
 
@@ -373,6 +421,10 @@ impl Supervisor {
     fn spawn(&self, slot: usize, generation: u64) -> io::Result<Child> {
         let mut child = Command::new(&self.program)
             .args(&self.worker_args)
+            .args(["--worker-slot", &slot.to_string()])
+            // A group of its own: see the module doc (one signal, one grace
+            // period).
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -404,16 +456,24 @@ fn describe(status: Option<ExitStatus>) -> String {
 }
 
 /// A worker's command line: the supervisor's own flags, less those the
-/// supervisor decides (`--workers`, `--tcp`, `--udp`, `--reuse-port`,
-/// `--worker-of`, in either `--flag value` or `--flag=value` form), plus the
-/// resolved addresses, `--reuse-port` and `--worker-of` this process.
+/// supervisor decides (`--workers`, `--tcp`, `--udp`, `--stats-interval`,
+/// `--reuse-port`, `--worker-of`, in either `--flag value` or
+/// `--flag=value` form), plus the resolved addresses, the report interval,
+/// `--reuse-port` and `--worker-of` this process.
 fn worker_arguments(
     argv: &[String],
     tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
     supervisor: u32,
 ) -> Vec<String> {
-    const DECIDED: [&str; 4] = ["--workers", "--tcp", "--udp", "--worker-of"];
+    const DECIDED: [&str; 6] = [
+        "--workers",
+        "--tcp",
+        "--udp",
+        "--stats-interval",
+        "--worker-of",
+        "--worker-slot",
+    ];
     let mut out = Vec::with_capacity(argv.len() + 8);
     let mut words = argv.iter();
     while let Some(word) = words.next() {
@@ -435,6 +495,8 @@ fn worker_arguments(
         endpoint(tcp),
         "--udp".to_owned(),
         endpoint(udp),
+        "--stats-interval".to_owned(),
+        REPORT_EVERY_SECS.to_string(),
         "--reuse-port".to_owned(),
         "--worker-of".to_owned(),
         supervisor.to_string(),
@@ -453,13 +515,13 @@ mod tests {
     #[test]
     fn workers_get_the_flags_less_those_the_supervisor_decides() {
         let argv = words(
-            "serve --workers 3 --tcp 127.0.0.1:0 --mode upper --udp=off --reuse-port --max-pending 100",
+            "serve --workers 3 --tcp 127.0.0.1:0 --mode upper --udp=off --reuse-port --max-pending 100 --stats-interval 10",
         );
         let tcp: SocketAddr = "127.0.0.1:4000".parse().expect("address");
         assert_eq!(
             worker_arguments(&argv, Some(tcp), None, 77),
             words(
-                "serve --mode upper --max-pending 100 --tcp 127.0.0.1:4000 --udp off --reuse-port --worker-of 77"
+                "serve --mode upper --max-pending 100 --tcp 127.0.0.1:4000 --udp off --stats-interval 1 --reuse-port --worker-of 77"
             )
         );
     }

@@ -1,13 +1,21 @@
 //! The supervisor's stats line: the workers' counts summed, then how many
-//! workers there are and how often one was restarted.
+//! workers there are, how often one was restarted, and how many
+//! connections died with a worker.
 //!
 //! ```text
-//! stats accepted=300 ... writes=912 workers=3 restarts=1
+//! stats accepted=300 ... writes=912 workers=3 restarts=1 lost=12
 //! ```
 //!
-//! The fields are those of the one-reactor line, read by the same reader
-//! (`Stats::read_fields`), so a script that reads a single reactor's line
-//! reads this one's prefix unchanged.
+//! The first seventeen fields are those of the one-reactor line, in its
+//! order, read by its own field reader (`Stats::read_fields`): a script
+//! that reads a single reactor's line field by field reads this one's
+//! prefix unchanged. The one-reactor line's strict parser
+//! (`Stats::from_str`) refuses this line, on purpose: the three fields after
+//! the prefix are not its own.
+//!
+//! The books balance: `accepted = active + closed_eof + closed_reset +
+//! closed_idle + lost`. A worker that dies takes the connections it held
+//! with it (the kernel resets them); they leave `active` for `lost`.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -24,6 +32,8 @@ pub struct SupervisedStats {
     pub workers: u64,
     /// Workers that died and were started again.
     pub restarts: u64,
+    /// Connections a worker held when it died (the kernel reset them).
+    pub lost: u64,
 }
 
 impl SupervisedStats {
@@ -43,8 +53,8 @@ impl fmt::Display for SupervisedStats {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} workers={} restarts={}",
-            self.stats, self.workers, self.restarts
+            "{} workers={} restarts={} lost={}",
+            self.stats, self.workers, self.restarts, self.lost
         )
     }
 }
@@ -64,6 +74,7 @@ impl FromStr for SupervisedStats {
         };
         let workers = next("workers")?;
         let restarts = next("restarts")?;
+        let lost = next("lost")?;
         match words.next() {
             Some(extra) => Err(ParseStatsError::new(format!(
                 "unexpected `{extra}` in {line:?}"
@@ -72,6 +83,7 @@ impl FromStr for SupervisedStats {
                 stats,
                 workers,
                 restarts,
+                lost,
             }),
         }
     }
@@ -89,10 +101,14 @@ mod tests {
             stats,
             workers: 3,
             restarts: 1,
+            lost: 12,
         };
         let text = line.to_string();
         assert!(text.starts_with("stats accepted=1 "), "{text}");
-        assert!(text.ends_with(" writes=0 workers=3 restarts=1"), "{text}");
+        assert!(
+            text.ends_with(" writes=0 workers=3 restarts=1 lost=12"),
+            "{text}"
+        );
         assert_eq!(text.parse::<SupervisedStats>(), Ok(line));
         // The one-reactor reader rejects it: the extra fields are not its own.
         assert!(text.parse::<Stats>().is_err());

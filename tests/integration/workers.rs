@@ -1,13 +1,20 @@
 //! `serve --workers N`: N reactors in N processes on one port (SO_REUSEPORT)
 //! under a supervisor. TCP and UDP served; connections spread over more
-//! than one worker; one summed stats line; a killed worker started again
-//! while the others serve; no worker outlives the supervisor; a port in use
+//! than one worker, whose log lines say which they are; one summed stats
+//! line; a killed worker started again while the others serve, and the
+//! connections it held counted as lost; Ctrl-C to the whole process group
+//! gives one grace period; no worker outlives the supervisor; a port in use
 //! is one `error:` line with no worker started.
 
-use std::net::{TcpListener, UdpSocket};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
 
+use reactor_echo::stats::Stats;
 use reactor_echo::workers::SupervisedStats;
 
 use crate::support::*;
@@ -95,6 +102,205 @@ fn three_workers_serve_tcp_and_udp_and_one_line_sums_them() {
         busy >= 2,
         "the connections all landed on one worker:\n{stderr}"
     );
+    // Each worker's own log lines carry its slot.
+    for slot in 0..3 {
+        let tag = format!(" worker {slot}] ");
+        assert!(
+            stderr.lines().any(|l| l.contains(&tag)),
+            "no log line of worker {slot}:\n{stderr}"
+        );
+    }
+}
+
+/// The summed live line (`--stats-interval`) that satisfies `check`.
+fn wait_for_summed(server: &Server, check: impl Fn(&SupervisedStats) -> bool) -> SupervisedStats {
+    let deadline = Instant::now() + PATIENCE;
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let Some(line) = server.next_line(Duration::from_millis(200)) else {
+            continue;
+        };
+        if let Ok(summed) = line.parse::<SupervisedStats>() {
+            if check(&summed) {
+                return summed;
+            }
+            last = line;
+        }
+    }
+    panic!("no summed line matched; last: {last}\n{}", server.stderr());
+}
+
+/// SIGKILL a worker that holds connections: the kernel resets them, so
+/// they leave `active` and are counted as `lost`, as many as the clients
+/// that saw their connection die; once every client has closed, the final
+/// line has nothing active and its books balance.
+#[test]
+fn a_dead_workers_connections_leave_active_and_are_counted_lost() {
+    let server = Server::start(
+        kind::reactor,
+        &["--workers", "2", "--udp", "off", "--stats-interval", "1"],
+    );
+    let mut clients: Vec<TcpStream> = (0..20).map(|_| server.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        let message = format!("before {i}\n");
+        round_trip(c, message.as_bytes(), message.as_bytes());
+    }
+    // Every worker has reported its connections to the supervisor.
+    wait_for_summed(&server, |s| s.stats.accepted == 20 && s.stats.active == 20);
+    let victim = children(server.pid())[0];
+    kill("KILL", victim);
+    assert!(eventually(PATIENCE, || !alive(victim)));
+    // The clients of the dead worker find their connection reset (or
+    // closed); the others still get their answer.
+    let mut dead = 0;
+    for c in &mut clients {
+        let answered = c.write_all(b"after\n").is_ok() && {
+            let mut reply = [0u8; 6];
+            c.read_exact(&mut reply).is_ok() && &reply == b"after\n"
+        };
+        if !answered {
+            dead += 1;
+        }
+    }
+    assert!(
+        (1..20).contains(&dead),
+        "{dead} of 20 connections died with one of two workers"
+    );
+    drop(clients);
+    let (summed, stderr) = stop(server);
+    let s = summed.stats;
+    assert_eq!(summed.lost, dead, "{summed}\n{stderr}");
+    assert_eq!(s.active, 0, "{summed}\n{stderr}");
+    assert_eq!(s.accepted, 20, "{summed}");
+    assert_eq!(
+        s.accepted,
+        s.active + s.closed_eof + s.closed_reset + s.closed_idle + summed.lost,
+        "the books do not balance: {summed}"
+    );
+    assert!(
+        stderr.contains(&format!("held {dead} connections when it died")),
+        "{stderr}"
+    );
+}
+
+/// What a [`sending_peer`] returns: the bytes it got back, whether they
+/// ended in the server's FIN (not a reset), and what it sent.
+type PeerOutcome = (Vec<u8>, bool, Vec<u8>);
+
+/// A peer that keeps sending (about 1 MB/s) and reads every reply, until
+/// the server's FIN: then it stops sending and closes its side. Beside its
+/// thread, the count of bytes it has got back so far.
+/// How long after the server's FIN a [`sending_peer`] goes on sending:
+/// longer than the supervisor takes to pass a signal on (its 50 ms tick).
+const NOTICES_FIN_AFTER: Duration = Duration::from_millis(300);
+
+fn sending_peer(
+    addr: SocketAddr,
+    seed: u64,
+) -> (thread::JoinHandle<PeerOutcome>, Arc<AtomicUsize>) {
+    const CHUNK: usize = 1024;
+    let sent = pattern(16 << 20, seed);
+    let mut reader = TcpStream::connect(addr).expect("connect");
+    reader.set_read_timeout(Some(PATIENCE)).unwrap();
+    let mut writer = reader.try_clone().expect("clone");
+    let finished = Arc::new(AtomicBool::new(false));
+    let stop_writing = Arc::clone(&finished);
+    let progress = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&progress);
+    let peer = thread::spawn(move || {
+        let sending = thread::spawn(move || {
+            let mut at = 0;
+            // Bounded: at most the pattern, and a little after the server's
+            // FIN: like a real client, it notices the FIN only some time
+            // later, so the server's grace period lasts that long.
+            let mut fin_seen: Option<Instant> = None;
+            while at + CHUNK <= sent.len() {
+                if stop_writing.load(Ordering::Relaxed) {
+                    let since = *fin_seen.get_or_insert_with(Instant::now);
+                    if since.elapsed() >= NOTICES_FIN_AFTER {
+                        break;
+                    }
+                }
+                if writer.write_all(&sent[at..at + CHUNK]).is_err() {
+                    break;
+                }
+                at += CHUNK;
+                thread::sleep(Duration::from_millis(1));
+            }
+            let _ = writer.shutdown(Shutdown::Write);
+            sent
+        });
+        let mut got = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        let fin = loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    counted.store(got.len(), Ordering::Relaxed);
+                }
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(_) => break false,
+            }
+        };
+        finished.store(true, Ordering::Relaxed);
+        let sent = sending.join().expect("the sending thread");
+        (got, fin, sent)
+    });
+    (peer, progress)
+}
+
+/// Ctrl-C in a terminal: SIGINT to the server's whole process group, with
+/// six peers still sending. One grace period, not two signals: every peer
+/// gets every byte the server sent it, then the server's FIN (not a
+/// reset), and no process reports a second signal. For one reactor and
+/// for a supervisor of two.
+#[test]
+fn ctrl_c_to_the_process_group_gives_one_grace_period() {
+    for workers in ["1", "2"] {
+        let mut server =
+            Server::start_as_job(kind::reactor, &["--workers", workers, "--udp", "off"]);
+        let (peers, progress): (Vec<_>, Vec<_>) =
+            (0..6).map(|i| sending_peer(server.tcp(), i)).unzip();
+        // Every peer is served (replies flowing) before the signal.
+        let flowing = eventually(PATIENCE, || {
+            progress
+                .iter()
+                .all(|p| p.load(Ordering::Relaxed) >= 64 * 1024)
+        });
+        assert!(flowing, "the peers were not served\n{}", server.stderr());
+        server.signal_group("INT");
+        let mut received = 0;
+        for (i, peer) in peers.into_iter().enumerate() {
+            let (got, fin, sent) = peer.join().expect("a peer");
+            assert!(
+                fin,
+                "workers={workers}: peer {i} was reset, not closed\n{}",
+                server.stderr()
+            );
+            assert_bytes_prefix(&got, &sent);
+            received += got.len() as u64;
+        }
+        let status = server.wait_exit(PATIENCE).expect("the server exits");
+        assert!(
+            status.success(),
+            "workers={workers}: {status}\n{}",
+            server.stderr()
+        );
+        let stderr = server.stderr();
+        assert!(
+            !stderr.contains("second signal"),
+            "workers={workers}:\n{stderr}"
+        );
+        let line = server.last_stats_line().expect("a stats line");
+        let stats = line
+            .parse::<SupervisedStats>()
+            .map(|summed| summed.stats)
+            .or_else(|_| line.parse::<Stats>())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stats.bytes_out, received, "workers={workers}: {line}");
+        assert_eq!(stats.active, 0, "workers={workers}: {line}");
+    }
 }
 
 /// SIGKILL one worker: it is logged, started again, the others serve

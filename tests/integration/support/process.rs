@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,17 @@ impl Server {
     /// Any server (a [`ServerSpec`]), on port 0, with `args` added.
     pub fn start_spec(spec: &ServerSpec, args: &[&str]) -> Server {
         Server::start_command(Command::new(&spec.program), spec, args)
+    }
+
+    /// The same as [`Server::start`], with the server leading a process
+    /// group of its own, as a shell's job does: [`Server::signal_group`]
+    /// then reaches it and everything it started, as a terminal's Ctrl-C
+    /// would, without reaching this test.
+    pub fn start_as_job(kind: Kind, args: &[&str]) -> Server {
+        let spec = kind.spec();
+        let mut command = Command::new(&spec.program);
+        command.process_group(0);
+        Server::start_command(command, &spec, args)
     }
 
     /// A server run exactly as its spec says (`program args...`), with no
@@ -161,6 +173,16 @@ impl Server {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{name} failed");
+    }
+
+    /// Sends a signal to the server's process group (started with
+    /// [`Server::start_as_job`]): what a terminal does on Ctrl-C.
+    pub fn signal_group(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), "--", &format!("-{}", self.pid())])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{name} -- -{} failed", self.pid());
     }
 
     /// Sends SIGTERM and waits for exit; returns the status and the parsed
