@@ -80,10 +80,9 @@ fn quotes(text: &str) -> Vec<Quote> {
             if is_figure(inner) {
                 let link = &after[..end];
                 let (target, row) = match link.split_once(" \"") {
-                    Some((target, title)) => (
-                        target.trim(),
-                        Some(title.trim_end_matches('"').to_owned()),
-                    ),
+                    Some((target, title)) => {
+                        (target.trim(), Some(title.trim_end_matches('"').to_owned()))
+                    }
                     None => (link.trim(), None),
                 };
                 found.push(Quote {
@@ -119,7 +118,10 @@ fn check(file: &Path, quote: &Quote) -> Option<String> {
         ));
     }
     let Ok(text) = fs::read_to_string(&table) else {
-        return Some(format!("{at}: {} links to {}, which does not exist", quote.figure, quote.target));
+        return Some(format!(
+            "{at}: {} links to {}, which does not exist",
+            quote.figure, quote.target
+        ));
     };
     let wanted = normal(&quote.figure);
     let lines: Vec<&str> = match &quote.row {
@@ -137,7 +139,10 @@ fn check(file: &Path, quote: &Quote) -> Option<String> {
         return None;
     }
     Some(match &quote.row {
-        Some(row) => format!("{at}: {} is not in the row \"{row}\" of {}", quote.figure, quote.target),
+        Some(row) => format!(
+            "{at}: {} is not in the row \"{row}\" of {}",
+            quote.figure, quote.target
+        ),
         None => format!("{at}: {} is not in {}", quote.figure, quote.target),
     })
 }
@@ -154,7 +159,9 @@ fn quoting_files(root: &Path) -> Vec<PathBuf> {
 }
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = fs::read_dir(dir) else { return };
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -175,7 +182,10 @@ fn every_quoted_figure_is_in_the_table_it_links_to() {
         for quote in quotes(&text) {
             checked += 1;
             let shown = file.strip_prefix(root).unwrap_or(&file);
-            wrong.extend(check(&file, &quote).map(|w| w.replace(&file.display().to_string(), &shown.display().to_string())));
+            wrong.extend(
+                check(&file, &quote)
+                    .map(|w| w.replace(&file.display().to_string(), &shown.display().to_string())),
+            );
         }
     }
     assert!(
@@ -206,18 +216,30 @@ fn a_figure_missing_from_its_table_fails_with_file_and_line() {
         ("[223](benchmarks/cost.md) per message", None),
         ("[223](benchmarks/cost.md \"reactor-echo serve\")", None),
         ("[2.010](benchmarks/cost.md#section)", None),
-        ("[359478](benchmarks/cost.md) and [1.04×](benchmarks/cost.md)", None),
-        ("[224](benchmarks/cost.md)", Some("224 is not in benchmarks/cost.md")),
+        (
+            "[359478](benchmarks/cost.md) and [1.04×](benchmarks/cost.md)",
+            None,
+        ),
+        (
+            "[224](benchmarks/cost.md)",
+            Some("224 is not in benchmarks/cost.md"),
+        ),
         ("[2.01](benchmarks/cost.md)", Some("2.01 is not in")),
         ("[1.04](benchmarks/cost.md)", Some("1.04 is not in")),
-        ("[78](benchmarks/cost.md \"reactor-echo serve\")", Some("not in the row")),
+        (
+            "[78](benchmarks/cost.md \"reactor-echo serve\")",
+            Some("not in the row"),
+        ),
         ("[78](benchmarks/cost.md \"tokio\")", Some("no line of")),
         ("[78](prose.md)", Some("not a generated table")),
         ("[78](benchmarks/gone.md)", Some("does not exist")),
         ("[the table](benchmarks/cost.md), [step 6](prose.md)", None),
     ];
     for (text, expected) in cases {
-        let found: Vec<String> = quotes(text).iter().filter_map(|q| check(&page, q)).collect();
+        let found: Vec<String> = quotes(text)
+            .iter()
+            .filter_map(|q| check(&page, q))
+            .collect();
         match expected {
             None => assert!(found.is_empty(), "{text}: {found:?}"),
             Some(why) => {
