@@ -8,13 +8,14 @@
 pub mod tokio_echo;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use reactor_echo::listening::Listening;
+use reactor_echo::stats::Stats;
 
 /// A server to measure: the one type for "a server" that the tests use too.
 #[path = "../../tests/integration/support/spec.rs"]
@@ -24,6 +25,9 @@ pub use spec::ServerSpec;
 /// A running server, pinned to CPU 0.
 pub struct Running {
     child: Child,
+    /// Its stdout after the `listening` line: kept open, so that the final
+    /// stats line can be read ([`Running::stop_for_stats`]).
+    stdout: Option<BufReader<ChildStdout>>,
     /// The TCP port it announced.
     pub port: u16,
 }
@@ -41,9 +45,8 @@ impl Running {
             .spawn()
             .expect("start server");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("listening line");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("listening line");
         let listening: Listening = line
             .parse()
             .unwrap_or_else(|e| panic!("{}: {e}", kind.name));
@@ -51,7 +54,26 @@ impl Running {
             .tcp
             .unwrap_or_else(|| panic!("{} does not listen on TCP", kind.name))
             .port();
-        Running { child, port }
+        Running {
+            child,
+            stdout: Some(stdout),
+            port,
+        }
+    }
+
+    /// Stops the server (SIGTERM; SIGKILL after 60 s, for a server under
+    /// valgrind writing its profile) and returns the last stats line it
+    /// printed (`reactor-echo`'s final one), parsed.
+    pub fn stop_for_stats(mut self) -> Option<Stats> {
+        let mut stdout = self.stdout.take()?;
+        self.stop_within(Duration::from_secs(60));
+        let mut rest = String::new();
+        stdout.read_to_string(&mut rest).ok()?;
+        rest.lines()
+            .rev()
+            .find(|l| l.starts_with("stats "))?
+            .parse()
+            .ok()
     }
 
     /// The PID of the server itself (under taskset/strace wrappers, the
@@ -265,34 +287,43 @@ pub fn cannot_run(bench: &str, why: &str) -> ! {
     std::process::exit(1);
 }
 
+/// Starts `kind` under `wrapper`, has the C load generator complete
+/// `messages` 64-byte messages on `conns` connections (120 s at most), and
+/// stops it; its final stats line, if it printed one.
+pub fn serve_messages(
+    kind: &ServerSpec,
+    wrapper: &[String],
+    lg: &Path,
+    conns: usize,
+    messages: u64,
+) -> Option<Stats> {
+    let server = Running::start(kind, wrapper);
+    loadgen(lg, server.port, &messages_args(conns, messages));
+    server.stop_for_stats()
+}
+
+/// The C load generator's arguments for `messages` 64-byte messages on
+/// `conns` connections, 120 s at most.
+pub fn messages_args(conns: usize, messages: u64) -> Vec<String> {
+    strings(&[
+        "--conns",
+        &conns.to_string(),
+        "--size",
+        "64",
+        "--messages",
+        &messages.to_string(),
+        "--duration",
+        "120",
+    ])
+}
+
 /// Syscalls per message from `strace -c -f`: the difference between a long
 /// and a short run, so start-up and connection set-up cancel out.
 pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Option<f64> {
     let count = |messages: u64| -> Option<f64> {
         let file = scratch_file(&format!("strace-{messages}.txt"));
-        let wrapper = vec![
-            "strace".into(),
-            "-f".into(),
-            "-c".into(),
-            "-o".into(),
-            file.display().to_string(),
-        ];
-        let server = Running::start(kind, &wrapper);
-        let args: Vec<String> = [
-            "--conns",
-            &conns.to_string(),
-            "--size",
-            "64",
-            "--messages",
-            &messages.to_string(),
-            "--duration",
-            "60",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        loadgen(lg, server.port, &args);
-        server.stop();
+        let wrapper = strings(&["strace", "-f", "-c", "-o", &file.display().to_string()]);
+        serve_messages(kind, &wrapper, lg, conns, messages);
         thread::sleep(Duration::from_millis(300));
         let text = std::fs::read_to_string(&file).ok()?;
         let _ = std::fs::remove_file(&file);
@@ -305,6 +336,32 @@ pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Optio
     Some((long - short) / 90_000.0)
 }
 
+/// User-space instructions per echoed message (the method of the C
+/// reference programs' `instructions.sh`): callgrind's total while the C
+/// load generator completes `messages` on 10 connections, minus a run of 1
+/// message, divided by `messages - 1`.
+pub fn instructions_per_message(kind: &ServerSpec, lg: &Path, messages: u64) -> Option<f64> {
+    let total = |messages: u64| -> Option<f64> {
+        let file = scratch_file(&format!("callgrind-{messages}.out"));
+        let out_file = format!("--callgrind-out-file={}", file.display());
+        serve_messages(
+            kind,
+            &strings(&["valgrind", "--tool=callgrind", &out_file]),
+            lg,
+            10,
+            messages,
+        );
+        let text = std::fs::read_to_string(&file).ok()?;
+        let _ = std::fs::remove_file(&file);
+        text.lines()
+            .find_map(|l| l.strip_prefix("summary:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    Some((total(messages)? - total(1)?) / (messages - 1) as f64)
+}
+
 /// A file for a tool's output (strace's counts, callgrind's profile), in the
 /// temporary directory, named after this bench process so that two benches
 /// running at once do not share it.
@@ -314,17 +371,27 @@ pub fn scratch_file(name: &str) -> PathBuf {
 
 /// Builds the release binary and returns its path.
 pub fn build_release(root: &Path) -> String {
+    build_release_into(root, &root.join("target")).unwrap_or_else(|why| panic!("{why}"))
+}
+
+/// Builds the release binary of the project in `source` (a patched copy,
+/// say) into `target_dir`; its path, or why not.
+pub fn build_release_into(source: &Path, target_dir: &Path) -> Result<String, String> {
     let status = Command::new("cargo")
-        .args(["build", "--release", "--quiet"])
-        .current_dir(root)
+        .args(["build", "--release", "--quiet", "--target-dir"])
+        .arg(target_dir)
+        .current_dir(source)
         .status();
-    assert!(
-        status.is_ok_and(|s| s.success()),
-        "cargo build --release failed"
-    );
-    root.join("target/release/reactor-echo")
+    if !status.is_ok_and(|s| s.success()) {
+        return Err(format!(
+            "cargo build --release in {} failed",
+            source.display()
+        ));
+    }
+    Ok(target_dir
+        .join("release/reactor-echo")
         .display()
-        .to_string()
+        .to_string())
 }
 
 /// `reactor-echo serve` on TCP only, port 0: the reactor as the comparison
