@@ -1,15 +1,29 @@
 //! Step 1: the blocking server, one client at a time.
 //!
-//! **The idea.** The seeds' TCP server, kept exactly: `accept` a client,
-//! then the two loops, the outer one over clients and the inner one over
-//! that client's bytes (`read`, then `write_all` what was read), until the
-//! client sends its FIN (`read` returns 0) or fails. Every call blocks: the
-//! thread sleeps inside `accept`, `read` or `write` until the kernel has
-//! something for it.
+//! **The idea.** The tutorials' TCP server: `accept` a client, then the two
+//! loops, the outer one over clients and the inner one over that client's
+//! bytes (`read`, then `write_all` what was read), until the client sends
+//! its FIN (`read` returns 0) or fails. Every call blocks: the thread
+//! sleeps inside `accept`, `read` or `write` until the kernel has something
+//! for it.
+//!
+//! Of the four Python tutorials the project grows from (kept with the
+//! project's shared material, `../shared/seeds/`, not in this repository),
+//! two have these two loops: the third (`002_...`) echoes what it reads
+//! with `sendall`, the fourth (`003_...`) sends it back uppercased; both
+//! leave the inner loop when `recv` returns empty data (the client's FIN),
+//! and the fourth also on an error (a reset). The first two answer one
+//! `recv` per client with a fixed greeting and close. This step keeps the
+//! two loops and the blocking calls, and changes three things: the buffer is
+//! 64 KiB instead of 1,024 bytes, the bytes are echoed as bytes (the
+//! tutorials decode them as UTF-8, which fails on a character split between
+//! two reads), and the reply goes out with `write_all` (the fourth
+//! tutorial's `send` may take only part of it).
 //!
 //! **What it costs.** Nothing beyond the client's socket: one thread, no
-//! bookkeeping. Two syscalls per echoed message, and the thread sleeps in
-//! between, so an idle server uses no CPU.
+//! bookkeeping. Two syscalls per echoed message
+//! ([2.000](ladder.md "01_blocking") in the course's table), and the thread
+//! sleeps in between, so an idle server uses no CPU.
 //!
 //! **What breaks next.** A second client is accepted by the kernel (it
 //! waits in the listen backlog, its bytes in its socket's buffer) but is

@@ -15,8 +15,8 @@
 //! **What breaks next.** Level-triggered epoll keeps waking the loop for a
 //! socket it has not finished with, and the interest has to be switched
 //! with a syscall around every partial write. Step 6 registers each socket
-//! once, for both directions, edge-triggered: the kernel reports a change
-//! once, and the loop must finish the work it was told about.
+//! once, for both directions, edge-triggered: the kernel reports each
+//! arrival once, and the loop must finish the work it was told about.
 //!
 //! Run: `cargo run --example 05_epoll_level -- 127.0.0.1:0`
 
@@ -60,14 +60,26 @@ fn main() -> io::Result<()> {
                 continue;
             }
             let key = key as usize;
-            // A client closed earlier in this batch: its event is stale.
+            // A key with no client. epoll reports each descriptor at most
+            // once per wait, and this loop removes a client only while
+            // handling its own event, so no later event of this batch names
+            // a removed key: here this is only a guard. But the removal
+            // below frees the slot at once, and the slab hands the most
+            // recently freed slot to the next accept. Had a batch a second
+            // event for a removed client (kqueue, which mio uses elsewhere,
+            // reports reading and writing as two events; a loop may close a
+            // client while handling another's), an accept earlier in the
+            // same batch could have put a newcomer in that slot, and the
+            // stale event would reach the newcomer, not this guard. Step 6
+            // frees slots only after the batch.
             let Some(client) = clients.get_mut(key) else {
                 continue;
             };
             let was_owed = !client.owed.is_empty();
             match serve(client, &mut buf) {
                 Ok(true) => {}
-                // Closing the socket removes it from the epoll set too.
+                // Closing the socket removes it from the epoll set too, and
+                // the slot is free at once: the next accept may reuse it.
                 Ok(false) | Err(_) => drop(clients.remove(key)),
             }
             let Some(client) = clients.get(key) else {

@@ -9,9 +9,14 @@
 //! second event comes for work left behind. The slab key is the token, so
 //! an event finds its client with one index.
 //!
-//! **What it costs.** Two syscalls per message plus a share of
-//! `epoll_wait`, tens of bytes per idle connection on our side, and the
-//! discipline of the rule above.
+//! **What it costs.** For nearly every message three syscalls, the `read`,
+//! the `write` and the `read` that returns `WouldBlock`, plus a share of
+//! `epoll_wait`: [2.961](ladder.md "06_mio_edge") per message in the
+//! course's table (`docs/course/ladder.md`), where the project's reactor,
+//! which stops at a short read on Linux, makes
+//! [2.010](ladder.md "reactor-echo serve"). Then
+//! [37](ladder.md "06_mio_edge") bytes of RSS per idle connection on our
+//! side (1,000 idle), and the discipline of the rule above.
 //!
 //! **What breaks next.** Nothing, for well-behaved peers. The project's
 //! reactor (`src/reactor.rs`) adds what real peers need, each in a file of
@@ -92,7 +97,9 @@ fn accept_all(listener: &TcpListener, poll: &Poll, clients: &mut Slab<Client>) -
             Err(e) => {
                 // Out of descriptors, say. Edge-triggered: the connections
                 // still waiting raise no new event, so accepting resumes only
-                // when another one arrives (the project's listener.rs retries).
+                // when another one arrives (its arrival is a new edge on the
+                // listener); with no newcomer they wait for ever. The
+                // project's listener.rs comes back by itself instead.
                 eprintln!("accept failed: {e}");
                 return Ok(());
             }
