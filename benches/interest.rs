@@ -216,14 +216,15 @@ fn main() {
         out += &format!(
             "| {} | {} | {} |\n",
             server.name,
-            shown(per.as_ref(), 0),
+            shown(per.as_ref(), 1),
             shown(syscalls.as_ref(), 3)
         );
         instructions.push(per);
     }
     if let [Some(both), Some(readable)] = instructions[..] {
         out += &format!(
-            "\nThe writable interest costs {:.0} user-space instructions per message ({:.1}% of {:.0}).\n",
+            "\nThe writable interest costs {:.1} user-space instructions per message ({:.1}% of \
+             {:.1}).\n",
             both - readable,
             (both - readable) / both * 100.0,
             both
