@@ -36,6 +36,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the blocking server (std::net): one client at a time, or a thread per connection.
     Blocking(BlockingArgs),
+    /// Run the proactor server: the same contract on one io_uring (completion, not readiness).
+    Proactor(ServeArgs),
     /// An interactive TCP or UDP client: lines from stdin, replies on stdout.
     Client(crate::client::ClientArgs),
     /// A verifying load generator: many connections, every reply byte checked.

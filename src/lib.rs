@@ -57,6 +57,7 @@ pub mod error;
 mod fd_limit;
 pub mod listening;
 pub mod net;
+pub mod proactor;
 pub mod reactor;
 pub mod service;
 pub mod stats;

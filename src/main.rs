@@ -12,7 +12,7 @@ use reactor_echo::cli::{Cli, Command, ServeArgs, ServerArgs};
 use reactor_echo::config::ServerConfig;
 use reactor_echo::error::ServerError;
 use reactor_echo::stats::Stats;
-use reactor_echo::{bench, blocking, client, reactor, workers};
+use reactor_echo::{bench, blocking, client, proactor, reactor, workers};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -26,6 +26,21 @@ fn main() -> ExitCode {
             }
             match args.workers {
                 1 => run_server(&args.server, reactor::serve),
+                n => run_server(&args.server, |config| {
+                    workers::supervise(config, n).map(|summed| summed.stats)
+                }),
+            }
+        }
+        Command::Proactor(args) => {
+            if let Some(supervisor) = args.worker_of {
+                if let Err(e) = workers::become_worker(supervisor) {
+                    return fail(&e, 1);
+                }
+            }
+            match args.workers {
+                1 => run_server(&args.server, |config| {
+                    proactor::serve(config).map(|counted| counted.stats)
+                }),
                 n => run_server(&args.server, |config| {
                     workers::supervise(config, n).map(|summed| summed.stats)
                 }),
@@ -57,6 +72,10 @@ fn start_logging(cli: &Cli) {
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     logger.target(env_logger::Target::Stderr);
     if let Command::Serve(ServeArgs {
+        worker_slot: Some(slot),
+        ..
+    })
+    | Command::Proactor(ServeArgs {
         worker_slot: Some(slot),
         ..
     }) = &cli.command
