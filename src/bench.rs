@@ -47,12 +47,17 @@ use role::Role;
 
 /// Connections one source address carries to one destination, at most.
 ///
-/// The ephemeral range (32768-60999) has 28,232 ports, but Linux's
-/// `connect()` tries the even ports first (odd ones are left to `bind()`),
-/// and there are 14,116 of those: once one source address holds about that
-/// many connections to one destination, every further connect scans the
-/// whole even half before it finds a port, and the rate falls from
-/// thousands to a few hundred a second. 12,000 stays clear of it.
+/// The ephemeral range (32768-60999) has 28,232 ports, and Linux searches
+/// it one parity at a time, in two different places. When `connect()`
+/// picks the port (a socket not bound first: up to this many connections,
+/// all from 127.0.0.1), it tries the even ports first, 14,116 of them.
+/// When `bind()` to port 0 picks it (past this many connections, every
+/// socket is bound to 127.0.0.2, 127.0.0.3, ... before it connects), it
+/// tries the odd ports first, the kernel's way of leaving the even ones
+/// to `connect()`. Either way, once one address holds about 14,000 ports,
+/// every further search scans that whole half before it finds one in the
+/// other, and the rate falls from thousands to a few hundred a second.
+/// 12,000 per address stays clear of both.
 pub const PER_SOURCE: usize = 12_000;
 /// Descriptors the load generator keeps for itself.
 const RESERVED_FDS: u64 = 16;

@@ -392,11 +392,15 @@ impl Driver {
         socket.set_tcp_nodelay(true)?;
         if !self.plan.sources.is_empty() {
             // Each source address has its own ~28,000 ephemeral ports;
-            // bind() picks one that is free on that address, for every
-            // destination. (The C load generator sets IP_BIND_ADDRESS_NO_PORT
-            // to leave the choice to connect(); neither socket2 nor rustix
-            // offers it, and at 12,000 connections per address bind()
-            // finds a port at once.)
+            // bind() to port 0 picks one that is free on that address,
+            // whatever the destination, trying the odd ports first (the
+            // even ones are left to connect()). With at most PER_SOURCE
+            // (12,000) sockets per address the odd half still has room,
+            // and bind() finds a port at once; past about 14,000 it would
+            // scan the whole odd half for every socket (see PER_SOURCE).
+            // (The C load generator sets IP_BIND_ADDRESS_NO_PORT to leave
+            // the choice to connect(), which tries the even ports first;
+            // neither socket2 nor rustix offers the option.)
             let source = self.plan.sources[self.next_source % self.plan.sources.len()];
             self.next_source += 1;
             socket.bind(&SocketAddr::new(source, 0).into())?;
@@ -603,7 +607,11 @@ impl Driver {
                 self.on_reply(key, wake.stamp);
             }
             if n < self.buffer.len() && !fin_hinted {
-                return; // Linux: a short read means drained (see reactor/connection.rs)
+                // A short read means drained: Linux's rule (see
+                // reactor/connection.rs). Unlike the reactor, the load
+                // generator applies it on every system, with no portable
+                // loop: it is built and measured on Linux only.
+                return;
             }
         }
     }
