@@ -184,7 +184,8 @@ fn render(o: &Options, rows: &[Row]) -> String {
         "## What the verified clients saw\n\n\
          Open loop at {} msg/s (latency from each message's scheduled time: the server's responsiveness; the \
          targets are judged here), then closed loop (capacity: there the hostile thread's share of the load \
-         generator's core shows as latency too). Errors and wrong bytes: both chaos runs together.\n",
+         generator's core shows as lower throughput and, by Little's law, as latency too). Errors and wrong \
+         bytes: both chaos runs together.\n",
         o.rate
     );
     let _ = writeln!(

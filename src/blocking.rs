@@ -1,10 +1,14 @@
 //! The blocking version: the same server written the classic way, with
 //! blocking `std::net` sockets, to read beside [`crate::reactor`].
 //!
-//! It is the two loops of every socket tutorial: an outer loop that
-//! `accept`s, and an inner loop that `recv`s until the client sends nothing
-//! more (empty data: EOF) or fails (a reset). Each call *blocks* the thread
-//! that makes it, so the only way to serve two clients at once is two threads:
+//! It is the two loops of the socket tutorials the project grows from (two
+//! of the four, kept with the project's shared material in
+//! `../shared/seeds/`, have them; the other two answer one `recv` per
+//! client and close): an outer loop that `accept`s, and an inner loop that
+//! `recv`s until the client sends nothing more (`recv` returns empty data:
+//! the client's FIN) or fails (a reset, which only the fourth tutorial
+//! catches). Each call *blocks* the thread that makes it, so the only way
+//! to serve two clients at once is two threads:
 //!
 //! * [`Model::Iterative`]: one thread, one client at a time. A second client
 //!   waits in the listen backlog until the first leaves. That is the lesson.
@@ -329,9 +333,11 @@ fn converse(mut stream: &TcpStream, id: u64, shared: &Shared) -> Option<CloseRea
         // (Reactor: reactor/connection.rs, `on_readable`.)
         let n = match stream.read(&mut buffer) {
             Ok(0) if shared.is_stopping() => return None,
-            // EOF, reset, idle: the client sent "empty data". Everything owed has
-            // already been written (write_all below blocks until it is), so
-            // send the transform's tail and our FIN.
+            // EOF: `read` returned 0, the tutorials' "empty data": the
+            // client sent its FIN. (A reset and the idle timeout come back
+            // as errors, below: `failure` tells them apart.) Everything owed
+            // has already been written (write_all below blocks until it
+            // is), so send the transform's tail and our FIN.
             Ok(0) => {
                 let tail = shared.service.on_eof(&mut transform, &mut reply_buffer);
                 if let Err(e) = stream.write_all(tail) {

@@ -1,18 +1,28 @@
 //! The interactive clients: `reactor-echo client tcp|udp [ADDR]`.
 //!
 //! The tutorials' clients, made robust: they read lines from stdin, send each
-//! one with its newline, and print what comes back. A `>>> ` prompt appears
-//! only when stdin is a terminal, so piped use prints nothing but replies.
+//! one with its newline, and print what comes back. A `>>> ` prompt (the
+//! fourth tutorial's) appears only when stdin is a terminal, so piped use
+//! prints nothing but replies; `quit` ends the client, as in the third
+//! tutorial's UDP client. (The four tutorials are kept with the project's
+//! shared material, `../shared/seeds/`, not in this repository.)
 //!
 //! Empty lines are not sent, on either protocol. This client sends each
 //! line with its newline, so an empty line would be a one-byte message whose
 //! reply is a blank line: noise while typing, and not a message anyone
-//! meant. (The tutorials' client strips the newline, so there an empty
-//! input became `send(b"")`: zero bytes, which TCP does not transmit at all,
-//! and the client then waited in `recv` forever for the reply to nothing.
-//! Every message this client sends is at least one byte, so it cannot fall
-//! into that.) On TCP, replies are printed by a reader thread as they
-//! arrive, since a TCP reply need not come in one piece.
+//! meant. The tutorials send what Python's `input()` returns, without its
+//! newline, and there an empty line is a real pitfall, which the fourth tutorial names ("empty
+//! data") and shows: its first TCP client sends whatever was typed, so an
+//! empty input becomes `send(b"")`, zero bytes, which TCP does not transmit
+//! at all; the server's `recv` gets nothing, sends nothing, and the client
+//! waits in `recv` for ever. Its looping client fixes it by skipping empty
+//! input (`if len(send_data) == 0: continue`), as this one does. Here the
+//! skip is not needed to avoid the hang (every message this client sends
+//! is at least its newline), only to avoid the blank line. The tutorials'
+//! UDP clients send empty input as an empty datagram, which UDP does carry
+//! (the fourth tutorial says so too); this client skips it on UDP as well,
+//! for the same reason as on TCP. On TCP, replies are printed by a reader
+//! thread as they arrive, since a TCP reply need not come in one piece.
 //!
 //! On UDP each line is one datagram, and one reply datagram is expected.
 //! Nothing tells the client when the datagram or its reply is lost (there is

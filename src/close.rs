@@ -1,5 +1,7 @@
-//! Why a TCP connection ended, and the one place where an I/O error is mapped
-//! to that reason.
+//! Why a TCP connection ended, and the rule for which reason an I/O error
+//! means. The rule is applied where each server meets the error:
+//! `Connection::fail` in `reactor/connection.rs` and `failure` in
+//! `blocking.rs` (which first tells the idle timeout's expiry apart).
 //!
 //! The distinction matters: a peer that half-closes (EOF, `read` returns 0)
 //! still deserves every byte the server owes it; a peer that resets

@@ -2,7 +2,10 @@
 //! one hand-rolled, single-threaded `mio::Poll` reactor.
 //!
 //! # Reading order
-//! The crate is meant to be read. Start with the loop, then go outwards:
+//! The crate is meant to be read. Start with the loop, then go outwards;
+//! before the loop's code, read `docs/architecture.md`, whose picture of the
+//! loop's bookkeeping (which phase writes and which reads each list) the
+//! code spreads over several methods:
 //!
 //! 1. [`reactor`]: the event loop, its four phases, and [`serve`](reactor::serve).
 //! 2. `reactor/token.rs` ([`reactor::token`]): which token means which socket,
@@ -44,7 +47,12 @@
 //! read the contract lines with [`stats`] and [`listening`], and measure
 //! [`service`], [`upper`] and [`reactor::state`] directly; [`reactor`]
 //! takes bound sockets ([`net`]) so that a test or a course step can drive
-//! the same loop. What no one outside needs stays crate-private.
+//! the same loop. The submodules of [`reactor`] and [`bench`](mod@bench)
+//! are public too, though outside the crate only [`reactor::state`] and a
+//! few of `bench`'s readers are used: that keeps every file of this reading
+//! order in the public documentation, where its links resolve. Only two
+//! helpers, which nothing outside calls, are crate-private: `fd_limit` and
+//! `allocator`.
 
 mod allocator;
 pub mod bench;

@@ -1,6 +1,10 @@
 //! The reactor: one thread, one `mio::Poll`, every socket on it.
 //!
-//! Read this file top to bottom. [`serve`] is the process around the
+//! Read `docs/architecture.md` first: its picture of the loop's
+//! bookkeeping (which phase writes and which reads `closed`, `read_again`,
+//! `udp_read_again`, the sweeper, the acceptor's pause and the owed peak)
+//! is what this file spreads over its methods. Then read this file top to
+//! bottom. [`serve`] is the process around the
 //! reactor, in five short steps: bind the sockets, build the [`Reactor`] on
 //! them, announce the `listening` line, run, print the final stats line. The
 //! reactor itself takes bound sockets and a shutdown source and hands back
@@ -12,7 +16,8 @@
 //!
 //! 1. **before sleep** (`Reactor::before_sleep`): remove the connections
 //!    closed during the last batch, resume a paused acceptor, and work out
-//!    how long the poll may sleep;
+//!    how long the poll may sleep (not at all while a come-back is pending,
+//!    else until the nearest deadline, else until an event);
 //! 2. **sleep** (`Reactor::sleep`): `Poll::poll` waits until the kernel
 //!    reports readiness or a deadline is due;
 //! 3. **dispatch** (`Reactor::dispatch`): each event goes to its owner,
@@ -173,8 +178,9 @@ pub struct Reactor {
     idle_timeout: Option<Duration>,
     /// When the next sweep of idle and linger deadlines is due.
     sweeper: Sweeper,
-    /// The connections' clock ([`Tick`]s since the reactor started); the
-    /// tick of the current batch is `ctx.tick`, read once per wake-up.
+    /// The connections' clock ([`Tick`](deadlines::Tick)s since the reactor
+    /// started); the tick of the current batch is `ctx.tick`, read once per
+    /// wake-up.
     clock: Clock,
     /// Slab keys of connections closed during this batch; removed in the
     /// before-sleep phase, never within a batch (see [`token`]).
@@ -281,8 +287,9 @@ impl Reactor {
             now = Instant::now();
             self.ctx.tick = self.clock.tick(now);
             // Decided once per wake-up: a disabled `trace!` costs an atomic
-            // load and a compare each, and register pressure on the hot path
-            // (measured in docs/benchmarks.md); a plain flag costs neither.
+            // load and a compare each, and register pressure on the hot path;
+            // a plain flag costs less (what the trace lines still cost, the
+            // cost table measures: reactor/hot_trace.rs quotes it).
             self.ctx.tracing = log_enabled!(log::Level::Trace);
             let mut batch = 0;
             for event in events.iter() {
@@ -322,6 +329,10 @@ impl Reactor {
         if !self.read_again.is_empty() || self.udp_read_again {
             return Some(Duration::ZERO);
         }
+        // The nearest deadline; with none (no idle timeout, nothing
+        // lingering, no stats interval, no shutdown, no paused acceptor)
+        // `None`: the poll waits for an event, since nothing can fall due
+        // before one.
         let wake = [
             self.sweeper.next(),
             self.next_stats,
@@ -439,8 +450,9 @@ impl Reactor {
         let keys = std::mem::take(&mut self.read_again);
         for &key in &keys {
             let (conns, ctx) = (&mut self.conns, &mut self.ctx);
-            // The slot may have been reused since: an extra read is harmless
-            // (it reads WouldBlock), so no check beyond existence is needed.
+            // Slots are freed only in phase 1, so the key still names the
+            // connection that asked; if it has closed since, it reads
+            // nothing and reports closed again, which is harmless.
             let Some(conn) = conns.get_mut(key) else {
                 continue;
             };
@@ -541,7 +553,8 @@ impl Reactor {
     /// Whether a UDP reply is queued or a connection is not yet closed. A
     /// connection in `FinWait` counts: it has nothing left to send, but
     /// closing it before the peer's FIN, with the peer's input unread, would
-    /// make the kernel send RST and destroy replies the peer has not read.
+    /// make the kernel send RST, which throws away the replies still in our
+    /// send buffer, on their way to the peer.
     fn has_unfinished_work(&self) -> bool {
         self.udp.as_ref().is_some_and(UdpEndpoint::has_queued)
             || self.conns.iter().any(|(_, c)| !c.state().is_closed())

@@ -13,8 +13,15 @@
 //! The calls go to the kernel through `rustix`, whose Linux backend makes
 //! the system call itself: no libc wrapper, no std adapter layers between
 //! the reactor and the kernel. That is the same syscall std would make,
-//! with about 40 fewer user-space instructions per echoed message
-//! (`docs/benchmarks.md`, "Where the instructions go"). `send` passes
+//! without the layers the cost table's breakdown ("Where the reactor's
+//! instructions go", `docs/benchmarks/cost.md`) counted before this change:
+//! the four `TcpStream` rows, [19.0](../docs/benchmarks/cost.md "Write>::write"),
+//! [18.0](../docs/benchmarks/cost.md "Read>::read"),
+//! [6.0](../docs/benchmarks/cost.md "stream::TcpStream as std::io::Read") and
+//! [6.0](../docs/benchmarks/cost.md "stream::TcpStream as std::io::Write"), and `recv` and `send`,
+//! [10.0](../docs/benchmarks/cost.md "`recv`") and [10.0](../docs/benchmarks/cost.md "`send`"): 69 user-space
+//! instructions per echoed message in all, 0.0 each now (what is left of
+//! the call is inlined into `Connection::on_readable`). `send` passes
 //! `MSG_NOSIGNAL`, as std does: writing to a socket the peer has reset
 //! returns `EPIPE` instead of raising SIGPIPE, so a library user who has not
 //! ignored SIGPIPE is not killed by a peer.

@@ -39,7 +39,8 @@ use tcp_peer::TcpPeer;
 /// only on CPU time no ordinary thread wants. Only beside an open loop:
 /// honest clients in a closed loop at saturation never wait, so there the
 /// peers would never run; they keep the ordinary class and share the core,
-/// and their share shows as the honest clients' lower throughput.
+/// and their share shows as the honest clients' lower throughput and, the
+/// messages in flight being fixed, as their higher latency (Little's law).
 ///
 /// The hostile peers share the load generator's core with the honest
 /// clients; on a real network they would be other machines. At equal

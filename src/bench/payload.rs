@@ -14,7 +14,11 @@
 //! slice comparison (`memcmp`, many bytes per instruction); only a reply
 //! that differs is walked byte by byte to count how many bytes are wrong.
 //! Generating and checking letter by letter cost about 16 instructions per
-//! byte, two thirds of everything the generator did (`docs/benchmarks.md`).
+//! byte under callgrind (measured while this was built; no table keeps it),
+//! most of the 1,739 instructions per message that the cost table gave the
+//! generator then (at b669841); with this and the other changes
+//! `docs/benchmarks.md` lists, it gives
+//! [417](../../docs/benchmarks/cost.md "reactor-echo bench").
 
 /// What the server is expected to do to the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

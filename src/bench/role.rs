@@ -2,9 +2,12 @@
 //!
 //! Every decision that depends on the kind of load is a method here, so the
 //! driver (`driver.rs`) has no branches on it: the driver asks the role, the
-//! role answers. A new kind of peer (a hostile one for a chaos mode, say) is
-//! a new variant and an answer to each question, not a second set of
-//! branches through the driver.
+//! role answers. A new kind of load is a new variant and an answer to each
+//! question, not a second set of branches through the driver. The hostile
+//! peers of `--chaos` are not roles: their scripts are paced by time and
+//! end connections on purpose, so they run on a loop of their own in a
+//! second thread (`bench/chaos.rs`), and the driver's clock and phases stay
+//! exactly those of a run without them (`docs/architecture.md` says why).
 
 /// What the connections do.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -50,13 +50,17 @@ pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Linux only: a read that returns less than the buffer proves the socket
 /// was drained at that moment, so the loop stops there instead of making one
-/// more `read` that would only return `EAGAIN`: one syscall per message
-/// saved (measured in `docs/benchmarks/anchors.md`, `epoll_echo` against
-/// `epoll_echo --short-read`).
+/// more `read` that would only return `EAGAIN`: nearly one syscall per
+/// message saved (the anchors table, `docs/benchmarks/anchors.md`: the C
+/// server makes [2.966](../../docs/benchmarks/anchors.md) per message reading until `EAGAIN`, and
+/// [2.010](../../docs/benchmarks/anchors.md "epoll_echo --short-read") with this rule, as the reactor
+/// does, [2.010](../../docs/benchmarks/anchors.md "reactor-echo serve")).
 ///
 /// Why it is safe on Linux: edge-triggered epoll queues a new event for
 /// every arrival after our read, not only for the empty-to-non-empty
-/// change, so bytes that come later are reported again. epoll(7) says as
+/// change, so bytes that come later are reported again (the primer,
+/// `docs/event-loops.md`, reconciles this with "no new event for bytes
+/// already there"). epoll(7) says as
 /// much for stream sockets (Q9: "if you call read(2) by asking to read a
 /// certain amount of data and read(2) returns a lower number of bytes, you
 /// can be sure of having exhausted the read I/O space"). The exception is a
@@ -232,8 +236,9 @@ impl Connection {
 
     /// `FinWait`: our FIN is out, and input is read only so that closing
     /// cannot reset (closing a socket with unread input sends RST, which
-    /// destroys replies the peer has not read yet). Reads until the peer's
-    /// FIN, which ends the connection, or until the socket is drained.
+    /// throws away the replies still in our send buffer, on their way to
+    /// the peer). Reads until the peer's FIN, which ends the connection, or
+    /// until the socket is drained.
     fn read_and_discard(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         for _ in 0..READ_BUDGET {
             ctx.stats.reads += 1;
@@ -365,14 +370,19 @@ impl Connection {
         match action {
             Action::None => {}
             Action::SendFinAndLinger => {
-                // Our FIN. The peer reads the rest, sees EOF, and closes;
-                // the linger deadline is measured from now.
+                // Our FIN, queued behind every byte still in the send
+                // buffer; the socket stays open for reading, and is closed
+                // only once the peer's FIN is read (or the linger is over),
+                // so that no unread input turns the close into an RST. The
+                // peer reads the rest, sees EOF, and closes; the linger
+                // deadline is measured from now.
                 self.shutdown_write(key);
                 self.last_active = ctx.tick;
             }
             Action::SendFinAndClose => {
                 // The peer's FIN has arrived and nothing is owed: send ours
-                // explicitly before the socket is closed.
+                // now, explicitly. The socket itself is closed only when
+                // its slab slot is removed, after the batch.
                 self.shutdown_write(key);
                 self.close(key, ctx);
             }

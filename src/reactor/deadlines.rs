@@ -9,10 +9,14 @@
 //! one is a lower bound: a sweep may come before any deadline is due (and
 //! find nothing to do), but no deadline is missed.
 //!
-//! A sweep costs one pass over the slab (a few microseconds per thousand
-//! connections), so sweeps are spaced at least [`MIN_SWEEP_INTERVAL`] apart.
-//! A deadline is therefore acted on at most that much after it passes (plus
-//! the time the loop spends on the batch it is in). This is the shape of
+//! A sweep costs one pass over the slab (one test per connection), so sweeps
+//! are spaced at least [`MIN_SWEEP_INTERVAL`] apart. How late a deadline is
+//! acted on, in all: it is measured from a [`Tick`] read back, which stands
+//! for a moment less than two ticks (200 ms) after the real last activity
+//! ([`Clock::latest`]), and the sweep that finds it due may come up to
+//! [`MIN_SWEEP_INTERVAL`] (250 ms) after that; so less than 450 ms after the
+//! real deadline, plus the batch the loop is in when the sweep falls due.
+//! `docs/architecture.md` ("Deadlines") says the same. This is the shape of
 //! redis's `serverCron` client timeouts, rather than a timer wheel, because
 //! the whole server has one idle timeout and the pass is cheap.
 
@@ -55,7 +59,8 @@ impl Clock {
 
     /// The latest moment that `tick` may stand for, seen from `now`: never
     /// earlier than the real one, so a deadline measured from it is never
-    /// early (and at most two ticks late).
+    /// early, and less than two ticks late (before the sweep's own
+    /// lateness: see the module's doc).
     pub fn latest(&self, tick: Tick, now: Instant) -> Instant {
         let ago = self.tick(now).0.wrapping_sub(tick.0);
         let back = TICK * ago;
@@ -64,7 +69,7 @@ impl Clock {
 }
 
 /// The shortest time between two sweeps, and so how late after a deadline
-/// a sweep may act on it.
+/// (as computed from a tick) a sweep may act on it.
 pub const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(250);
 
 /// When the next sweep is due.

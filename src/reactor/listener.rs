@@ -1,16 +1,27 @@
 //! Accepting connections: accept until the backlog is empty, turn away
 //! what is past the limit, and survive running out of descriptors.
 //!
-//! # Running out of descriptors
+//! # Running out of descriptors, and other accept errors
 //! When `accept` fails with `EMFILE` (this process is at its open-file limit)
-//! or `ENFILE` (the whole system is), the pending connection stays in the
-//! kernel's backlog. Retrying at once would fail again, and would spin the CPU
-//! at 100%. Stopping and waiting for the listener's next event is no better:
-//! epoll is edge-triggered, and no new event comes for connections already
-//! queued. So the acceptor *pauses*: the reactor calls [`Acceptor::accept_all`]
-//! again as soon as a connection closes (a descriptor is free), and also once
-//! per [`RETRY_WHILE_PAUSED`] in case the descriptors were freed elsewhere.
+//! or `ENFILE` (the whole system is), or for lack of kernel memory (`ENOBUFS`,
+//! `ENOMEM`), the pending connection stays in the kernel's backlog. Retrying
+//! at once would fail again, and would spin the CPU at 100%. Stopping and
+//! waiting for the listener's next event is no better: epoll is
+//! edge-triggered, and no new event comes for connections already queued
+//! (only a new arrival raises one). So the acceptor *pauses*: the reactor
+//! calls [`Acceptor::accept_all`] again as soon as a connection closes (a
+//! descriptor is free), and also once per [`RETRY_WHILE_PAUSED`] in case the
+//! descriptors were freed elsewhere; a new arrival's event calls it too.
 //! Queued clients wait in the backlog meanwhile instead of being refused.
+//!
+//! Two errors concern one call only, and `accept_all` goes straight on:
+//! `ECONNABORTED` (a queued connection was reset before we took it) and
+//! `EINTR`. Every other error pauses the same way, logged as "accept
+//! failed" rather than "out of file descriptors": Linux also reports, as
+//! `accept`'s error, a network error already pending on the new connection
+//! (`EPROTO`, `ENETDOWN`, `EHOSTUNREACH`, ...), and an error this code does
+//! not know is safer met with a pause of a second at most than with a loop
+//! that might spin on it.
 
 use std::io;
 use std::time::{Duration, Instant};

@@ -9,7 +9,8 @@
 //! refused), stops taking requests, and for at most [`GRACE_PERIOD`] keeps
 //! writing what it owes: each connection flushes, sends its FIN, and reads
 //! (and discards) until the peer's FIN, so that closing cannot turn into an
-//! RST that destroys replies the peer has not read yet. The loop stops when
+//! RST that throws away replies still on their way to the peer. The loop
+//! stops when
 //! every connection has closed or the grace period is over. A second signal
 //! ends it at once.
 

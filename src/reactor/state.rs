@@ -54,8 +54,8 @@ pub enum State {
     Finishing,
     /// Our FIN is sent (FIN-WAIT-2): discard input until the peer's FIN or the
     /// linger deadline, then close. Closing earlier, with unread input in our
-    /// receive buffer, would make the kernel send RST, and an RST can destroy
-    /// bytes the peer has not read yet.
+    /// receive buffer, would make the kernel send RST, and an RST throws away
+    /// the bytes still in our send buffer, on their way to the peer.
     FinWait,
     /// Finished; the reactor removes the connection after this batch of events.
     Closed(CloseReason),
