@@ -75,12 +75,16 @@ server_test! {
 }
 
 server_test! {
-    /// A paused connection resumes by reading at once: the peer sends 2 MiB
-    /// through a small window, half-closes, and reads only later. By then the
-    /// rest of its input (and its FIN) was reported while the server was
-    /// paused, and edge-triggered epoll will not report it again: a server
-    /// that resumed without reading would leave it there, and the peer would
-    /// wait for ever.
+    /// A paused connection resumes and reads the input already waiting: the
+    /// peer sends 2 MiB through a small window, half-closes, and reads only
+    /// later. By then the rest of its input (and its FIN) was reported while
+    /// the server was paused, and edge-triggered epoll will not report it
+    /// again: a server that resumed without ever reading it would leave it
+    /// there, and the peer would wait for ever. This checks the outcome, not
+    /// the read at resume itself: the writable event that lets the server
+    /// flush also says `readable` while input waits, so the dispatch reads
+    /// right after the resume anyway (docs/labs.md, "Two safeguards with no
+    /// lab").
     fn a_resumed_connection_reads_the_input_already_waiting(kind) for all {
         let server = Server::start(kind, &["--max-pending", "16384"]);
         let client = connect_with_receive_buffer(server.tcp(), 4096);
