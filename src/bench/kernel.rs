@@ -2,7 +2,10 @@
 //! how the connection storm went.
 //!
 //! A connection costs far more in the kernel than in either process (a
-//! socket, a file, an epoll item, buffers: about 3 KiB per end here), so a
+//! socket, a file, an epoll item, buffers: about 3 KiB per end here, half of
+//! the [6,312](../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench") bytes per
+//! loopback connection, both ends, that the scale table measured against
+//! the server's [32](../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench")), so a
 //! report that shows only the server's RSS hides most of the bill. Two
 //! readings are taken, before the first connect and once every connection
 //! is open, from files every Linux has:
