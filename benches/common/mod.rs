@@ -337,10 +337,15 @@ pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Optio
 }
 
 /// User-space instructions per echoed message (the method of the C
-/// reference programs' `instructions.sh`): callgrind's total while the C
-/// load generator completes `messages` on 10 connections, minus a run of 1
-/// message, divided by `messages - 1`.
-pub fn instructions_per_message(kind: &ServerSpec, lg: &Path, messages: u64) -> Option<f64> {
+/// reference programs' `instructions.sh`, which uses 10 connections):
+/// callgrind's total while the C load generator completes `messages` on
+/// `conns` connections, minus a run of 1 message, divided by `messages - 1`.
+pub fn instructions_per_message(
+    kind: &ServerSpec,
+    lg: &Path,
+    conns: usize,
+    messages: u64,
+) -> Option<f64> {
     let total = |messages: u64| -> Option<f64> {
         let file = scratch_file(&format!("callgrind-{messages}.out"));
         let out_file = format!("--callgrind-out-file={}", file.display());
@@ -348,7 +353,7 @@ pub fn instructions_per_message(kind: &ServerSpec, lg: &Path, messages: u64) -> 
             kind,
             &strings(&["valgrind", "--tool=callgrind", &out_file]),
             lg,
-            10,
+            conns,
             messages,
         );
         let text = std::fs::read_to_string(&file).ok()?;
