@@ -43,16 +43,16 @@
 //! # What is public, and for whom
 //! The binary (`src/main.rs`) is a client of this library like any other, so
 //! everything it runs is public: [`cli`], [`config`], [`reactor`],
-//! [`blocking`], [`client`], [`bench`](mod@bench), [`error`], [`workers`]. The tests and benches
-//! read the contract lines with [`stats`] and [`listening`], and measure
-//! [`service`], [`upper`] and [`reactor::state`] directly; [`reactor`]
-//! takes bound sockets ([`net`]) so that a test or a course step can drive
-//! the same loop. The submodules of [`reactor`] and [`bench`](mod@bench)
-//! are public too, though outside the crate only [`reactor::state`] and a
-//! few of `bench`'s readers are used: that keeps every file of this reading
-//! order in the public documentation, where its links resolve. Only two
-//! helpers, which nothing outside calls, are crate-private: `fd_limit` and
-//! `allocator`.
+//! [`proactor`], [`blocking`], [`client`], [`bench`](mod@bench), [`error`],
+//! [`workers`]. The tests and benches read the contract lines with
+//! [`stats`] and [`listening`], and measure [`service`], [`upper`] and
+//! [`reactor::state`] directly; [`reactor`] takes bound sockets ([`net`]) so
+//! that a test or a course step can drive the same loop. The submodules of
+//! [`reactor`], [`proactor`] and [`bench`](mod@bench) are public too, though
+//! outside the crate only [`reactor::state`] and a few of `bench`'s readers
+//! are used: that keeps every file of this reading order in the public
+//! documentation, where its links resolve. Only two helpers, which nothing
+//! outside calls, are crate-private: `fd_limit` and `allocator`.
 
 mod allocator;
 pub mod bench;
