@@ -214,6 +214,8 @@ impl Proactor {
                 max_pending: options.max_pending,
                 pool: BufferPool::default(),
                 rearms: 0,
+                recv_limits: true,
+                owed: connection::OwedBytes::default(),
             },
             idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
@@ -302,6 +304,11 @@ impl Proactor {
         }
         if let Some(acceptor) = self.acceptor.as_mut() {
             acceptor.resume_if(freed, now, &mut self.ring)?;
+        }
+        if self.ctx.owed.take_drained_peak() {
+            // Peers that did not read made us hold megabytes; those buffers
+            // are freed now, and this hands the pages back.
+            crate::allocator::give_back_free_memory();
         }
         let wake = [
             self.sweeper.next(),

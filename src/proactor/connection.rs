@@ -40,7 +40,7 @@ use std::net::{Shutdown, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use log::{debug, log_enabled, trace};
+use log::{debug, log_enabled, trace, warn};
 
 use super::ring::{Outcome, ProvidedBuf, Ring};
 use super::user_data::{Op, UserData};
@@ -79,6 +79,45 @@ pub struct Ctx {
     pub pool: BufferPool,
     /// Multishot recvs armed again after they ended (no `F_MORE`).
     pub rearms: u64,
+    /// Whether the kernel takes a byte limit on a multishot recv.
+    pub recv_limits: bool,
+    /// The bytes owed over all connections, and their peak.
+    pub owed: OwedBytes,
+}
+
+/// The bytes owed over all connections, and their peak since the last time
+/// one was given back: peers that do not read make the server hold up to
+/// `--max-pending` each, and once they are gone the allocator keeps the
+/// freed memory unless asked to return it (`src/allocator.rs`, as the
+/// reactor's `reactor/owed.rs` does).
+#[derive(Debug, Default)]
+pub struct OwedBytes {
+    live: usize,
+    peak: usize,
+}
+
+impl OwedBytes {
+    /// A peak worth giving back once it has drained.
+    const PEAK_WORTH: usize = 4 << 20;
+
+    fn grew(&mut self, bytes: usize) {
+        self.live += bytes;
+        self.peak = self.peak.max(self.live);
+    }
+
+    fn shrank(&mut self, bytes: usize) {
+        self.live = self.live.saturating_sub(bytes);
+    }
+
+    /// Takes a drained peak: true once a peak of 4 MiB or more has fallen
+    /// to an eighth of itself, and the peak starts over from here.
+    pub fn take_drained_peak(&mut self) -> bool {
+        let drained = self.peak >= Self::PEAK_WORTH && self.live <= self.peak / 8;
+        if drained {
+            self.peak = self.live;
+        }
+        drained
+    }
 }
 
 /// Send buffers, kept for reuse: a message's reply goes into one, the kernel
@@ -91,8 +130,10 @@ pub struct BufferPool {
 impl BufferPool {
     /// Buffers kept at most (the rest are freed).
     const KEEP: usize = 1024;
-    /// The largest buffer kept (a larger one is freed, not hoarded).
-    const KEEP_CAPACITY: usize = 64 * 1024;
+    /// The largest buffer kept: a reply's usual size. A larger one (a
+    /// queue grown behind a slow peer) is freed, not hoarded, so the pool
+    /// holds at most 4 MiB.
+    const KEEP_CAPACITY: usize = 4096;
 
     /// An empty buffer.
     pub fn take(&mut self) -> Vec<u8> {
@@ -226,6 +267,14 @@ impl Connection {
             }
             // We cancelled it (backpressure, closing).
             Outcome::Failed(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
+            // This kernel has no multishot byte limit: arm without it from
+            // now on (backpressure then rests on the cancel alone).
+            Outcome::Failed(e) if e.raw_os_error() == Some(libc::EINVAL) && ctx.recv_limits => {
+                warn!(
+                    "this kernel has no multishot recv byte limit (Linux 6.16+): a peer that does not read may make the server owe it more than --max-pending before the cancel lands"
+                );
+                ctx.recv_limits = false;
+            }
             Outcome::Failed(e) => self.fail(slot, &e, ctx),
             other => debug!("conn={slot} unexpected recv outcome {other:?}"),
         }
@@ -257,6 +306,7 @@ impl Connection {
             .service
             .on_bytes(&mut self.transform, input, &mut ctx.reply);
         let is_final = reply.is_final;
+        ctx.owed.grew(reply.bytes.len());
         owe(&mut self.queued, reply.bytes, &mut ctx.pool);
         // The reply is copied out: the provided buffer goes back at once.
         ring.recycle(buf);
@@ -275,6 +325,7 @@ impl Connection {
         trace!("conn={slot} received EOF");
         if self.state != State::FinWait {
             let tail = ctx.service.on_eof(&mut self.transform, &mut ctx.reply);
+            ctx.owed.grew(tail.len());
             owe(&mut self.queued, tail, &mut ctx.pool);
         }
         self.set_state(slot, Input::Eof { owed: self.owed() }, ctx);
@@ -298,6 +349,7 @@ impl Connection {
         match result {
             Ok(n) => {
                 ctx.stats.bytes_out += n as u64;
+                ctx.owed.shrank(n);
                 if n > 0 {
                     self.last_active = ctx.tick;
                 }
@@ -315,6 +367,7 @@ impl Connection {
                 self.set_state(slot, Input::Written { owed: self.owed() }, ctx);
             }
             Err(e) => {
+                ctx.owed.shrank(self.sending as usize);
                 self.sending = 0;
                 ctx.pool.give(buf);
                 if e.raw_os_error() != Some(libc::ECANCELED) {
@@ -345,7 +398,14 @@ impl Connection {
         }
         match (self.state.is_reading(), self.recv) {
             (true, Arm::Idle) => {
-                ring.recv_multishot(fd, self.token(Op::Recv, slot))?;
+                // The most the kernel may deliver before this recv ends: one
+                // byte past the bound, so that reaching it pauses the state
+                // as in the reactor (owed > max_pending), and never more.
+                // (`FinWait` discards what it reads: no bound needed.)
+                let limit = (self.state == State::Open && ctx.recv_limits)
+                    .then(|| (ctx.max_pending + 1).saturating_sub(self.owed()))
+                    .map(|allowed| allowed.clamp(1, u32::MAX as usize) as u32);
+                ring.recv_multishot(fd, self.token(Op::Recv, slot), limit)?;
                 self.recv = Arm::Armed;
                 ctx.rearms += 1;
             }
@@ -443,6 +503,7 @@ impl Connection {
         let State::Closed(reason) = self.state else {
             return;
         };
+        ctx.owed.shrank(self.queued.len());
         ctx.pool.give(std::mem::take(&mut self.queued));
         ctx.stats.closed(reason);
         debug!("conn={slot} closed: {reason}");

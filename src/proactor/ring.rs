@@ -304,12 +304,26 @@ impl Ring {
     /// memory of ours until then (the kernel takes buffers from the
     /// provided ring, which the Ring owns).
     ///
+    /// With `limit`, the kernel ends the recv (a completion without
+    /// `F_MORE`) once it has delivered that many bytes since it was armed
+    /// (the multishot byte limit in `sqe->optlen`, Linux 6.16+): how the
+    /// proactor bounds what one connection can make it owe. Where the kernel
+    /// lacks it, the recv fails with `EINVAL` and is armed again without.
+    ///
     /// # Errors
     /// If the queue cannot be submitted.
-    pub fn recv_multishot(&mut self, fd: RawFd, token: UserData) -> io::Result<()> {
-        let entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
+    pub fn recv_multishot(
+        &mut self,
+        fd: RawFd,
+        token: UserData,
+        limit: Option<u32>,
+    ) -> io::Result<()> {
+        let mut entry = opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP)
             .build()
             .user_data(token.raw());
+        if let Some(limit) = limit {
+            set_optlen(&mut entry, limit);
+        }
         self.push(&entry)
     }
 
@@ -553,6 +567,27 @@ impl Ring {
             outcome,
             more,
         }
+    }
+}
+
+/// Where `optlen` sits in a submission queue entry: bytes 44 to 47 of the
+/// kernel's 64-byte `struct io_uring_sqe` (the union of `splice_fd_in`,
+/// `file_index`, `optlen` and `addr_len`; `include/uapi/linux/io_uring.h`).
+const SQE_OPTLEN_OFFSET: usize = 44;
+const _: () = assert!(std::mem::size_of::<squeue::Entry>() == 64);
+
+/// Sets the entry's `optlen`, which the io-uring crate's `RecvMulti` does
+/// not expose.
+fn set_optlen(entry: &mut squeue::Entry, optlen: u32) {
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte
+    // SQE (its size is asserted above), so the entry's bytes are the SQE's,
+    // and a u32 at offset 44 is its `optlen` field; the write is in bounds
+    // and unaligned-safe.
+    unsafe {
+        let sqe = std::ptr::from_mut(entry).cast::<u8>();
+        sqe.add(SQE_OPTLEN_OFFSET)
+            .cast::<u32>()
+            .write_unaligned(optlen);
     }
 }
 

@@ -10,7 +10,7 @@ use crate::support::*;
 server_test! {
     /// Past --max-connections a connection is accepted and closed at once and
     /// counted as rejected; those within the limit keep working.
-    fn connections_past_the_limit_are_rejected(kind) for [reactor, threads]
+    fn connections_past_the_limit_are_rejected(kind) for [reactor, threads, proactor]
     skip [iterative: "excused: one client at a time, the listen backlog is its only limit"] {
         let server = Server::start(kind, &["--max-connections", "2"]);
         let mut a = server.connect();
@@ -37,7 +37,7 @@ server_test! {
     /// Under `prlimit --nofile=64:64` with a connection limit far above it, 200
     /// connections exhaust the descriptors: the server stays up, does not spin,
     /// and accepts the waiting connections once others close.
-    fn descriptor_exhaustion_pauses_accept_without_spinning(kind) for [reactor, threads]
+    fn descriptor_exhaustion_pauses_accept_without_spinning(kind) for [reactor, threads, proactor]
     skip [iterative: "excused: one client at a time never holds more than one descriptor for clients"] {
         raise_fd_limit();
         let server = Server::start_wrapped(

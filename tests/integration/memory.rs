@@ -12,7 +12,7 @@ server_test! {
     /// 2,000 idle connections cost under 2 KiB each of the server's RSS: a coarse
     /// guard that catches any buffer allocated per connection (a 4 KiB read
     /// buffer each would add 8 MiB).
-    fn idle_connections_cost_little(kind) for [reactor]
+    fn idle_connections_cost_little(kind) for [reactor, proactor]
     skip [threads: "a thread per connection costs a stack each: measured in docs/blocking-vs-reactor.md", iterative: "serves one client at a time: the second client waits until the first leaves"] {
         raise_fd_limit();
         let server = Server::start(kind, &[]);
@@ -120,7 +120,7 @@ server_test! {
     /// system, not only to the allocator's free lists, where a heap
     /// fragmented by hundreds of freed blocks kept 8 MiB resident in some
     /// runs before the reactor learned to give it back (`reactor/owed.rs`).
-    fn memory_of_owed_bytes_is_given_back_after_the_peers_leave(kind) for [reactor]
+    fn memory_of_owed_bytes_is_given_back_after_the_peers_leave(kind) for [reactor, proactor]
     skip [
         threads: "the blocking servers owe nothing: a thread blocks in write instead",
         iterative: "the blocking servers owe nothing: a thread blocks in write instead"

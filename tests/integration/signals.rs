@@ -86,7 +86,7 @@ server_test! {
     /// its input. Closing at once, with that input unread, would make the
     /// kernel send RST and throw away the replies still in the server's send
     /// buffer: the peer would lose them, and see a reset or even a clean EOF.
-    fn sigterm_lets_a_sending_peer_read_every_reply_then_eof(kind) for [reactor]
+    fn sigterm_lets_a_sending_peer_read_every_reply_then_eof(kind) for [reactor, proactor]
     skip [
         threads: "a thread blocked in read can only be woken by shutdown(Read), after which Linux returns 0 at once: the peer's later input cannot be read and discarded, so closing may reset (docs/blocking-vs-reactor.md)",
         iterative: "a thread blocked in read can only be woken by shutdown(Read), after which Linux returns 0 at once: the peer's later input cannot be read and discarded, so closing may reset (docs/blocking-vs-reactor.md)"

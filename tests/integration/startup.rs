@@ -94,7 +94,12 @@ fn default_port_in_use_exits_1_for_every_server() {
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => None,
         Err(e) => panic!("cannot bind 127.0.0.1:8080 to hold it: {e}"),
     };
-    for kind in [Kind::Reactor, Kind::Threads, Kind::Iterative] {
+    for kind in [
+        Kind::Reactor,
+        Kind::Threads,
+        Kind::Iterative,
+        Kind::Proactor,
+    ] {
         for level in LOG_LEVELS {
             assert_error_logging(kind, &[], level, 1, "cannot bind TCP 127.0.0.1:8080");
         }

@@ -6,7 +6,7 @@ use super::spec::ServerSpec;
 /// The path of the binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_reactor-echo");
 
-/// The servers under test: one suite, three ways of driving the same service.
+/// The servers under test: one suite, four ways of driving the same service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     /// `reactor-echo serve`: the mio reactor.
@@ -15,6 +15,8 @@ pub enum Kind {
     Threads,
     /// `reactor-echo blocking --model iterative`: one client at a time.
     Iterative,
+    /// `reactor-echo proactor`: the io_uring completion loop.
+    Proactor,
 }
 
 impl Kind {
@@ -26,6 +28,7 @@ impl Kind {
             Kind::Iterative => {
                 ServerSpec::new("iterative", BIN, &["blocking", "--model", "iterative"])
             }
+            Kind::Proactor => ServerSpec::new("proactor", BIN, &["proactor"]),
         }
     }
 
@@ -47,6 +50,8 @@ pub mod kind {
     pub const threads: Kind = Kind::Threads;
     /// See [`Kind::Iterative`].
     pub const iterative: Kind = Kind::Iterative;
+    /// See [`Kind::Proactor`].
+    pub const proactor: Kind = Kind::Proactor;
 }
 
 /// Expands one test body into a `#[test]` per server kind, so a failure names
@@ -78,7 +83,7 @@ macro_rules! server_test {
     ) => {
         server_test! {
             $(#[doc = $doc])*
-            fn $name($kind) for [reactor, threads, iterative]
+            fn $name($kind) for [reactor, threads, iterative, proactor]
             $body
         }
     };
@@ -89,7 +94,7 @@ macro_rules! server_test {
     ) => {
         server_test! {
             $(#[doc = $doc])*
-            fn $name($kind) for [reactor, threads]
+            fn $name($kind) for [reactor, threads, proactor]
             skip [iterative: "serves one client at a time: the second client waits until the first leaves"]
             $body
         }

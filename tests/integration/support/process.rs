@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reactor_echo::listening::Listening;
+use reactor_echo::proactor::ProactorStats;
 use reactor_echo::stats::Stats;
 
 use super::kinds::Kind;
@@ -297,9 +298,17 @@ pub fn parse_listening(line: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
 }
 
 /// Parses a `stats ...` line with the crate's own reader, which checks that
-/// every contract field is there, in order, and nothing else.
+/// every contract field is there, in order, and nothing else: the
+/// one-reactor line, or the proactor's (the same fields, then the ring's
+/// two).
 pub fn parse_stats(line: &str) -> Stats {
-    line.parse().unwrap_or_else(|e| panic!("{e}"))
+    line.parse::<Stats>()
+        .or_else(|e| {
+            line.parse::<ProactorStats>()
+                .map(|counted| counted.stats)
+                .map_err(|_| e)
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Raises this test process's soft open-file limit to its hard limit.
