@@ -66,40 +66,62 @@ fn normal(figure: &str) -> String {
     figure.replace(',', "").replace('×', "x")
 }
 
-/// Every `[figure](target)` and `[figure](target "row")` in `text`.
+/// Every `[figure](target)` and `[figure](target "row")` in `text`, with the
+/// line it starts on. A link may wrap onto the next line (the break reads as
+/// a space), and a row title may hold parentheses.
 fn quotes(text: &str) -> Vec<Quote> {
     let mut found = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let mut rest = line;
-        while let Some(open) = rest.find('[') {
-            rest = &rest[open + 1..];
-            let Some(close) = rest.find("](") else { break };
-            let inner = &rest[..close];
-            let after = &rest[close + 2..];
-            let Some(end) = after.find(')') else { break };
-            if is_figure(inner) {
-                let link = &after[..end];
-                let (target, row) = match link.split_once(" \"") {
-                    Some((target, title)) => {
-                        (target.trim(), Some(title.trim_end_matches('"').to_owned()))
-                    }
-                    None => (link.trim(), None),
-                };
-                found.push(Quote {
-                    line: n + 1,
-                    figure: inner.to_owned(),
-                    target: target.to_owned(),
-                    row,
-                });
-            }
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(open) = rest.find('[') {
+        let at = offset + open;
+        rest = &rest[open + 1..];
+        offset = at + 1;
+        let Some(close) = rest.find("](") else { break };
+        let inner = &rest[..close];
+        if !is_figure(inner) {
+            continue;
         }
+        let after = &rest[close + 2..];
+        // The link ends at `)`, or, with a title, at the `")` after it.
+        let end = match (after.find(" \""), after.find(')')) {
+            (Some(q), Some(p)) if q < p => after[q + 2..].find("\")").map(|e| q + 2 + e + 1),
+            (_, p) => p,
+        };
+        let Some(end) = end else { break };
+        let link = after[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        let (target, row) = match link.split_once(" \"") {
+            Some((target, title)) => (target.trim(), Some(title.trim_end_matches('"').to_owned())),
+            None => (link.trim(), None),
+        };
+        found.push(Quote {
+            line: text[..at].matches('\n').count() + 1,
+            figure: inner.to_owned(),
+            target: target.to_owned(),
+            row,
+        });
     }
     found
 }
 
+/// `path` with `.` and `..` taken out, as far as the path itself says.
+fn lexical(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
 /// The figures on one line of a table, as compared.
 fn figures_on(line: &str) -> Vec<String> {
-    line.split(|c: char| c.is_whitespace() || "|()/*`;:=~<>[]".contains(c))
+    line.split(|c: char| c.is_whitespace() || "|()/*`;:=~<>[]–".contains(c))
         .map(|w| w.trim_end_matches(['.', ',']))
         .filter(|w| is_figure(w))
         .map(normal)
@@ -110,7 +132,7 @@ fn figures_on(line: &str) -> Vec<String> {
 fn check(file: &Path, quote: &Quote) -> Option<String> {
     let at = format!("{}:{}", file.display(), quote.line);
     let path = quote.target.split('#').next().unwrap_or("");
-    let table = file.parent().unwrap_or(Path::new(".")).join(path);
+    let table = lexical(&file.parent().unwrap_or(Path::new(".")).join(path));
     if !is_table(&table) {
         return Some(format!(
             "{at}: {} links to {}, which is not a generated table (docs/benchmarks/*.md, docs/course/ladder.md)",
@@ -207,7 +229,7 @@ fn a_figure_missing_from_its_table_fails_with_file_and_line() {
         tables.join("cost.md"),
         "| server | instructions/msg | syscalls/msg |\n|---|---:|---:|\n\
          | reactor-echo serve | 223 | 2.010 |\n| C epoll_echo | 78 | 2.010 |\n\
-         | a ratio | 359,478 (1.04x) | 1.31 |\n",
+         | a ratio (x) | 359,478 (1.04x) | 1.31 | 16292–16996 |\n",
     )
     .expect("write a table");
     fs::write(dir.join("docs/prose.md"), "").expect("write a prose page");
@@ -234,6 +256,11 @@ fn a_figure_missing_from_its_table_fails_with_file_and_line() {
         ("[78](prose.md)", Some("not a generated table")),
         ("[78](benchmarks/gone.md)", Some("does not exist")),
         ("[the table](benchmarks/cost.md), [step 6](prose.md)", None),
+        ("[223](../docs/benchmarks/cost.md)", None),
+        ("[1.31](benchmarks/cost.md \"a ratio (x)\") and more", None),
+        ("[1.31](benchmarks/cost.md\n  \"a ratio (x)\")", None),
+        ("[1.32](benchmarks/cost.md \"a ratio (x)\")", Some("not in the row")),
+        ("[16996](benchmarks/cost.md)", None),
     ];
     for (text, expected) in cases {
         let found: Vec<String> = quotes(text)
