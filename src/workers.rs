@@ -71,6 +71,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listening::Listening;
 use crate::net;
+use crate::proactor::ProactorStats;
 use crate::reactor::shutdown::GRACE_PERIOD;
 use crate::stats::Stats;
 pub use summed::SupervisedStats;
@@ -313,7 +314,14 @@ impl Supervisor {
             return;
         }
         if line.starts_with("stats") {
-            match line.parse::<Stats>() {
+            // A reactor's line, or a proactor's (the same fields, then the
+            // ring's own two, which the summed line leaves out).
+            let read = line.parse::<Stats>().or_else(|e| {
+                line.parse::<ProactorStats>()
+                    .map(|counted| counted.stats)
+                    .map_err(|_| e)
+            });
+            match read {
                 Ok(stats) => self.slots[slot].last = stats,
                 Err(e) => warn!("worker {slot}: {e}"),
             }

@@ -75,40 +75,46 @@ fn stop(mut server: Server) -> (SupervisedStats, String) {
 
 /// Three workers: 300 connections and a datagram answered, the connections
 /// spread over more than one worker (their final lines in the log), and
-/// one summed line whose `accepted` is the connections made.
-#[test]
-fn three_workers_serve_tcp_and_udp_and_one_line_sums_them() {
-    let server = Server::start(kind::reactor, &["--workers", "3"]);
-    assert_eq!(children(server.pid()).len(), 3, "{}", server.stderr());
-    round_trips(&server, 300);
-    let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
-    udp.set_read_timeout(Some(PATIENCE)).expect("timeout");
-    udp.send_to(b"ping", server.udp()).expect("send");
-    let mut buf = [0u8; 16];
-    let (n, _) = udp.recv_from(&mut buf).expect("a UDP reply");
-    assert_eq!(&buf[..n], b"ping");
-    let (summed, stderr) = stop(server);
-    assert_eq!((summed.workers, summed.restarts), (3, 0));
-    assert_eq!(summed.stats.accepted, 300, "{summed}");
-    assert_eq!(summed.stats.udp_in, 1);
-    // Each worker's own final line, logged by the supervisor.
-    let busy = stderr
-        .lines()
-        .filter_map(|l| l.split_once("] worker ").map(|(_, rest)| rest))
-        .filter_map(|rest| rest.split_once(": stats "))
-        .filter(|(_, line)| !line.starts_with("accepted=0 "))
-        .count();
-    assert!(
-        busy >= 2,
-        "the connections all landed on one worker:\n{stderr}"
-    );
-    // Each worker's own log lines carry its slot.
-    for slot in 0..3 {
-        let tag = format!(" worker {slot}] ");
+/// one summed line whose `accepted` is the connections made. The same
+/// supervisor runs reactors or proactors.
+server_test! {
+    fn three_workers_serve_tcp_and_udp_and_one_line_sums_them(kind) for [reactor, proactor]
+    skip [
+        threads: "the blocking servers take no --workers: one process, by design",
+        iterative: "the blocking servers take no --workers: one process, by design"
+    ] {
+        let server = Server::start(kind, &["--workers", "3"]);
+        assert_eq!(children(server.pid()).len(), 3, "{}", server.stderr());
+        round_trips(&server, 300);
+        let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
+        udp.set_read_timeout(Some(PATIENCE)).expect("timeout");
+        udp.send_to(b"ping", server.udp()).expect("send");
+        let mut buf = [0u8; 16];
+        let (n, _) = udp.recv_from(&mut buf).expect("a UDP reply");
+        assert_eq!(&buf[..n], b"ping");
+        let (summed, stderr) = stop(server);
+        assert_eq!((summed.workers, summed.restarts), (3, 0));
+        assert_eq!(summed.stats.accepted, 300, "{summed}");
+        assert_eq!(summed.stats.udp_in, 1);
+        // Each worker's own final line, logged by the supervisor.
+        let busy = stderr
+            .lines()
+            .filter_map(|l| l.split_once("] worker ").map(|(_, rest)| rest))
+            .filter_map(|rest| rest.split_once(": stats "))
+            .filter(|(_, line)| !line.starts_with("accepted=0 "))
+            .count();
         assert!(
-            stderr.lines().any(|l| l.contains(&tag)),
-            "no log line of worker {slot}:\n{stderr}"
+            busy >= 2,
+            "the connections all landed on one worker:\n{stderr}"
         );
+        // Each worker's own log lines carry its slot.
+        for slot in 0..3 {
+            let tag = format!(" worker {slot}] ");
+            assert!(
+                stderr.lines().any(|l| l.contains(&tag)),
+                "no log line of worker {slot}:\n{stderr}"
+            );
+        }
     }
 }
 
