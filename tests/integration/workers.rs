@@ -73,11 +73,11 @@ fn stop(mut server: Server) -> (SupervisedStats, String) {
     (summed, server.stderr())
 }
 
-/// Three workers: 300 connections and a datagram answered, the connections
-/// spread over more than one worker (their final lines in the log), and
-/// one summed line whose `accepted` is the connections made. The same
-/// supervisor runs reactors or proactors.
 server_test! {
+    /// Three workers: 300 connections and a datagram answered, the
+    /// connections spread over more than one worker (their final lines in
+    /// the log), and one summed line whose `accepted` is the connections
+    /// made. The same supervisor runs reactors or proactors.
     fn three_workers_serve_tcp_and_udp_and_one_line_sums_them(kind) for [reactor, proactor]
     skip [
         threads: "the blocking servers take no --workers: one process, by design",
