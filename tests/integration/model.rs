@@ -2,7 +2,7 @@
 //! sequence of client actions over a few concurrent connections (connect,
 //! send a chunk, read some, pause, half-close, reset, reconnect, a UDP
 //! datagram), in echo and in upper mode, runs it
-//! against a fresh `serve`, and checks the outcome against a model of what
+//! against a fresh `serve` (and `proactor`), and checks the outcome against a model of what
 //! the server owes: every honest byte back exact and in order, a fresh client
 //! still served afterwards, and the final stats line agreeing with what the
 //! clients did. A failure shrinks to a minimal sequence.
@@ -90,7 +90,7 @@ fn cases() -> u32 {
         .unwrap_or(12)
 }
 
-fn run_model(upper: bool) {
+fn run_model(kind: Kind, upper: bool) {
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         // Shrunk failures are printed, not stored: the sequence is in the
@@ -100,7 +100,7 @@ fn run_model(upper: bool) {
     });
     let strategy = proptest::collection::vec(action(upper), 1..24);
     let result = runner.run(&strategy, |actions| {
-        check_sequence(&actions, upper);
+        check_sequence(kind, &actions, upper);
         Ok(())
     });
     if let Err(e) = result {
@@ -110,19 +110,27 @@ fn run_model(upper: bool) {
 
 #[test]
 fn random_sequences_in_echo_mode_get_every_byte_back() {
-    run_model(false);
+    run_model(Kind::Reactor, false);
 }
 
 #[test]
 fn random_sequences_in_upper_mode_get_every_byte_back() {
-    run_model(true);
+    run_model(Kind::Reactor, true);
+}
+
+/// The proactor, against the same model: its connections run the same
+/// state machine, driven by completions instead of readiness.
+#[test]
+fn random_sequences_against_the_proactor_get_every_byte_back() {
+    run_model(Kind::Proactor, false);
+    run_model(Kind::Proactor, true);
 }
 
 /// Runs one sequence against a fresh server and checks it (panics on a
 /// mismatch, which proptest then shrinks).
-fn check_sequence(actions: &[Action], upper: bool) {
+fn check_sequence(kind: Kind, actions: &[Action], upper: bool) {
     let mode = if upper { "upper" } else { "echo" };
-    let server = Server::start(Kind::Reactor, &["--mode", mode]);
+    let server = Server::start(kind, &["--mode", mode]);
     let reply_of = |bytes: &[u8]| -> Vec<u8> {
         if upper {
             bytes.to_ascii_uppercase()
