@@ -51,6 +51,9 @@ use crate::reactor::state::{Action, Input, State};
 use crate::service::{Service, StreamTransform};
 use crate::stats::Stats;
 
+#[cfg(test)]
+mod tests;
+
 /// Where a connection's recv is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Arm {

@@ -45,3 +45,5 @@ mod chaos;
 mod workers;
 // bench --processes N and bench merge: one exact report from many.
 mod processes;
+// The proactor's own: operations in flight at close, no io_uring.
+mod proactor;
