@@ -207,8 +207,10 @@ fn main() {
         );
     }
 
-    out += "\n| interest | user-space instructions per message, 1 connection | the same, 10 \
-            connections | syscalls per message, 100 connections |\n|---|---:|---:|---:|\n";
+    out += "\nUnder callgrind, per echoed message:\n\n\
+            | interest | user-space instructions, 1 connection | wake-ups, 1 connection | \
+            user-space instructions, 10 connections | wake-ups, 10 connections | syscalls \
+            (`strace -f -c`), 100 connections |\n|---|---:|---:|---:|---:|---:|\n";
     let mut instructions = Vec::new();
     for server in &servers {
         let one = instructions_per_message(server, lg, 1, plan.callgrind);
@@ -219,10 +221,12 @@ fn main() {
             server.name
         );
         out += &format!(
-            "| {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} |\n",
             server.name,
-            shown(one.as_ref(), 1),
-            shown(ten.as_ref(), 1),
+            shown(one.map(|i| i.per_message).as_ref(), 1),
+            shown(one.and_then(|i| i.wakeups).as_ref(), 3),
+            shown(ten.map(|i| i.per_message).as_ref(), 1),
+            shown(ten.and_then(|i| i.wakeups).as_ref(), 3),
             shown(syscalls.as_ref(), 3)
         );
         instructions.push((one, ten));
@@ -232,16 +236,17 @@ fn main() {
         (Some(readable), Some(readable_ten)),
     ] = instructions[..]
     {
+        let (both, readable) = (both.per_message, readable.per_message);
         out += &format!(
             "\nOn one connection every message takes one wake-up, one event, one read and one \
              write with either interest, so the difference is the interest's alone: the writable \
              interest costs {:.1} user-space instructions per message ({:.1}% of {:.1}). On 10 \
-             connections the difference is {:.1}, which also carries the run-to-run variation in \
-             wake-ups per message.\n",
+             connections the difference is {:.1}: there it also carries the difference in wake-ups \
+             per message, which depends on how the load generator's messages happened to bunch.\n",
             both - readable,
             (both - readable) / both * 100.0,
             both,
-            both_ten - readable_ten
+            both_ten.per_message - readable_ten.per_message
         );
     }
     out += &format!(

@@ -336,6 +336,17 @@ pub fn syscalls_per_message(kind: &ServerSpec, lg: &Path, conns: usize) -> Optio
     Some((long - short) / 90_000.0)
 }
 
+/// What a server did per echoed message under callgrind.
+#[derive(Debug, Clone, Copy)]
+pub struct Instructions {
+    /// User-space instructions per message.
+    pub per_message: f64,
+    /// Wake-ups per message in the same runs, from the stats line (`None`
+    /// for a server without one): on several connections the instructions
+    /// move with them, since each wake-up has a cost of its own.
+    pub wakeups: Option<f64>,
+}
+
 /// User-space instructions per echoed message (the method of the C
 /// reference programs' `instructions.sh`, which uses 10 connections):
 /// callgrind's total while the C load generator completes `messages` on
@@ -345,26 +356,25 @@ pub fn instructions_per_message(
     lg: &Path,
     conns: usize,
     messages: u64,
-) -> Option<f64> {
-    let total = |messages: u64| -> Option<f64> {
+) -> Option<Instructions> {
+    let total = |messages: u64| -> Option<(f64, Option<Stats>)> {
         let file = scratch_file(&format!("callgrind-{messages}.out"));
         let out_file = format!("--callgrind-out-file={}", file.display());
-        serve_messages(
-            kind,
-            &strings(&["valgrind", "--tool=callgrind", &out_file]),
-            lg,
-            conns,
-            messages,
-        );
+        let wrapper = strings(&["valgrind", "--tool=callgrind", &out_file]);
+        let stats = serve_messages(kind, &wrapper, lg, conns, messages);
         let text = std::fs::read_to_string(&file).ok()?;
         let _ = std::fs::remove_file(&file);
-        text.lines()
-            .find_map(|l| l.strip_prefix("summary:"))?
-            .trim()
-            .parse()
-            .ok()
+        let summary = text.lines().find_map(|l| l.strip_prefix("summary:"))?;
+        Some((summary.trim().parse().ok()?, stats))
     };
-    Some((total(messages)? - total(1)?) / (messages - 1) as f64)
+    let ((many, many_stats), (one, one_stats)) = (total(messages)?, total(1)?);
+    let per = |a: f64, b: f64| (a - b) / (messages - 1) as f64;
+    Some(Instructions {
+        per_message: per(many, one),
+        wakeups: many_stats
+            .zip(one_stats)
+            .map(|(a, b)| per(a.wakeups as f64, b.wakeups as f64)),
+    })
 }
 
 /// A file for a tool's output (strace's counts, callgrind's profile), in the
