@@ -23,6 +23,7 @@ pub enum Step {
     Poll,
     EpollLevel,
     MioEdge,
+    IoUring,
 }
 
 impl Step {
@@ -35,6 +36,7 @@ impl Step {
             Step::Poll => "04_poll",
             Step::EpollLevel => "05_epoll_level",
             Step::MioEdge => "06_mio_edge",
+            Step::IoUring => "07_io_uring",
         }
     }
 
@@ -99,7 +101,7 @@ course_test! {
     /// Four clients stream 2 MiB each at the same time; every byte comes
     /// back, in order, to the right client.
     fn echo_is_exact_for_concurrent_clients(step)
-    for [ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge]
+    for [ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge, IoUring]
     skip [Blocking: "one client at a time: see the_second_client_waits_for_the_first"] {
         let server = step.start();
         let addr = server.tcp();
@@ -144,7 +146,7 @@ course_test! {
     /// The contrast with step 1: a second client is answered while the
     /// first one stays connected and silent.
     fn a_second_client_is_answered_while_the_first_stays(step)
-    for [ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge]
+    for [ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge, IoUring]
     skip [Blocking: "one client at a time: see the_second_client_waits_for_the_first"] {
         let server = step.start();
         let mut first = server.connect();
@@ -159,7 +161,7 @@ course_test! {
     /// A client that sends, then half-closes (FIN), gets every reply and
     /// then the server's FIN.
     fn half_close_gets_every_reply_then_eof(step)
-    for [Blocking, ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge] {
+    for [Blocking, ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge, IoUring] {
         let server = step.start();
         let mut client = server.connect();
         let payload = pattern(300_000, 7);
@@ -173,7 +175,7 @@ course_test! {
     /// A peer that resets (SO_LINGER 0, with unread replies) ends only its
     /// own conversation: the next client is served.
     fn a_reset_peer_does_not_take_the_server_down(step)
-    for [Blocking, ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge] {
+    for [Blocking, ThreadPerClient, NonblockingBusy, Poll, EpollLevel, MioEdge, IoUring] {
         let server = step.start();
         let mut rude = server.connect();
         round_trip(&mut rude, b"ping", b"ping");
