@@ -24,11 +24,15 @@
 //!   server apart. If the send or the ACK raised a writable edge, it would
 //!   show here as an event with EPOLLOUT and without EPOLLIN;
 //! * **user-space instructions per message** (callgrind) and **syscalls per
-//!   message** (`strace -f -c`), as `benches/cost.rs` measures them.
+//!   message** (`strace -f -c`), as `benches/cost.rs` measures them; the
+//!   instructions on one connection too, where every message is one
+//!   wake-up, one event, one read and one write with either interest, so
+//!   that their difference is the interest's alone.
 //!
-//! Event and instruction counts hardly depend on the machine's noise;
-//! wake-ups per message do (how many events one `epoll_wait` collects
-//! depends on timing).
+//! Event counts, and instruction counts on one connection, hardly depend on
+//! the machine's noise; wake-ups per message on several connections do (how
+//! many events one `epoll_wait` collects depends on timing), and so do the
+//! instructions there, since each wake-up has a cost of its own.
 //!
 //! Needs valgrind, strace, gcc, taskset and the C sources
 //! (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`); without one it
