@@ -216,6 +216,7 @@ impl Proactor {
                 rearms: 0,
                 recv_limits: true,
                 owed: connection::OwedBytes::default(),
+                tracing: log::log_enabled!(log::Level::Trace),
             },
             idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
@@ -264,6 +265,7 @@ impl Proactor {
                 .map_err(|e| ServerError::new("io_uring_enter failed", e))?;
             now = Instant::now();
             self.ctx.tick = self.clock.tick(now);
+            self.ctx.tracing = log::log_enabled!(log::Level::Trace);
             self.ring.reap(&mut batch);
             self.max_batch = self.max_batch.max(batch.len() as u64);
             for completion in batch.drain(..) {

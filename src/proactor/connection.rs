@@ -86,6 +86,10 @@ pub struct Ctx {
     pub recv_limits: bool,
     /// The bytes owed over all connections, and their peak.
     pub owed: OwedBytes,
+    /// Whether `RUST_LOG` enables trace, decided once per turn (as the
+    /// reactor's `Ctx::tracing`): the per-message trace lines test this
+    /// plain flag, not the logger.
+    pub tracing: bool,
 }
 
 /// The bytes owed over all connections, and their peak since the last time
@@ -292,7 +296,7 @@ impl Connection {
         ctx.stats.bytes_in += n as u64;
         self.last_active = ctx.tick;
         if !matches!(self.state, State::Open | State::Paused) {
-            if log_enabled!(log::Level::Trace) {
+            if ctx.tracing {
                 trace!(
                     "conn={slot} received {n} bytes in {}; discarded",
                     self.state
@@ -301,7 +305,7 @@ impl Connection {
             ring.recycle(buf);
             return;
         }
-        if log_enabled!(log::Level::Trace) {
+        if ctx.tracing {
             trace!("conn={slot} received {n} bytes");
         }
         let input = ring.bytes_mut(&buf);
@@ -475,12 +479,20 @@ impl Connection {
     }
 
     /// The one place the state changes, as in the reactor's connection:
-    /// the pure `next`, then the transition's action.
+    /// the pure `next`, then the transition's action. Inline, so that the
+    /// common case (another message in `Open`, no change) costs only the
+    /// pure `next` and one comparison.
+    #[inline(always)]
     fn set_state(&mut self, slot: usize, input: Input, ctx: &mut Ctx) {
         let next = self.state.next(input, ctx.max_pending);
-        if next == self.state {
-            return;
+        if next != self.state {
+            self.change_state(slot, next, input, ctx);
         }
+    }
+
+    /// `set_state` when the state does change.
+    #[inline(never)]
+    fn change_state(&mut self, slot: usize, next: State, input: Input, ctx: &mut Ctx) {
         if log_enabled!(log::Level::Trace) {
             trace!("conn={slot} state {}=>{next} on {input:?}", self.state);
         }

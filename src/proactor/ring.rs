@@ -100,6 +100,8 @@ pub struct Ring {
     udp_reply: Option<(Vec<u8>, Box<socket2::SockAddr>)>,
     /// Operations whose final completion has not been reaped.
     in_flight: usize,
+    /// The completion queue's entries of one reap, copied out.
+    reaped: Vec<cqueue::Entry>,
     counters: RingCounters,
     /// The setup flags the kernel accepted, for the start-up log.
     setup: &'static str,
@@ -238,6 +240,7 @@ impl Ring {
             udp: UdpMessage::new(),
             udp_reply: None,
             in_flight: 0,
+            reaped: Vec::new(),
             counters: RingCounters::default(),
             setup,
         };
@@ -499,11 +502,15 @@ impl Ring {
 
     /// Moves every ready completion into `into`, decoded.
     pub fn reap(&mut self, into: &mut Vec<Completion>) {
-        let mut raw: Vec<cqueue::Entry> = Vec::new();
+        // Copied out first (16 bytes each, into a buffer kept for reuse):
+        // decoding needs the Ring itself, which the queue's view borrows.
+        let mut raw = std::mem::take(&mut self.reaped);
         raw.extend(self.uring.completion());
-        for cqe in raw {
+        into.reserve(raw.len());
+        for cqe in raw.drain(..) {
             into.push(self.decode(&cqe));
         }
+        self.reaped = raw;
     }
 
     /// One completion queue entry, decoded by the operation it reports.

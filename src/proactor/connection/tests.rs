@@ -33,6 +33,7 @@ fn ctx() -> Ctx {
         rearms: 0,
         recv_limits: true,
         owed: OwedBytes::default(),
+        tracing: false,
     }
 }
 
