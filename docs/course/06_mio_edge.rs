@@ -4,7 +4,8 @@
 //! registers edge-triggered: an event says "this socket's readiness
 //! changed", once. Each socket is registered once, at accept, for reading
 //! and writing, and never touched again with `epoll_ctl`: with edge
-//! triggering an unused writable interest costs nothing. The price is a
+//! triggering an unused writable interest costs no event and no syscall
+//! (each readable event just says "writable" too). The price is a
 //! rule: a handler must work until the kernel says `WouldBlock`, because no
 //! second event comes for work left behind. The slab key is the token, so
 //! an event finds its client with one index.

@@ -276,9 +276,11 @@ impl Connection {
     #[inline]
     pub fn on_writable(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         if self.owed.is_empty() || self.state.is_closed() {
-            // A writable edge with nothing owed is only a hint: the common
-            // case (every echoed message raises one), so it stays inline.
-            // (A connection closed earlier in the batch has reported it.)
+            // Writable with nothing owed: the common case, since every
+            // readable event also reports writable (epoll hands over the
+            // socket's whole readiness, and the send buffer has room), so
+            // it stays inline. (A connection closed earlier in the batch
+            // has reported it.)
             return Turn::DONE;
         }
         self.flush_and_resume(key, ctx)
