@@ -123,10 +123,12 @@ pub struct BenchArgs {
     /// told (a wave of a million replies takes tens of seconds).
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
     pub reply_timeout: f64,
-    /// Internal: a process of `--processes N`, which reports to its parent
-    /// and waits for its word to start (bench/processes/link.rs).
-    #[arg(long, hide = true)]
-    pub coordinated: bool,
+    /// Internal: a process of `--processes N` started by the parent with
+    /// this PID; it reports to its parent, waits for its word to start
+    /// (bench/processes/link.rs), and stops if its parent dies
+    /// (`children::watch_parent`).
+    #[arg(long, value_name = "PARENT", hide = true)]
+    pub coordinated: Option<u32>,
     /// Internal: this process's share of the connects in flight, set by
     /// the parent of several (bench/plan.rs, `connect_window`).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=100_000))]
@@ -283,7 +285,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
             .map_or_else(|| plan::connect_window(1), |n| n as usize),
         connect_timeout: Duration::from_secs_f64(args.connect_timeout),
         reply_timeout: Duration::from_secs_f64(args.reply_timeout),
-        is_coordinated: args.coordinated,
+        is_coordinated: args.coordinated.is_some(),
     };
     let chaos_plan = match args.chaos {
         Some(peers) => {
@@ -304,11 +306,14 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         }
         None => None,
     };
-    if !args.coordinated {
+    if let Some(parent) = args.coordinated {
+        crate::children::watch_parent(parent)
+            .map_err(|e| BenchError::Failed(format!("cannot stay tied to the parent: {e}")))?;
+    } else {
         // A process of several: its parent has said it once.
         limits.log();
     }
-    let progress = if args.coordinated {
+    let progress = if args.coordinated.is_some() {
         Progress::for_parent()
     } else {
         Progress::new(true)

@@ -141,6 +141,25 @@ pub struct ServerArgs {
 }
 
 impl ServerArgs {
+    /// The flags a worker of `serve --workers` is given from these, in
+    /// `--flag=value` form (so a value that looks like a flag, a greeting
+    /// of `--tcp`, stays a value): every flag but those the supervisor
+    /// decides for each worker (`--tcp`, `--udp`, `--stats-interval`,
+    /// `--reuse-port`). The one place, beside their declarations above,
+    /// that knows these flags' names.
+    pub fn worker_flags(&self) -> Vec<String> {
+        let mut flags = vec![
+            format!("--mode={}", self.mode),
+            format!("--greeting={}", self.greeting),
+            format!("--idle-timeout={}", self.idle_timeout),
+            format!("--max-pending={}", self.max_pending),
+        ];
+        if let Some(max) = self.max_connections {
+            flags.push(format!("--max-connections={max}"));
+        }
+        flags
+    }
+
     /// Validates the flags and resolves the addresses.
     ///
     /// # Errors
@@ -241,6 +260,42 @@ mod tests {
             config(&["--tcp", "off", "--udp", "off"]).unwrap_err(),
             ConfigError::NothingToServe
         );
+    }
+
+    /// A worker's flags, built from the parsed ones, parse back to the same
+    /// configuration: every server flag is passed on, and a value that looks
+    /// like a flag stays a value.
+    #[test]
+    fn worker_flags_parse_back_to_the_same_configuration() {
+        let first = [
+            "reactor-echo",
+            "serve",
+            "--mode",
+            "greet",
+            "--greeting=--tcp x",
+            "--max-connections",
+            "7",
+            "--idle-timeout",
+            "3",
+            "--max-pending",
+            "99",
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "off",
+        ];
+        let Command::Serve(args) = Cli::try_parse_from(first).expect("parse").command else {
+            panic!("not serve");
+        };
+        let mut again = vec!["reactor-echo".to_owned(), "serve".to_owned()];
+        again.extend(args.server.worker_flags());
+        again.extend(["--tcp=127.0.0.1:0".to_owned(), "--udp=off".to_owned()]);
+        let Command::Serve(back) = Cli::try_parse_from(&again).expect("parse back").command else {
+            panic!("not serve");
+        };
+        let config = |a: &ServeArgs| format!("{:?}", a.server.to_config().expect("valid"));
+        assert_eq!(config(&back), config(&args));
+        assert_eq!(back.server.greeting, "--tcp x");
     }
 
     #[test]

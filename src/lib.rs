@@ -35,7 +35,9 @@
 //!
 //! Past one process: [`workers`], `serve --workers N`, a supervisor that
 //! runs N of those reactors in N processes on one port (SO_REUSEPORT), each
-//! unchanged.
+//! unchanged; [`children`], how this program starts copies of itself (the
+//! supervisor's workers, `bench --processes`' load generators) and the one
+//! rule that keeps them from outliving their parent.
 //!
 //! And [`bench`](mod@bench), the load generator: a client-side mio reactor of
 //! its own (`bench/driver.rs`), the pattern seen from the other end.
@@ -56,6 +58,7 @@
 
 mod allocator;
 pub mod bench;
+pub mod children;
 pub mod blocking;
 pub mod cli;
 pub mod client;

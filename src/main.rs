@@ -27,7 +27,8 @@ fn main() -> ExitCode {
             match args.workers {
                 1 => run_server(&args.server, reactor::serve),
                 n => run_server(&args.server, |config| {
-                    workers::supervise(config, n).map(|summed| summed.stats)
+                    let command = worker_command("serve", &args);
+                    workers::supervise(config, n, &command).map(|summed| summed.stats)
                 }),
             }
         }
@@ -42,7 +43,8 @@ fn main() -> ExitCode {
                     proactor::serve(config).map(|counted| counted.stats)
                 }),
                 n => run_server(&args.server, |config| {
-                    workers::supervise(config, n).map(|summed| summed.stats)
+                    let command = worker_command("proactor", &args);
+                    workers::supervise(config, n, &command).map(|summed| summed.stats)
                 }),
             }
         }
@@ -61,6 +63,14 @@ fn main() -> ExitCode {
             Err(e) => fail(&e, 1),
         },
     }
+}
+
+/// How a worker of `serve --workers` (or `proactor --workers`) is started:
+/// the subcommand and the flags built from the parsed command line.
+fn worker_command(subcommand: &str, args: &ServeArgs) -> Vec<String> {
+    let mut command = vec![subcommand.to_owned()];
+    command.extend(args.server.worker_flags());
+    command
 }
 
 /// Logs go to stderr; stdout carries only the `listening` and `stats` lines.

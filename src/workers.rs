@@ -55,10 +55,9 @@
 
 pub mod summed;
 
-use std::io::{self, BufRead, BufReader};
+use std::io;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -67,6 +66,7 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use rustix::process::{Pid, Signal};
 
+use crate::children::{self, ChildProcess, Heard, Spawn};
 use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::listening::Listening;
@@ -91,38 +91,20 @@ const TICK: Duration = Duration::from_millis(50);
 /// dies is at most this old.
 pub const REPORT_EVERY_SECS: u64 = 1;
 
-/// Called first thing in a worker (`--worker-of PID`): ask for SIGTERM when
-/// the parent dies, then check that the parent is still the supervisor (it
-/// may have died before the request was made).
+/// Called first thing in a worker (`--worker-of PID`): the orphan rule of
+/// every child of this program ([`children::watch_parent`]).
 ///
 /// # Errors
 /// If the request fails, or the supervisor is already gone.
 pub fn become_worker(supervisor: u32) -> Result<(), ServerError> {
-    rustix::process::set_parent_process_death_signal(Some(Signal::TERM))
-        .map_err(|e| ServerError::new("cannot ask to be stopped with the supervisor", e.into()))?;
-    let parent = rustix::process::getppid().map_or(0, |p| p.as_raw_nonzero().get() as u32);
-    if parent != supervisor {
-        return Err(ServerError::new(
-            format!("the supervisor (pid {supervisor}) is gone"),
-            io::Error::other("worker orphaned at start"),
-        ));
-    }
-    Ok(())
-}
-
-/// What a worker's stdout reader reports.
-#[derive(Debug)]
-enum Heard {
-    /// A line from worker `slot` (its `generation`th start).
-    Line(usize, u64, String),
-    /// Its stdout closed: the worker has exited (or is about to).
-    Gone(usize, u64),
+    children::watch_parent(supervisor)
+        .map_err(|e| ServerError::new("cannot stay tied to the supervisor", e))
 }
 
 /// One worker slot: the process now in it, and what it last said.
 #[derive(Debug)]
 struct Slot {
-    child: Option<Child>,
+    child: Option<ChildProcess>,
     generation: u64,
     started: Instant,
     listening: bool,
@@ -133,7 +115,6 @@ struct Slot {
 /// The supervisor's state.
 #[derive(Debug)]
 struct Supervisor {
-    program: std::path::PathBuf,
     worker_args: Vec<String>,
     slots: Vec<Slot>,
     tx: Sender<Heard>,
@@ -147,12 +128,19 @@ struct Supervisor {
 }
 
 /// Runs `count` workers serving `config` until SIGINT/SIGTERM; prints the
-/// `listening` line once and the summed stats line at the end.
+/// `listening` line once and the summed stats line at the end. `command` is
+/// how a worker is started: the subcommand (`serve`, `proactor`) and its
+/// flags, built from the parsed command line (`ServerArgs::worker_flags`);
+/// the supervisor adds the flags it decides.
 ///
 /// # Errors
 /// A [`ServerError`] if the address cannot be bound (the `error:` line, no
 /// worker started) or a worker fails to start (every other one stopped).
-pub fn supervise(config: &ServerConfig, count: usize) -> Result<SupervisedStats, ServerError> {
+pub fn supervise(
+    config: &ServerConfig,
+    count: usize,
+    command: &[String],
+) -> Result<SupervisedStats, ServerError> {
     // Reserve the ports (and learn them, for port 0) before any worker
     // starts; the reservations close once every worker holds the ports.
     let tcp = config
@@ -176,13 +164,9 @@ pub fn supervise(config: &ServerConfig, count: usize) -> Result<SupervisedStats,
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .map_err(|e| ServerError::new("cannot install signal handlers", e))?;
     }
-    let program = std::env::current_exe()
-        .map_err(|e| ServerError::new("cannot find this program to start workers", e))?;
-    let argv: Vec<String> = std::env::args().skip(1).collect();
     let (tx, rx) = mpsc::channel();
     let mut supervisor = Supervisor {
-        program,
-        worker_args: worker_arguments(&argv, tcp_addr, udp_addr, std::process::id()),
+        worker_args: worker_arguments(command, tcp_addr, udp_addr, std::process::id()),
         slots: Vec::with_capacity(count),
         tx,
         rx,
@@ -255,11 +239,11 @@ impl Supervisor {
                 }
             };
             match heard {
-                Heard::Line(slot, _, line) if line.starts_with("listening") => {
+                Heard::Line { slot, line, .. } if line.starts_with("listening") => {
                     self.slots[slot].listening = true;
                 }
-                Heard::Line(..) => {}
-                Heard::Gone(slot, _) => {
+                Heard::Line { .. } => {}
+                Heard::Gone { slot, .. } => {
                     let status = self.reap(slot);
                     return Err(ServerError::new(
                         format!("worker {slot} exited during start-up"),
@@ -279,8 +263,14 @@ impl Supervisor {
         let mut pending_restarts: Vec<usize> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
             match self.rx.recv_timeout(TICK) {
-                Ok(Heard::Line(slot, generation, line)) => self.hear(slot, generation, &line),
-                Ok(Heard::Gone(slot, generation)) if generation == self.slots[slot].generation => {
+                Ok(Heard::Line {
+                    slot,
+                    generation,
+                    line,
+                }) => self.hear(slot, generation, &line),
+                Ok(Heard::Gone { slot, generation })
+                    if generation == self.slots[slot].generation =>
+                {
                     let status = self.reap(slot);
                     warn!(
                         "worker {slot} exited ({}); starting it again",
@@ -290,7 +280,7 @@ impl Supervisor {
                     self.restarts += 1;
                     pending_restarts.push(slot);
                 }
-                Ok(Heard::Gone(..)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Heard::Gone { .. }) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             let now = Instant::now();
@@ -374,7 +364,7 @@ impl Supervisor {
             if let Some(pid) = slot
                 .child
                 .as_ref()
-                .and_then(|c| Pid::from_raw(c.id() as i32))
+                .and_then(|c| Pid::from_raw(c.child.id() as i32))
             {
                 let _ = rustix::process::kill_process(pid, Signal::TERM);
             }
@@ -382,21 +372,27 @@ impl Supervisor {
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.slots.iter().any(|s| s.child.is_some()) {
             match self.rx.recv_timeout(TICK) {
-                Ok(Heard::Line(slot, generation, line)) => self.hear(slot, generation, &line),
-                Ok(Heard::Gone(slot, generation)) if generation == self.slots[slot].generation => {
+                Ok(Heard::Line {
+                    slot,
+                    generation,
+                    line,
+                }) => self.hear(slot, generation, &line),
+                Ok(Heard::Gone { slot, generation })
+                    if generation == self.slots[slot].generation =>
+                {
                     let status = self.reap(slot);
                     debug!("worker {slot} stopped ({})", describe(status));
                     info!("worker {slot}: {}", self.slots[slot].last);
                 }
-                Ok(Heard::Gone(..)) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(Heard::Gone { .. }) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= deadline {
                 for (n, slot) in self.slots.iter_mut().enumerate() {
-                    if let Some(mut child) = slot.child.take() {
+                    if let Some(mut worker) = slot.child.take() {
                         warn!("worker {n} did not stop within {STOP_TIMEOUT:?}; killing it");
-                        let _ = child.kill();
-                        let _ = child.wait();
+                        let _ = worker.child.kill();
+                        let _ = worker.child.wait();
                     }
                 }
             }
@@ -408,7 +404,7 @@ impl Supervisor {
         self.slots[slot]
             .child
             .take()
-            .and_then(|mut c| c.wait().ok())
+            .and_then(|mut c| c.child.wait().ok())
     }
 
     /// Every worker's latest counts, and those of workers that died, added.
@@ -425,36 +421,21 @@ impl Supervisor {
         }
     }
 
-    /// Starts worker `slot` and a thread that passes its stdout lines on.
-    fn spawn(&self, slot: usize, generation: u64) -> io::Result<Child> {
-        let mut child = Command::new(&self.program)
-            .args(&self.worker_args)
-            .args(["--worker-slot", &slot.to_string()])
-            // A group of its own: see the module doc (one signal, one grace
-            // period).
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
-        let tx = self.tx.clone();
-        std::thread::Builder::new()
-            .name(format!("worker-{slot}"))
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(Heard::Line(slot, generation, line)).is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send(Heard::Gone(slot, generation));
-            })?;
-        debug!("worker {slot} started (pid {})", child.id());
-        Ok(child)
+    /// Starts worker `slot` (its `generation`th start), in a process group
+    /// of its own (see the module doc), its stdout read by a thread that
+    /// passes its lines on.
+    fn spawn(&self, slot: usize, generation: u64) -> io::Result<ChildProcess> {
+        let mut args = self.worker_args.clone();
+        args.extend(["--worker-slot".to_owned(), slot.to_string()]);
+        let how = Spawn {
+            slot,
+            generation,
+            with_stdin: false,
+            own_process_group: true,
+        };
+        let worker = children::spawn_self(&args, how, &self.tx)?;
+        debug!("worker {slot} started (pid {})", worker.child.id());
+        Ok(worker)
     }
 }
 
@@ -463,51 +444,24 @@ fn describe(status: Option<ExitStatus>) -> String {
     status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
 }
 
-/// A worker's command line: the supervisor's own flags, less those the
-/// supervisor decides (`--workers`, `--tcp`, `--udp`, `--stats-interval`,
-/// `--reuse-port`, `--worker-of`, in either `--flag value` or
-/// `--flag=value` form), plus the resolved addresses, the report interval,
-/// `--reuse-port` and `--worker-of` this process.
+/// A worker's command line: `command` (the subcommand and the flags built
+/// from the parsed command line), then the flags the supervisor decides:
+/// the resolved addresses, the report interval, `--reuse-port` and
+/// `--worker-of` this process (`--worker-slot` is added per worker).
 fn worker_arguments(
-    argv: &[String],
+    command: &[String],
     tcp: Option<SocketAddr>,
     udp: Option<SocketAddr>,
     supervisor: u32,
 ) -> Vec<String> {
-    const DECIDED: [&str; 6] = [
-        "--workers",
-        "--tcp",
-        "--udp",
-        "--stats-interval",
-        "--worker-of",
-        "--worker-slot",
-    ];
-    let mut out = Vec::with_capacity(argv.len() + 8);
-    let mut words = argv.iter();
-    while let Some(word) = words.next() {
-        let name = word.split('=').next().unwrap_or(word);
-        if DECIDED.contains(&name) {
-            if !word.contains('=') {
-                words.next();
-            }
-            continue;
-        }
-        if word == "--reuse-port" {
-            continue;
-        }
-        out.push(word.clone());
-    }
     let endpoint = |a: Option<SocketAddr>| a.map_or_else(|| "off".to_owned(), |a| a.to_string());
+    let mut out = command.to_vec();
     out.extend([
-        "--tcp".to_owned(),
-        endpoint(tcp),
-        "--udp".to_owned(),
-        endpoint(udp),
-        "--stats-interval".to_owned(),
-        REPORT_EVERY_SECS.to_string(),
+        format!("--tcp={}", endpoint(tcp)),
+        format!("--udp={}", endpoint(udp)),
+        format!("--stats-interval={REPORT_EVERY_SECS}"),
         "--reuse-port".to_owned(),
-        "--worker-of".to_owned(),
-        supervisor.to_string(),
+        format!("--worker-of={supervisor}"),
     ]);
     out
 }
@@ -521,15 +475,13 @@ mod tests {
     }
 
     #[test]
-    fn workers_get_the_flags_less_those_the_supervisor_decides() {
-        let argv = words(
-            "serve --workers 3 --tcp 127.0.0.1:0 --mode upper --udp=off --reuse-port --max-pending 100 --stats-interval 10",
-        );
+    fn workers_get_the_command_then_what_the_supervisor_decides() {
+        let command = words("serve --mode=upper --greeting=--tcp --max-pending=100");
         let tcp: SocketAddr = "127.0.0.1:4000".parse().expect("address");
         assert_eq!(
-            worker_arguments(&argv, Some(tcp), None, 77),
+            worker_arguments(&command, Some(tcp), None, 77),
             words(
-                "serve --mode upper --max-pending 100 --tcp 127.0.0.1:4000 --udp off --stats-interval 1 --reuse-port --worker-of 77"
+                "serve --mode=upper --greeting=--tcp --max-pending=100 --tcp=127.0.0.1:4000 --udp=off --stats-interval=1 --reuse-port --worker-of=77"
             )
         );
     }

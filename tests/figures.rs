@@ -89,7 +89,10 @@ fn quotes(text: &str) -> Vec<Quote> {
             (_, p) => p,
         };
         let Some(end) = end else { break };
-        let link = after[..end].split_whitespace().collect::<Vec<_>>().join(" ");
+        let link = after[..end]
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
         let (target, row) = match link.split_once(" \"") {
             Some((target, title)) => (target.trim(), Some(title.trim_end_matches('"').to_owned())),
             None => (link.trim(), None),
@@ -259,7 +262,10 @@ fn a_figure_missing_from_its_table_fails_with_file_and_line() {
         ("[223](../docs/benchmarks/cost.md)", None),
         ("[1.31](benchmarks/cost.md \"a ratio (x)\") and more", None),
         ("[1.31](benchmarks/cost.md\n  \"a ratio (x)\")", None),
-        ("[1.32](benchmarks/cost.md \"a ratio (x)\")", Some("not in the row")),
+        (
+            "[1.32](benchmarks/cost.md \"a ratio (x)\")",
+            Some("not in the row"),
+        ),
         ("[16996](benchmarks/cost.md)", None),
     ];
     for (text, expected) in cases {

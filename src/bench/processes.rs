@@ -10,8 +10,9 @@
 //!    an open loop's rate and of the connects in flight, and source
 //!    addresses of its own;
 //! 2. starts the processes by re-executing this binary with
-//!    `bench --coordinated --json` and the share's flags (no fork in a Rust
-//!    process);
+//!    `bench --coordinated PID --json` and the share's flags, built from
+//!    the parsed ones (`children.rs`: no fork in a Rust process, and one
+//!    orphan rule for every child of this program);
 //! 3. prints one progress line for all of them, from the `@progress` lines
 //!    they send it (`progress.rs`);
 //! 4. waits until every process has opened its connections (`@ready`), reads
@@ -26,9 +27,8 @@
 
 pub mod link;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -40,19 +40,12 @@ use super::progress::{LINE_EVERY, PARENT_LINE};
 use super::report::merge::merge_texts;
 use super::server_memory::{OpenCost, resident_kib};
 use super::{BenchArgs, BenchError};
-
-/// What a process's stdout reader reports.
-#[derive(Debug)]
-enum Heard {
-    Line(usize, String),
-    Closed(usize),
-}
+use crate::children::{self, ChildProcess, Heard, Spawn};
 
 /// One load-generator process and what the parent knows of it.
 #[derive(Debug)]
 struct Member {
-    child: Child,
-    stdin: Option<ChildStdin>,
+    process: ChildProcess,
     connections: usize,
     up: usize,
     is_ready: bool,
@@ -85,10 +78,15 @@ pub fn run(
             connections,
             &source_shares[index],
         );
-        match spawn(&words, index, &tell) {
-            Ok((child, stdin)) => members.push(Member {
-                child,
-                stdin: Some(stdin),
+        let how = Spawn {
+            slot: index,
+            generation: 0,
+            with_stdin: true,
+            own_process_group: false,
+        };
+        match children::spawn_self(&words, how, &tell) {
+            Ok(process) => members.push(Member {
+                process,
                 connections,
                 up: 0,
                 is_ready: false,
@@ -111,7 +109,7 @@ pub fn run(
         .map(|(before, open)| OpenCost { before, open });
     let mut texts = Vec::with_capacity(processes);
     for (index, member) in members.iter_mut().enumerate() {
-        let status = member.child.wait().ok();
+        let status = member.process.child.wait().ok();
         match member.report.take() {
             Some(line) => texts.push((format!("process {}", index + 1), line)),
             None => {
@@ -153,7 +151,9 @@ fn coordinate(
     let mut during = None;
     while members.iter().any(|m| !m.is_closed) {
         match heard.recv_timeout(next_line.saturating_duration_since(Instant::now())) {
-            Ok(Heard::Line(index, line)) => {
+            Ok(Heard::Line {
+                slot: index, line, ..
+            }) => {
                 let member = &mut members[index];
                 if let Some(rest) = line.strip_prefix(PARENT_LINE) {
                     let mut words = rest.split_whitespace().map(str::parse::<u64>);
@@ -168,7 +168,7 @@ fn coordinate(
                     member.report = Some(line);
                 }
             }
-            Ok(Heard::Closed(index)) => {
+            Ok(Heard::Gone { slot: index, .. }) => {
                 let member = &mut members[index];
                 member.is_closed = true;
                 if !member.is_ready && member.report.is_none() {
@@ -189,7 +189,7 @@ fn coordinate(
             rss_open = args.server_pid.and_then(|pid| resident_kib(pid).ok());
             opened_in = Some(started.elapsed().as_secs_f64());
             for member in members.iter_mut() {
-                if let Some(stdin) = member.stdin.as_mut() {
+                if let Some(stdin) = member.process.stdin.as_mut() {
                     // A process that is gone shows as a missing report.
                     let _ = writeln!(stdin, "{}", link::GO);
                     let _ = stdin.flush();
@@ -217,49 +217,16 @@ fn coordinate(
     ))
 }
 
-/// Starts one process with its stdout read by a thread of its own.
-fn spawn(
-    words: &[String],
-    index: usize,
-    tell: &mpsc::Sender<Heard>,
-) -> std::io::Result<(Child, ChildStdin)> {
-    let mut child = Command::new(std::env::current_exe()?)
-        .args(words)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
-    let stdin = child
-        .stdin
-        .take()
-        .ok_or_else(|| std::io::Error::other("no stdin pipe"))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| std::io::Error::other("no stdout pipe"))?;
-    let tell = tell.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tell.send(Heard::Line(index, line)).is_err() {
-                return;
-            }
-        }
-        let _ = tell.send(Heard::Closed(index));
-    });
-    Ok((child, stdin))
-}
-
 /// Ends the processes started so far: closing their stdin ends a process
 /// waiting for `go`; one that is running is stopped outright (it is our own
 /// child, and its report is no longer wanted).
 fn stop_all(members: &mut [Member]) {
     for member in members.iter_mut() {
-        member.stdin = None;
+        member.process.stdin = None;
         if !member.is_closed {
-            let _ = member.child.kill();
+            let _ = member.process.child.kill();
         }
-        let _ = member.child.wait();
+        let _ = member.process.child.wait();
     }
 }
 
@@ -307,6 +274,7 @@ fn child_arguments(
     let mut words: Vec<String> = vec![
         "bench".into(),
         "--coordinated".into(),
+        std::process::id().to_string(),
         "--json".into(),
         "--processes".into(),
         "1".into(),

@@ -1,12 +1,14 @@
 //! A load-generator process's end of the link to its parent
-//! (`bench --coordinated`, started by `bench --processes N`).
+//! (`bench --coordinated PID`, started by `bench --processes N`).
 //!
 //! The protocol is three kinds of lines: the process prints `@progress UP
 //! MESSAGES` once a second (`progress.rs`), prints [`READY`] once its
 //! connections are open and then waits for [`GO`] on stdin before its clock
-//! starts, and ends with its JSON report. Waiting on stdin is also how a
-//! process learns that its parent has gone: the read returns end-of-file,
-//! and the process stops instead of running on alone.
+//! starts, and ends with its JSON report. A process whose parent dies is
+//! stopped by the orphan rule every child of this program follows
+//! (`children::watch_parent`: SIGTERM when the parent dies); while it waits
+//! for its word, the closed stdin says the same (the read returns
+//! end-of-file, and the process stops instead of running on alone).
 
 use std::io::{self, BufRead, Write};
 
