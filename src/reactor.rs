@@ -19,7 +19,8 @@
 //!    how long the poll may sleep (not at all while a come-back is pending,
 //!    else until the nearest deadline, else until an event);
 //! 2. **sleep** (`Reactor::sleep`): `Poll::poll` waits until the kernel
-//!    reports readiness or a deadline is due;
+//!    reports readiness or a deadline is due; then the clock is read, once
+//!    for the whole batch;
 //! 3. **dispatch** (`Reactor::dispatch`): each event goes to its owner,
 //!    decoded from its token ([`token`]), and the loop acts on what the owner
 //!    reports ([`Turn`]); then the sockets whose read budget ran out get
@@ -45,6 +46,7 @@
 //! *Shutdown* is `shutdown.rs` and the grace period in the timers phase.
 
 pub mod connection;
+pub mod ctx;
 pub mod deadlines;
 pub mod hot_trace;
 pub mod listener;
@@ -58,7 +60,7 @@ pub mod udp;
 use std::io;
 use std::time::{Duration, Instant};
 
-use log::{info, log_enabled, trace, warn};
+use log::{info, log_enabled, warn};
 use mio::event::Event;
 use mio::{Events, Poll};
 use slab::Slab;
@@ -71,7 +73,8 @@ use crate::listening::Listening;
 use crate::net::{self, IoMode, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
-use connection::{Connection, Ctx};
+use connection::Connection;
+use ctx::Ctx;
 use deadlines::{Clock, Sweeper};
 use hot_trace::hot_trace;
 use listener::{AcceptCtx, Acceptor};
@@ -170,17 +173,18 @@ pub struct Reactor {
     /// The connections; slot `k` has the token `FIRST_CONNECTION + k` (see
     /// [`token`]).
     conns: Slab<Connection>,
-    /// What the connections share (the one read buffer, the reply buffer,
-    /// the service, the counters, the batch's tick, the trace flag), lent
-    /// to whichever socket an event is for.
+    /// What the handlers share (the one read buffer, the reply buffer, the
+    /// service, the counters, the batch's tick, the owed bytes held, the
+    /// trace flag), lent to whichever socket an event is for: a connection
+    /// or the UDP endpoint ([`ctx`]).
     ctx: Ctx,
     /// Close connections idle for this long (`None`: never).
     idle_timeout: Option<Duration>,
     /// When the next sweep of idle and linger deadlines is due.
     sweeper: Sweeper,
     /// The connections' clock ([`Tick`](deadlines::Tick)s since the reactor
-    /// started); the tick of the current batch is `ctx.tick`, read once per
-    /// wake-up.
+    /// started); the tick of the current batch is `ctx.tick`, set once per
+    /// wake-up by the sleep phase.
     clock: Clock,
     /// Slab keys of connections closed during this batch; removed in the
     /// before-sleep phase, never within a batch (see [`token`]).
@@ -229,6 +233,7 @@ impl Reactor {
             .register(registry)
             .map_err(|e| ServerError::new("cannot register the signal pipe", e))?;
         let started = Instant::now();
+        let clock = Clock::starting_at(started);
         Ok(Reactor {
             poll,
             acceptor,
@@ -239,11 +244,11 @@ impl Reactor {
                 options.service,
                 SCRATCH_SIZE,
                 options.max_pending,
-                Clock::starting_at(started).tick(started),
+                clock.tick(started),
             ),
             idle_timeout: options.idle_timeout,
             sweeper: Sweeper::default(),
-            clock: Clock::starting_at(started),
+            clock,
             closed: Vec::new(),
             read_again: Vec::new(),
             udp_read_again: false,
@@ -276,21 +281,14 @@ impl Reactor {
     pub fn run(mut self, report: &mut dyn FnMut(&Stats)) -> Result<Stats, ServerError> {
         // A local, not a field, so that dispatch can borrow `self` mutably.
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
-        // One clock read per wake-up: the moment taken after the sleep also
-        // serves the next turn's before-sleep phase. Its timeouts then run
-        // from a moment at most one batch's work old, so a wake-up can come
-        // that much late, never early.
+        // One clock read per wake-up: the moment the sleep ended also serves
+        // the next turn's before-sleep phase. Its timeouts then run from a
+        // moment at most one batch's work old, so a wake-up can come that
+        // much late, never early.
         let mut now = Instant::now();
         loop {
             let timeout = self.before_sleep(now);
-            self.sleep(&mut events, timeout)?;
-            now = Instant::now();
-            self.ctx.tick = self.clock.tick(now);
-            // Decided once per wake-up: a disabled `trace!` costs an atomic
-            // load and a compare each, and register pressure on the hot path;
-            // a plain flag costs less (what the trace lines still cost, the
-            // cost table measures: reactor/hot_trace.rs quotes it).
-            self.ctx.tracing = log_enabled!(log::Level::Trace);
+            now = self.sleep(&mut events, timeout)?;
             let mut batch = 0;
             for event in events.iter() {
                 batch += 1;
@@ -312,7 +310,7 @@ impl Reactor {
             // from the epoll set: no explicit deregister (one syscall fewer).
             self.conns.try_remove(key);
         }
-        if owed::peak_is_over() {
+        if self.ctx.held.take_subsided_peak() {
             // Peers that did not read made us hold megabytes; they are
             // freed now, and this hands the pages back (owed.rs says why).
             allocator::give_back_free_memory();
@@ -322,7 +320,6 @@ impl Reactor {
             // A descriptor was freed: accept what waited in the backlog now,
             // since the listener will raise no new event for it.
             if acceptor.is_paused() && (freed || retry_due) {
-                self.ctx.tick = self.clock.tick(now);
                 self.accept_all(now);
             }
         }
@@ -347,16 +344,24 @@ impl Reactor {
 
     /// Phase 2: sleep until the kernel reports readiness or `timeout` passes.
     /// A signal that interrupts the sleep (`EINTR`) is an empty wake-up.
-    fn sleep(&mut self, events: &mut Events, timeout: Option<Duration>) -> Result<(), ServerError> {
+    /// Returns the moment it woke, the batch's one clock read, after setting
+    /// what the batch's handlers share for the whole batch: that moment as
+    /// a tick, and the trace flag.
+    fn sleep(
+        &mut self,
+        events: &mut Events,
+        timeout: Option<Duration>,
+    ) -> Result<Instant, ServerError> {
         match self.poll.poll(events, timeout) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
             Err(e) => return Err(ServerError::new("poll failed", e)),
         }
-        if log_enabled!(log::Level::Trace) {
-            trace!("wake: {} events", events.iter().count());
-        }
-        Ok(())
+        let now = Instant::now();
+        self.ctx.tick = self.clock.tick(now);
+        self.ctx.tracing = log_enabled!(log::Level::Trace);
+        hot_trace!(self.ctx.tracing, "wake: {} events", events.iter().count());
+        Ok(now)
     }
 
     /// Phase 3: hand one event to its owner, and act on what it reports.
@@ -366,16 +371,10 @@ impl Reactor {
             Target::Udp => {
                 let Some(udp) = self.udp.as_mut() else { return };
                 if event.is_writable() {
-                    udp.on_writable(&mut self.ctx.stats);
+                    udp.on_writable(&mut self.ctx);
                 }
                 if event.is_readable() {
-                    let turn = udp.on_readable(
-                        &mut self.ctx.scratch,
-                        &mut self.ctx.reply,
-                        &self.ctx.service,
-                        &mut self.ctx.stats,
-                    );
-                    self.udp_read_again = turn.read_again();
+                    self.read_udp();
                 }
             }
             Target::Signals => match self.shutdown.on_signal(now) {
@@ -411,7 +410,10 @@ impl Reactor {
     }
 
     /// What the loop does with a connection's turn: every rule about
-    /// removal, coming back, and timers is here.
+    /// removal, coming back, and timers is here, whichever phase ran the
+    /// handler (dispatch, another turn, the sweep, shutdown). (The UDP
+    /// socket's only rule, come back when its budget ran out, is in
+    /// `read_udp`: a datagram socket neither closes nor lingers.)
     fn act_on(&mut self, key: usize, turn: Turn, now: Instant) {
         if turn.read_again() {
             // epoll will not report the input left behind: come back to it.
@@ -431,18 +433,17 @@ impl Reactor {
         }
     }
 
+    /// The UDP socket's read turn: it reads until drained, or until its
+    /// budget runs out, and then it is read again in the dispatch phase.
+    fn read_udp(&mut self) {
+        let Some(udp) = self.udp.as_mut() else { return };
+        self.udp_read_again = udp.on_readable(&mut self.ctx).read_again();
+    }
+
     /// Phase 3, continued: give another turn to sockets whose budget ran out.
     fn serve_read_again(&mut self, now: Instant) {
         if self.udp_read_again {
-            if let Some(udp) = self.udp.as_mut() {
-                let turn = udp.on_readable(
-                    &mut self.ctx.scratch,
-                    &mut self.ctx.reply,
-                    &self.ctx.service,
-                    &mut self.ctx.stats,
-                );
-                self.udp_read_again = turn.read_again();
-            }
+            self.read_udp();
         }
         if self.read_again.is_empty() {
             return;
@@ -483,29 +484,27 @@ impl Reactor {
         self.shutdown.deadline().is_some() && !self.has_unfinished_work()
     }
 
-    /// Closes every connection whose idle or linger deadline has passed.
+    /// Gives every connection whose idle or linger deadline has passed its
+    /// timer's turn (which closes it), and notes the earliest deadline left.
     fn sweep(&mut self, now: Instant) {
-        let idle_timeout = self.idle_timeout;
-        let clock = self.clock;
+        let (idle_timeout, clock) = (self.idle_timeout, self.clock);
         let mut earliest: Option<Instant> = None;
-        let mut closed = Vec::new();
+        let mut turns = Vec::new();
         let (conns, ctx) = (&mut self.conns, &mut self.ctx);
         for (key, conn) in conns.iter_mut() {
-            // A closed connection (earlier in this batch) has no deadline.
-            let Some(at) = conn.deadline(idle_timeout, &clock, now) else {
-                continue;
-            };
-            if at <= now {
-                // Expiry closes the connection: no deadline after it.
-                if conn.on_timer(key, ctx).closed() {
-                    closed.push(key);
-                }
-            } else {
-                earliest = Some(earliest.map_or(at, |e| e.min(at)));
+            match conn.deadline(idle_timeout, &clock, now) {
+                Some(at) if at <= now => turns.push((key, conn.on_timer(key, ctx))),
+                Some(at) => earliest = Some(earliest.map_or(at, |e| e.min(at))),
+                // A closed connection (earlier in this batch) has no deadline.
+                None => {}
             }
         }
-        self.closed.extend(closed);
+        // Noted before acting on the turns, so that no deadline `act_on`
+        // sets can be overwritten by the sweep's own.
         self.sweeper.swept(now, earliest);
+        for (key, turn) in turns {
+            self.act_on(key, turn, now);
+        }
     }
 
     fn accept_all(&mut self, now: Instant) {
@@ -519,8 +518,8 @@ impl Reactor {
             stats: &mut self.ctx.stats,
             sweeper: &mut self.sweeper,
             idle_timeout: self.idle_timeout,
+            clock: self.clock,
             now,
-            tick: self.ctx.tick,
         });
     }
 

@@ -1,7 +1,9 @@
 //! The two system calls on every message's path, `recv` and `send`, and the
 //! outcomes a non-blocking socket can give them, named. The reactor's
 //! connections use them, and so does the load generator (`bench`), which
-//! must cost less per message than the server it measures.
+//! must cost less per message than the server it measures. Their datagram
+//! twins, `recv_from` and `send_to`, serve the reactor's UDP endpoint the
+//! same way, so that TCP and UDP read alike.
 //!
 //! A non-blocking read has four outcomes that the reactor treats
 //! differently: bytes, the peer's EOF (0), "nothing now" (`EAGAIN`, which
@@ -27,8 +29,9 @@
 //! ignored SIGPIPE is not killed by a peer.
 
 use std::io;
+use std::net::SocketAddr;
 
-use mio::net::TcpStream;
+use mio::net::{TcpStream, UdpSocket};
 use rustix::io::Errno;
 use rustix::net::{RecvFlags, SendFlags};
 
@@ -78,6 +81,51 @@ pub fn send(stream: &TcpStream, bytes: &[u8]) -> Sent {
     loop {
         return match rustix::net::send(stream, bytes, SendFlags::NOSIGNAL) {
             Ok(0) if !bytes.is_empty() => Sent::Failed(io::ErrorKind::WriteZero.into()),
+            Ok(n) => Sent::Bytes(n),
+            Err(Errno::AGAIN) => Sent::WouldBlock,
+            Err(Errno::INTR) => continue,
+            Err(e) => Sent::Failed(e.into()),
+        };
+    }
+}
+
+/// What one `recv_from` on a non-blocking datagram socket gave. Unlike a
+/// stream's, a read of 0 bytes is no end: it is an empty datagram.
+#[derive(Debug)]
+pub enum ReceivedFrom {
+    /// A datagram of this many bytes (possibly none), at the front of the
+    /// buffer, from this address.
+    Datagram(usize, SocketAddr),
+    /// No datagram waiting (`EAGAIN`): wait for the next readable event.
+    WouldBlock,
+    /// The call failed: a pending error of the socket (an ICMP report about
+    /// an earlier datagram, say), reported once and cleared.
+    Failed(io::Error),
+}
+
+/// `recvfrom(fd, buf, 0)`, retried on `EINTR`.
+pub fn recv_from(socket: &UdpSocket, buf: &mut [u8]) -> ReceivedFrom {
+    loop {
+        return match rustix::net::recvfrom(socket, &mut *buf, RecvFlags::empty()) {
+            Ok((_, n, Some(from))) => match SocketAddr::try_from(from) {
+                Ok(from) => ReceivedFrom::Datagram(n, from),
+                Err(e) => ReceivedFrom::Failed(e.into()),
+            },
+            // An IP socket always reports the sender; this is for the types.
+            Ok((_, _, None)) => ReceivedFrom::Failed(io::Error::other("no sender address")),
+            Err(Errno::AGAIN) => ReceivedFrom::WouldBlock,
+            Err(Errno::INTR) => continue,
+            Err(e) => ReceivedFrom::Failed(e.into()),
+        };
+    }
+}
+
+/// `sendto(fd, bytes, MSG_NOSIGNAL, to)`, retried on `EINTR`, as std sends. A datagram goes whole or
+/// not at all, so [`Sent::Bytes`] is always `bytes.len()` (0 for an empty
+/// datagram, which is no failure here).
+pub fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> Sent {
+    loop {
+        return match rustix::net::sendto(socket, bytes, SendFlags::NOSIGNAL, &to) {
             Ok(n) => Sent::Bytes(n),
             Err(Errno::AGAIN) => Sent::WouldBlock,
             Err(Errno::INTR) => continue,

@@ -22,16 +22,17 @@ use std::io;
 use std::net::Shutdown;
 use std::time::{Duration, Instant};
 
-use log::{debug, log_enabled, trace};
+use log::{debug, trace};
 use mio::net::TcpStream;
 
+use super::ctx::Ctx;
 use super::deadlines::{Clock, Tick};
 use super::hot_trace::hot_trace;
-use super::owed::Owed;
+use super::owed::{HeldBytes, Owed};
 use super::state::{Action, Input, State};
 use super::turn::Turn;
 use crate::close::CloseReason;
-use crate::service::{Service, StreamTransform};
+use crate::service::StreamTransform;
 use crate::stats::Stats;
 use crate::syscall::{self, Received, Sent};
 
@@ -74,44 +75,6 @@ pub const LINGER: Duration = Duration::from_secs(1);
 /// every arrival the way epoll(7) describes. The portable path costs that
 /// one extra `read` per wake-up of a connection.
 const SHORT_READ_MEANS_DRAINED: bool = cfg!(target_os = "linux");
-
-/// What every connection shares: the reactor owns it and lends it to the
-/// connection an event is for. One struct kept for the reactor's life, not
-/// one built per event, so that lending it is passing one pointer.
-#[derive(Debug)]
-pub struct Ctx {
-    /// The reactor's one read buffer.
-    pub scratch: Box<[u8]>,
-    /// The reactor's one buffer for replies that cannot be made in place.
-    pub reply: Vec<u8>,
-    /// What to do with the bytes.
-    pub service: Service,
-    /// The counters.
-    pub stats: Stats,
-    /// The moment this batch of events was taken, as a connection's clock
-    /// counts it (one clock read per batch).
-    pub tick: Tick,
-    /// Owed bytes above which reading pauses.
-    pub max_pending: usize,
-    /// Whether `RUST_LOG` enables trace, decided once per wake-up: the
-    /// per-message trace lines test this plain flag (see `Reactor::run`).
-    pub tracing: bool,
-}
-
-impl Ctx {
-    /// A context with a read buffer of `scratch_size` bytes, at `tick`.
-    pub fn new(service: Service, scratch_size: usize, max_pending: usize, tick: Tick) -> Ctx {
-        Ctx {
-            scratch: vec![0; scratch_size].into_boxed_slice(),
-            reply: Vec::with_capacity(scratch_size),
-            service,
-            stats: Stats::default(),
-            tick,
-            max_pending,
-            tracing: log_enabled!(log::Level::Trace),
-        }
-    }
-}
 
 /// One accepted TCP connection.
 #[derive(Debug)]
@@ -210,7 +173,7 @@ impl Connection {
                 ctx.service
                     .on_bytes(&mut self.transform, &mut ctx.scratch[..n], &mut ctx.reply);
             let is_final = reply.is_final;
-            if let Err(e) = self.send(key, reply.bytes, &mut ctx.stats) {
+            if let Err(e) = self.send(key, reply.bytes, &mut ctx.stats, &mut ctx.held) {
                 return self.fail(key, &e, ctx);
             }
             let owed = self.owed();
@@ -289,7 +252,7 @@ impl Connection {
     /// `on_writable` with something owed.
     fn flush_and_resume(&mut self, key: usize, ctx: &mut Ctx) -> Turn {
         let before = self.owed();
-        if let Err(e) = self.flush_owed(key, &mut ctx.stats) {
+        if let Err(e) = self.flush_owed(key, &mut ctx.stats, &mut ctx.held) {
             return self.fail(key, &e, ctx);
         }
         if self.owed() < before {
@@ -364,9 +327,7 @@ impl Connection {
     /// `set_state` when the state does change.
     #[inline(never)]
     fn change_state(&mut self, key: usize, next: State, input: Input, ctx: &mut Ctx) {
-        if log_enabled!(log::Level::Trace) {
-            trace!("conn={key} state {}=>{next} on {input:?}", self.state);
-        }
+        trace!("conn={key} state {}=>{next} on {input:?}", self.state);
         let action = self.state.action(next);
         self.state = next;
         match action {
@@ -398,7 +359,7 @@ impl Connection {
         let State::Closed(reason) = self.state else {
             return;
         };
-        self.owed.clear();
+        self.owed.clear(&mut ctx.held);
         ctx.stats.closed(reason);
         debug!("conn={key} closed: {reason}");
     }
@@ -408,7 +369,7 @@ impl Connection {
         if self.state != State::FinWait {
             // The transform may hold an incomplete UTF-8 tail: it is owed too.
             let tail = ctx.service.on_eof(&mut self.transform, &mut ctx.reply);
-            if let Err(e) = self.send(key, tail, &mut ctx.stats) {
+            if let Err(e) = self.send(key, tail, &mut ctx.stats, &mut ctx.held) {
                 return self.fail(key, &e, ctx);
             }
         }
@@ -442,14 +403,20 @@ impl Connection {
     /// worth, and the send buffer is far larger). Anything else, a partial
     /// write, a full buffer, an error, goes to `send_rest`.
     #[inline(always)]
-    fn send(&mut self, key: usize, bytes: &[u8], stats: &mut Stats) -> io::Result<()> {
+    fn send(
+        &mut self,
+        key: usize,
+        bytes: &[u8],
+        stats: &mut Stats,
+        held: &mut HeldBytes,
+    ) -> io::Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         if !self.owed.is_empty() {
             // Order matters: new bytes queue behind the old ones.
-            self.owed.push(bytes);
-            return self.flush_owed(key, stats);
+            self.owed.push(bytes, held);
+            return self.flush_owed(key, stats, held);
         }
         stats.writes += 1;
         match syscall::send(&self.stream, bytes) {
@@ -457,7 +424,7 @@ impl Connection {
                 stats.bytes_out += n as u64;
                 Ok(())
             }
-            first => self.send_rest(key, bytes, first, stats),
+            first => self.send_rest(key, bytes, first, stats, held),
         }
     }
 
@@ -470,6 +437,7 @@ impl Connection {
         bytes: &[u8],
         first: Sent,
         stats: &mut Stats,
+        held: &mut HeldBytes,
     ) -> io::Result<()> {
         let written = match first {
             Sent::Bytes(n) => {
@@ -483,15 +451,20 @@ impl Connection {
             "conn={key} partial write {written} of {} bytes",
             bytes.len()
         );
-        self.owed.push(&bytes[written..]);
+        self.owed.push(&bytes[written..], held);
         Ok(())
     }
 
-    fn flush_owed(&mut self, key: usize, stats: &mut Stats) -> io::Result<()> {
+    fn flush_owed(
+        &mut self,
+        key: usize,
+        stats: &mut Stats,
+        held: &mut HeldBytes,
+    ) -> io::Result<()> {
         let written = write_until_blocked(&self.stream, self.owed.unsent(), stats)?;
         // Once all is written the block is freed: an idle connection owns
         // no memory.
-        self.owed.consume(written);
+        self.owed.consume(written, held);
         trace!(
             "conn={key} wrote {written} owed bytes, {} left",
             self.owed()

@@ -32,7 +32,7 @@ use mio::{Interest, Registry};
 use slab::Slab;
 
 use super::connection::Connection;
-use super::deadlines::{Sweeper, Tick};
+use super::deadlines::{Clock, Sweeper};
 use super::token::{LISTENER, connection_token};
 use crate::fd_limit;
 use crate::service::Service;
@@ -65,10 +65,11 @@ pub struct AcceptCtx<'a> {
     pub sweeper: &'a mut Sweeper,
     /// The idle timeout, if any.
     pub idle_timeout: Option<Duration>,
-    /// The time of this batch of events.
+    /// The connections' clock, which turns `now` into a new connection's
+    /// first [`Tick`](super::deadlines::Tick).
+    pub clock: Clock,
+    /// The moment of this batch of events (the one clock read per wake-up).
     pub now: Instant,
-    /// The same moment as a connection's clock counts it.
-    pub tick: Tick,
 }
 
 impl Acceptor {
@@ -118,6 +119,7 @@ impl Acceptor {
     /// Accepts until the backlog is empty (edge-triggered: a partial drain
     /// would never be reported again).
     pub fn accept_all(&mut self, ctx: &mut AcceptCtx<'_>) {
+        let accepted_at = ctx.clock.tick(ctx.now);
         loop {
             let (mut stream, peer) = match self.listener.accept() {
                 Ok(accepted) => accepted,
@@ -169,7 +171,11 @@ impl Acceptor {
                 warn!("cannot register connection from {peer}: {e}");
                 continue;
             }
-            entry.insert(Connection::new(stream, ctx.service.new_stream(), ctx.tick));
+            entry.insert(Connection::new(
+                stream,
+                ctx.service.new_stream(),
+                accepted_at,
+            ));
             ctx.stats.opened();
             if let Some(idle) = ctx.idle_timeout {
                 ctx.sweeper.wake_at(ctx.now + idle);

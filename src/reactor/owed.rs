@@ -15,43 +15,57 @@
 //! had left, the reactor sometimes stayed 8 MiB above where it started (seen
 //! while the test `memory::memory_of_owed_bytes_is_given_back_after_the_peers_leave`
 //! was written; the test now requires the memory back within 5 MiB).
-//! So this module counts the bytes its blocks hold on this thread (the
-//! reactor's one thread) and their peak, and [`peak_is_over`] tells the
-//! reactor when a peak worth returning has drained: it then calls
-//! `malloc_trim` once (`src/allocator.rs`), at the quiet end of a loop turn.
+//! So the reactor counts the bytes its owed blocks hold, and their peak, in
+//! one [`HeldBytes`] (a field of its shared context, `Ctx::held`). Every
+//! method of [`Owed`] that allocates, grows or frees a block takes it and
+//! counts the change on the spot, so the call site shows the accounting
+//! (`owed.push(bytes, held)`); no `Drop` counts behind the caller's back.
+//! [`HeldBytes::take_subsided_peak`] tells the before-sleep phase when a
+//! peak worth returning has subsided: it then calls `malloc_trim` once
+//! (`src/allocator.rs`), at the quiet end of a loop turn.
+//!
+//! A closing connection clears what it owes (`Connection::close`) before
+//! its slot is removed, so every block is counted out. The only blocks
+//! dropped uncounted are those of connections still open when the loop
+//! stops, and the count goes with the reactor then.
 
-use std::cell::Cell;
-
-/// A peak of owed bytes worth giving back to the system, once it drains.
+/// A peak of owed bytes worth giving back to the system, once it subsides.
 const PEAK_WORTH: usize = 4 << 20;
 
-thread_local! {
-    /// Bytes held by the owed blocks alive on this thread (their capacity),
-    /// and the most held since the last peak was given back.
-    static HELD: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+/// The bytes one reactor's owed blocks hold (their capacity), and the most
+/// they have held since the last peak was taken.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldBytes {
+    /// Held now.
+    pub live: usize,
+    /// The most held since the last peak was taken.
+    pub peak: usize,
 }
 
-/// Whether a peak of at least 4 MiB of owed bytes has drained to an eighth
-/// of itself since the last time this said so. True once per peak.
-pub fn peak_is_over() -> bool {
-    HELD.with(|held| {
-        let (live, peak) = held.get();
-        if peak >= PEAK_WORTH && live <= peak / 8 {
-            held.set((live, live));
+impl HeldBytes {
+    /// Takes the peak if it is worth giving back and has subsided: true if
+    /// at least 4 MiB were held and now an eighth of that or less is. The
+    /// peak then starts over from what is held now, so this is true once
+    /// per peak.
+    pub fn take_subsided_peak(&mut self) -> bool {
+        if self.peak >= PEAK_WORTH && self.live <= self.peak / 8 {
+            self.peak = self.live;
             true
         } else {
             false
         }
-    })
-}
+    }
 
-/// Counts `grown` more bytes held, or `shrunk` fewer.
-fn account(grown: usize, shrunk: usize) {
-    HELD.with(|held| {
-        let (live, peak) = held.get();
-        let live = live + grown - shrunk;
-        held.set((live, peak.max(live)));
-    });
+    /// A block was allocated or grown by `bytes`.
+    fn grew(&mut self, bytes: usize) {
+        self.live += bytes;
+        self.peak = self.peak.max(self.live);
+    }
+
+    /// A block of `bytes` was freed.
+    fn freed(&mut self, bytes: usize) {
+        self.live -= bytes;
+    }
 }
 
 /// What a connection owes its peer.
@@ -63,12 +77,6 @@ pub struct Owed(Option<Box<Pending>>);
 struct Pending {
     bytes: Vec<u8>,
     start: usize,
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        account(0, self.bytes.capacity());
-    }
 }
 
 impl Owed {
@@ -85,8 +93,9 @@ impl Owed {
     }
 
     /// Adds `bytes` behind what is already owed: new bytes queue behind old
-    /// ones, or the peer would get the stream out of order.
-    pub fn push(&mut self, bytes: &[u8]) {
+    /// ones, or the peer would get the stream out of order. What the block
+    /// grows by is counted in `held`.
+    pub fn push(&mut self, bytes: &[u8], held: &mut HeldBytes) {
         if bytes.is_empty() {
             return;
         }
@@ -97,11 +106,11 @@ impl Owed {
                 pending.bytes.drain(..pending.start);
                 pending.start = 0;
                 pending.bytes.extend_from_slice(bytes);
-                account(pending.bytes.capacity().saturating_sub(before), 0);
+                held.grew(pending.bytes.capacity() - before);
             }
             None => {
                 let bytes = bytes.to_vec();
-                account(bytes.capacity(), 0);
+                held.grew(bytes.capacity());
                 self.0 = Some(Box::new(Pending { bytes, start: 0 }));
             }
         }
@@ -113,19 +122,28 @@ impl Owed {
     }
 
     /// `n` bytes of [`Owed::unsent`] were written. Once all are, the block
-    /// is freed: an idle connection owns no memory.
-    pub fn consume(&mut self, n: usize) {
+    /// is freed, and counted out of `held`: an idle connection owns no
+    /// memory.
+    pub fn consume(&mut self, n: usize, held: &mut HeldBytes) {
         if let Some(pending) = self.0.as_mut() {
             pending.start += n;
             if pending.start >= pending.bytes.len() {
-                self.0 = None;
+                self.free(held);
             }
         }
     }
 
-    /// Drops what is owed: the connection closed and cannot deliver it.
-    pub fn clear(&mut self) {
-        self.0 = None;
+    /// Drops what is owed, counted out of `held`: the connection closed
+    /// and cannot deliver it.
+    pub fn clear(&mut self, held: &mut HeldBytes) {
+        self.free(held);
+    }
+
+    /// Frees the block, if there is one, and counts it out of `held`.
+    fn free(&mut self, held: &mut HeldBytes) {
+        if let Some(pending) = self.0.take() {
+            held.freed(pending.bytes.capacity());
+        }
     }
 }
 
@@ -134,43 +152,61 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_drained_peak_of_owed_bytes_is_reported_once() {
-        // Each test runs on a thread of its own: the counts start at zero.
-        assert!(!peak_is_over(), "no peak yet");
+    fn a_subsided_peak_of_owed_bytes_is_taken_once() {
+        let mut held = HeldBytes::default();
+        assert!(!held.take_subsided_peak(), "no peak yet");
         let mut blocks: Vec<Owed> = (0..8).map(|_| Owed::default()).collect();
         for block in &mut blocks {
-            block.push(&vec![b'x'; 1 << 20]);
+            block.push(&vec![b'x'; 1 << 20], &mut held);
         }
-        assert!(!peak_is_over(), "8 MiB still held");
-        blocks.truncate(2);
+        assert_eq!(held.live, 8 << 20);
+        assert!(!held.take_subsided_peak(), "8 MiB still held");
+        for block in &mut blocks[2..] {
+            block.clear(&mut held);
+        }
         assert!(
-            !peak_is_over(),
+            !held.take_subsided_peak(),
             "2 MiB of 8 still held: more than an eighth"
         );
-        blocks.truncate(1);
-        assert!(peak_is_over(), "1 MiB of 8: the peak is over");
-        assert!(!peak_is_over(), "reported once");
-        blocks.clear();
-        assert!(!peak_is_over(), "a small peak is not worth a trim");
+        blocks[1].consume(1 << 20, &mut held);
+        assert_eq!(held.live, 1 << 20, "written out, the block is freed");
+        assert!(held.take_subsided_peak(), "1 MiB of 8: the peak is over");
+        assert!(!held.take_subsided_peak(), "taken once");
+        blocks[0].clear(&mut held);
+        assert_eq!(
+            held,
+            HeldBytes {
+                live: 0,
+                peak: 1 << 20
+            }
+        );
+        assert!(
+            !held.take_subsided_peak(),
+            "a small peak is not worth a trim"
+        );
     }
 
     #[test]
     fn bytes_come_out_in_order_and_the_block_goes_when_all_are_written() {
+        let mut held = HeldBytes::default();
         let mut owed = Owed::default();
         assert!(owed.is_empty() && owed.unsent().is_empty());
         assert_eq!(owed.len(), 0);
-        owed.push(b"hello ");
-        owed.consume(2);
-        owed.push(b"world");
+        owed.push(b"hello ", &mut held);
+        owed.consume(2, &mut held);
+        owed.push(b"world", &mut held);
         assert_eq!(owed.unsent(), b"llo world");
         assert_eq!(owed.len(), 9);
-        owed.consume(9);
+        assert!(held.live >= 9, "the block is counted as held");
+        owed.consume(9, &mut held);
         assert!(owed.is_empty());
-        owed.push(b"");
+        assert_eq!(held.live, 0, "the freed block is counted out");
+        owed.push(b"", &mut held);
         assert!(owed.is_empty(), "pushing nothing allocates nothing");
-        owed.push(b"x");
-        owed.clear();
+        owed.push(b"x", &mut held);
+        owed.clear(&mut held);
         assert!(owed.is_empty());
+        assert_eq!(held.live, 0);
         assert_eq!(std::mem::size_of::<Owed>(), 8);
     }
 }

@@ -1,8 +1,11 @@
 //! The UDP endpoint: one reply datagram per datagram, on the same reactor.
 //!
 //! UDP has no connections, so there is no state machine: each datagram is
-//! converted on its own and answered to its sender. Two things need care in a
-//! non-blocking server:
+//! converted on its own and answered to its sender. The endpoint is lent the
+//! reactor's [`Ctx`] like a connection, and makes its calls through
+//! [`syscall`](crate::syscall)'s `recv_from` and `send_to`, matching their
+//! named outcomes as a connection matches `recv`'s and `send`'s. Two things
+//! need care in a non-blocking server:
 //!
 //! * `send_to` can fail with `WouldBlock` when the socket's send buffer is
 //!   full. The reply is then queued (bounded by [`MAX_QUEUED_DATAGRAMS`] and
@@ -18,15 +21,17 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 
-use log::{debug, trace, warn};
+use log::{debug, warn};
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
+use super::ctx::Ctx;
+use super::hot_trace::hot_trace;
 use super::token::UDP;
 use super::turn::Turn;
 use crate::net;
-use crate::service::Service;
 use crate::stats::Stats;
+use crate::syscall::{self, ReceivedFrom, Sent};
 
 /// Replies waiting for the socket to become writable, at most.
 pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
@@ -83,35 +88,29 @@ impl UdpEndpoint {
     }
 
     /// Receives and answers datagrams until the socket is drained. Returns
-    /// a turn with `read_again` set if the budget ran out first, so the reactor must
-    /// call again without waiting for an event. (UDP has no end-of-stream:
-    /// only `read`'s `WouldBlock` ends the loop, never a short datagram.)
-    pub fn on_readable(
-        &mut self,
-        scratch: &mut [u8],
-        reply: &mut Vec<u8>,
-        service: &Service,
-        stats: &mut Stats,
-    ) -> Turn {
+    /// a turn with `read_again` set if the budget ran out first, so the
+    /// reactor must call again without waiting for an event. (UDP has no
+    /// end-of-stream: only `recv_from`'s `WouldBlock` ends the loop, never a
+    /// short datagram.)
+    pub fn on_readable(&mut self, ctx: &mut Ctx) -> Turn {
         for _ in 0..RECV_BUDGET {
             if !self.is_reading {
                 return Turn::DONE;
             }
-            let (n, from) = match self.socket.recv_from(scratch) {
-                Ok(received) => received,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Turn::DONE,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+            let (n, from) = match syscall::recv_from(&self.socket, &mut ctx.scratch) {
+                ReceivedFrom::Datagram(n, from) => (n, from),
+                ReceivedFrom::WouldBlock => return Turn::DONE,
+                ReceivedFrom::Failed(e) => {
                     // A pending socket error is reported once and cleared;
                     // it concerns an earlier datagram, not the server.
                     debug!("udp recv_from failed: {e}");
                     continue;
                 }
             };
-            stats.udp_in += 1;
-            trace!("udp datagram of {n} bytes from {from}");
+            ctx.stats.udp_in += 1;
+            hot_trace!(ctx.tracing, "udp datagram of {n} bytes from {from}");
             if net::is_reflecting_port(from.port()) {
-                stats.udp_dropped += 1;
+                ctx.stats.udp_dropped += 1;
                 if !self.has_warned_reflection {
                     self.has_warned_reflection = true;
                     warn!(
@@ -121,21 +120,20 @@ impl UdpEndpoint {
                 }
                 continue;
             }
-            let bytes = service.datagram(&mut scratch[..n], reply);
-            self.send_or_queue(bytes, from, stats);
+            let bytes = ctx.service.datagram(&mut ctx.scratch[..n], &mut ctx.reply);
+            self.send_or_queue(bytes, from, &mut ctx.stats);
         }
         Turn::READ_AGAIN
     }
 
     /// Sends queued replies until the socket would block.
-    pub fn on_writable(&mut self, stats: &mut Stats) {
+    pub fn on_writable(&mut self, ctx: &mut Ctx) {
         while let Some((to, bytes)) = self.queue.front() {
-            match self.socket.send_to(bytes, *to) {
-                Ok(_) => stats.udp_out += 1,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    stats.udp_dropped += 1;
+            match syscall::send_to(&self.socket, bytes, *to) {
+                Sent::Bytes(_) => ctx.stats.udp_out += 1,
+                Sent::WouldBlock => return,
+                Sent::Failed(e) => {
+                    ctx.stats.udp_dropped += 1;
                     debug!("udp reply to {to} dropped: {e}");
                 }
             }
@@ -147,13 +145,13 @@ impl UdpEndpoint {
 
     fn send_or_queue(&mut self, bytes: &[u8], to: SocketAddr, stats: &mut Stats) {
         if self.queue.is_empty() {
-            match self.socket.send_to(bytes, to) {
-                Ok(_) => {
+            match syscall::send_to(&self.socket, bytes, to) {
+                Sent::Bytes(_) => {
                     stats.udp_out += 1;
                     return;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                Err(e) => {
+                Sent::WouldBlock => {}
+                Sent::Failed(e) => {
                     stats.udp_dropped += 1;
                     debug!("udp reply of {} bytes to {to} dropped: {e}", bytes.len());
                     return;
