@@ -9,6 +9,7 @@
 //! So on that path a line is tested against a plain flag that the reactor
 //! reads once per wake-up (`Ctx::tracing`), and formatted in a cold
 //! function out of line: the common path keeps one test and one branch.
+//!
 //! Not nothing: the cost bench measures the disabled trace lines, this
 //! macro's included, at
 //! [18](../../docs/benchmarks/cost.md "What the disabled trace lines cost") user-space instructions
@@ -16,6 +17,16 @@
 //! ([223](../../docs/benchmarks/cost.md "trace lines compiled in") against
 //! [205](../../docs/benchmarks/cost.md "trace compiled out")). The cost table has no figure for
 //! plain `trace!` on this path, so what the macro saves is not measured.
+//!
+//! **The rule, for every trace line of the reactor.** A line run for every
+//! wake-up, event, read or datagram (`wake:`, a connection's event, a
+//! read, a read after our FIN, a used read budget, a UDP datagram) is a
+//! `hot_trace!`. Every other line, run once in a connection's life or on a
+//! path that is already slow (an accept, a state change, EOF, a partial
+//! write, a flush of owed bytes), is a plain `log::trace!`: `trace!` tests
+//! the level itself before it builds anything, so it is never wrapped in
+//! `if log_enabled!`; and off the hot path what its inline code costs does
+//! not show, so it needs no flag passed down to it.
 
 /// `trace!` on the per-message path: `hot_trace!(flag, "format", args...)`
 /// logs only when `flag` (the per-wake-up `tracing` flag) is set, and builds
