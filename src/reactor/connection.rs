@@ -17,6 +17,18 @@
 //! [`Owed`], one pointer that is null again once flushed. The connection
 //! remembers its last activity as a 4-byte [`Tick`], not a 16-byte
 //! `Instant`. Its size is pinned by a compile-time assertion below.
+//!
+//! # Why every method takes `key`
+//! A connection does not know its own slab key: the 24 bytes it is pinned
+//! at hold the socket, the state, the transform, the owed pointer, the tick
+//! and the EOF hint, with one byte to spare, and even a 4-byte key would
+//! round it up to 32 (a third more per idle connection). The key is what
+//! names a connection in the logs (`conn=7`, the number a `grep` follows
+//! through its life), so the reactor hands it in with every call and the
+//! methods pass it on. It is used for log lines only, never to decide
+//! anything. (Keeping it in [`Ctx`] instead, set by the reactor before each
+//! call, would save the parameter but hide an input that must be right for
+//! every call: a store per event to make the code less plain.)
 
 use std::io;
 use std::net::Shutdown;
@@ -98,7 +110,8 @@ pub struct Connection {
 
 /// The most a `Connection` may take: 24 bytes in a release build (a 4-byte
 /// socket, a 1-byte state, a 5-byte transform, an 8-byte pointer to what is
-/// owed, a 4-byte tick, the 1-byte hint, and padding). Debug builds of mio
+/// owed, a 4-byte tick, the 1-byte hint, and one byte of padding: no room
+/// for its own key, which the methods take instead). Debug builds of mio
 /// add 12 bytes of checks to every socket. The slab slot is no bigger
 /// (`tests.rs`), so an idle connection costs the server about this much.
 const MAX_CONNECTION_SIZE: usize = if cfg!(debug_assertions) { 40 } else { 24 };
