@@ -3,7 +3,7 @@
 //! UDP has no connections, so there is no state machine: each datagram is
 //! converted on its own and answered to its sender. The endpoint is lent the
 //! reactor's [`Ctx`] like a connection, and makes its calls through
-//! [`syscall`](crate::syscall)'s `recv_from` and `send_to`, matching their
+//! [`syscall`]'s `recv_from` and `send_to`, matching their
 //! named outcomes as a connection matches `recv`'s and `send`'s. Two things
 //! need care in a non-blocking server:
 //!
