@@ -43,7 +43,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::listening::Listening;
-use crate::net::{self, IoMode, Sockets};
+use crate::net::{self, SocketCalls, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
 
@@ -125,7 +125,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     let max_connections = config
         .max_connections
         .unwrap_or_else(|| limits.default_max_connections());
-    let Sockets { tcp: listener, udp } = Sockets::bind(config, IoMode::Blocking)?;
+    let Sockets { tcp: listener, udp } = Sockets::bind(config, SocketCalls::Blocking)?;
     let shared = Arc::new(Shared {
         service: config.service.clone(),
         stats: Mutex::new(Stats::default()),

@@ -18,10 +18,12 @@ use crate::error::ServerError;
 /// The backlog requested from `listen(2)`; the kernel caps it at somaxconn.
 pub const LISTEN_BACKLOG: i32 = 4096;
 
-/// Whether a socket's calls block (the blocking server) or return
-/// `WouldBlock` (the reactor).
+/// How a socket's calls behave when they cannot complete at once: block
+/// (the blocking server; the proactor, whose calls the kernel makes) or
+/// return `WouldBlock` (`O_NONBLOCK`: the reactor). Named for what it
+/// decides rather than as a "mode", a word the service's `Mode` has.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IoMode {
+pub enum SocketCalls {
     /// Calls wait until they can complete.
     Blocking,
     /// Calls that cannot complete at once return `WouldBlock`.
@@ -42,17 +44,17 @@ impl Sockets {
     ///
     /// # Errors
     /// A [`ServerError`] naming the address that could not be bound.
-    pub fn bind(config: &ServerConfig, mode: IoMode) -> Result<Sockets, ServerError> {
+    pub fn bind(config: &ServerConfig, calls: SocketCalls) -> Result<Sockets, ServerError> {
         Ok(Sockets {
             tcp: config
                 .tcp
                 .addr()
-                .map(|a| bind_tcp(a, mode, config.reuse_port))
+                .map(|a| bind_tcp(a, calls, config.reuse_port))
                 .transpose()?,
             udp: config
                 .udp
                 .addr()
-                .map(|a| bind_udp(a, mode, config.reuse_port))
+                .map(|a| bind_udp(a, calls, config.reuse_port))
                 .transpose()?,
         })
     }
@@ -64,13 +66,13 @@ impl Sockets {
 /// A [`ServerError`] naming the address (for example "Address already in use").
 pub fn bind_tcp(
     addr: SocketAddr,
-    mode: IoMode,
+    calls: SocketCalls,
     reuse_port: bool,
 ) -> Result<TcpListener, ServerError> {
     let socket = bound_tcp_socket(addr, reuse_port)?;
     let fail = |e| ServerError::new(format!("cannot bind TCP {addr}"), e);
     socket
-        .set_nonblocking(mode == IoMode::NonBlocking)
+        .set_nonblocking(calls == SocketCalls::NonBlocking)
         .map_err(fail)?;
     socket.listen(LISTEN_BACKLOG).map_err(fail)?;
     Ok(socket.into())
@@ -104,7 +106,7 @@ pub fn bound_tcp_socket(addr: SocketAddr, reuse_port: bool) -> Result<Socket, Se
 /// A [`ServerError`] naming the address.
 pub fn bind_udp(
     addr: SocketAddr,
-    mode: IoMode,
+    calls: SocketCalls,
     reuse_port: bool,
 ) -> Result<UdpSocket, ServerError> {
     let fail = |e| ServerError::new(format!("cannot bind UDP {addr}"), e);
@@ -116,7 +118,7 @@ pub fn bind_udp(
     socket.bind(&addr.into()).map_err(fail)?;
     let socket: UdpSocket = socket.into();
     socket
-        .set_nonblocking(mode == IoMode::NonBlocking)
+        .set_nonblocking(calls == SocketCalls::NonBlocking)
         .map_err(fail)?;
     Ok(socket)
 }

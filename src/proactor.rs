@@ -61,7 +61,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::listening::Listening;
-use crate::net::{IoMode, Sockets};
+use crate::net::{SocketCalls, Sockets};
 use crate::reactor::deadlines::{Clock, Sweeper};
 use crate::reactor::shutdown::GRACE_PERIOD;
 use crate::stats::Stats;
@@ -118,7 +118,7 @@ pub fn serve(config: &ServerConfig) -> Result<ProactorStats, ServerError> {
             e,
         )
     })?;
-    let sockets = Sockets::bind(config, IoMode::Blocking)?;
+    let sockets = Sockets::bind(config, SocketCalls::Blocking)?;
     limits.log();
     info!("io_uring: {}", ring.setup());
     let signals =

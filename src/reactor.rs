@@ -70,7 +70,7 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::listening::Listening;
-use crate::net::{self, IoMode, Sockets};
+use crate::net::{self, SocketCalls, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
 use connection::Connection;
@@ -117,7 +117,7 @@ pub fn serve(config: &ServerConfig) -> Result<Stats, ServerError> {
     let max_connections = config
         .max_connections
         .unwrap_or_else(|| limits.default_max_connections());
-    let sockets = Sockets::bind(config, IoMode::NonBlocking)?;
+    let sockets = Sockets::bind(config, SocketCalls::NonBlocking)?;
     limits.log();
     if max_connections > limits.default_max_connections() {
         warn!(

@@ -152,7 +152,7 @@ pub fn supervise(
     let udp = config
         .udp
         .addr()
-        .map(|a| net::bind_udp(a, net::IoMode::Blocking, true))
+        .map(|a| net::bind_udp(a, net::SocketCalls::Blocking, true))
         .transpose()?;
     let udp_addr = udp
         .as_ref()
