@@ -18,7 +18,7 @@
 //! has closed *and* its thread has exited (a thread frees the last of its
 //! memory after the code it ran returns). The reactor has one thread and one
 //! arena, but it holds what it owes peers that do not read; it calls
-//! [`give_back_free_memory`] once such a peak has drained
+//! [`give_back_free_memory`] once such a peak has subsided
 //! (`reactor/owed.rs`).
 
 use std::sync::{Condvar, Mutex, PoisonError};
@@ -70,6 +70,10 @@ struct Peak {
 /// How long [`PeakTrimmer::run`] waits for the threads of a peak to exit.
 const EXIT_PATIENCE: Duration = Duration::from_secs(2);
 
+/// How long [`PeakTrimmer::run`] waits for the server to go quiet before it
+/// checks again whether it should stop.
+const STOP_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
 impl PeakTrimmer {
     /// A trimmer for peaks of at least `worth` connections.
     pub fn new(worth: usize) -> Self {
@@ -99,15 +103,14 @@ impl PeakTrimmer {
     /// The trimming thread's loop: wait until the server goes quiet after a
     /// peak, wait for the peak's threads to exit (the process is back to
     /// `resting_threads`), then give the free memory back. Returns once
-    /// `is_stopping` says so (checked every quarter of a second).
+    /// `is_stopping` says so (checked every [`STOP_CHECK_INTERVAL`]).
     pub fn run(&self, resting_threads: u64, is_stopping: impl Fn() -> bool) {
-        const TICK: Duration = Duration::from_millis(250);
         while !is_stopping() {
             {
                 let peak = self.lock();
                 let (mut peak, _) = self
                     .quiet
-                    .wait_timeout_while(peak, TICK, |p| !p.is_quiet)
+                    .wait_timeout_while(peak, STOP_CHECK_INTERVAL, |p| !p.is_quiet)
                     .unwrap_or_else(PoisonError::into_inner);
                 if !peak.is_quiet {
                     continue;
