@@ -12,12 +12,16 @@
 //!    and why slab slots are freed only between batches.
 //! 3. [`reactor::state`]: the connection state machine, a pure function.
 //! 4. `reactor/connection.rs`: the reads and writes that feed it, and the
-//!    memory discipline (one scratch buffer; owed bytes only after a partial
-//!    write); [`syscall`]: the `recv` and `send` it makes, with their
-//!    outcomes named.
+//!    memory discipline (one scratch buffer, lent in `reactor/ctx.rs` with
+//!    everything else the sockets share; owed bytes only after a partial
+//!    write, counted in `reactor/owed.rs`); [`syscall`]: the `recv` and
+//!    `send` it makes, with their outcomes named.
 //! 5. `reactor/listener.rs`, `reactor/udp.rs`, `reactor/deadlines.rs`,
 //!    `reactor/shutdown.rs`: accepting (and running out of descriptors), UDP,
 //!    idle timeouts, signals.
+//! 6. Then the same server on completions: [`proactor`] (`docs/proactor.md`
+//!    first), whose `proactor/ring.rs` is the one module where buffers are
+//!    lent to the kernel.
 //!
 //! The pieces that do not depend on how sockets are driven:
 //! [`service`] (what echo, upper and greet do), [`upper`] (streaming UTF-8
@@ -58,8 +62,8 @@
 
 mod allocator;
 pub mod bench;
-pub mod children;
 pub mod blocking;
+pub mod children;
 pub mod cli;
 pub mod client;
 pub mod close;

@@ -215,7 +215,7 @@ impl Proactor {
                 pool: BufferPool::default(),
                 rearms: 0,
                 recv_limits: true,
-                owed: connection::OwedBytes::default(),
+                held: crate::reactor::owed::HeldBytes::default(),
                 tracing: log::log_enabled!(log::Level::Trace),
             },
             idle_timeout: options.idle_timeout,
@@ -307,7 +307,7 @@ impl Proactor {
         if let Some(acceptor) = self.acceptor.as_mut() {
             acceptor.resume_if(freed, now, &mut self.ring)?;
         }
-        if self.ctx.owed.take_drained_peak() {
+        if self.ctx.held.take_subsided_peak() {
             // Peers that did not read made us hold megabytes; those buffers
             // are freed now, and this hands the pages back.
             crate::allocator::give_back_free_memory();

@@ -85,7 +85,7 @@ const STOP_TIMEOUT: Duration = GRACE_PERIOD.saturating_add(Duration::from_secs(4
 /// at once must not make the supervisor spin).
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How often the supervisor looks at its signal flag.
-const TICK: Duration = Duration::from_millis(50);
+const SIGNAL_CHECK_INTERVAL: Duration = Duration::from_millis(50);
 /// How often each worker prints its stats line to the supervisor, whatever
 /// the user's `--stats-interval`: the supervisor's view of a worker that
 /// dies is at most this old.
@@ -228,7 +228,7 @@ impl Supervisor {
                     io::Error::from(io::ErrorKind::Interrupted),
                 ));
             }
-            let heard = match self.rx.recv_timeout(TICK) {
+            let heard = match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL) {
                 Ok(heard) => heard,
                 Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => continue,
                 Err(_) => {
@@ -262,7 +262,7 @@ impl Supervisor {
         let mut next_line = interval.map(|i| Instant::now() + i);
         let mut pending_restarts: Vec<usize> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            match self.rx.recv_timeout(TICK) {
+            match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL) {
                 Ok(Heard::Line {
                     slot,
                     generation,
@@ -371,7 +371,7 @@ impl Supervisor {
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.slots.iter().any(|s| s.child.is_some()) {
-            match self.rx.recv_timeout(TICK) {
+            match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL) {
                 Ok(Heard::Line {
                     slot,
                     generation,

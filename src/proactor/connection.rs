@@ -47,6 +47,7 @@ use super::user_data::{Op, UserData};
 use crate::close::CloseReason;
 use crate::reactor::connection::LINGER;
 use crate::reactor::deadlines::{Clock, Tick};
+use crate::reactor::owed::HeldBytes;
 use crate::reactor::state::{Action, Input, State};
 use crate::service::{Service, StreamTransform};
 use crate::stats::Stats;
@@ -84,47 +85,14 @@ pub struct Ctx {
     pub rearms: u64,
     /// Whether the kernel takes a byte limit on a multishot recv.
     pub recv_limits: bool,
-    /// The bytes owed over all connections, and their peak.
-    pub owed: OwedBytes,
+    /// The bytes owed over all connections, and their peak: the
+    /// reactor's count (`reactor/owed.rs`), kept the same way, so that a
+    /// subsided peak is given back to the system.
+    pub held: HeldBytes,
     /// Whether `RUST_LOG` enables trace, decided once per turn (as the
     /// reactor's `Ctx::tracing`): the per-message trace lines test this
     /// plain flag, not the logger.
     pub tracing: bool,
-}
-
-/// The bytes owed over all connections, and their peak since the last time
-/// one was given back: peers that do not read make the server hold up to
-/// `--max-pending` each, and once they are gone the allocator keeps the
-/// freed memory unless asked to return it (`src/allocator.rs`, as the
-/// reactor's `reactor/owed.rs` does).
-#[derive(Debug, Default)]
-pub struct OwedBytes {
-    live: usize,
-    peak: usize,
-}
-
-impl OwedBytes {
-    /// A peak worth giving back once it has drained.
-    const PEAK_WORTH: usize = 4 << 20;
-
-    fn grew(&mut self, bytes: usize) {
-        self.live += bytes;
-        self.peak = self.peak.max(self.live);
-    }
-
-    fn shrank(&mut self, bytes: usize) {
-        self.live = self.live.saturating_sub(bytes);
-    }
-
-    /// Takes a drained peak: true once a peak of 4 MiB or more has fallen
-    /// to an eighth of itself, and the peak starts over from here.
-    pub fn take_drained_peak(&mut self) -> bool {
-        let drained = self.peak >= Self::PEAK_WORTH && self.live <= self.peak / 8;
-        if drained {
-            self.peak = self.live;
-        }
-        drained
-    }
 }
 
 /// Send buffers, kept for reuse: a message's reply goes into one, the kernel
@@ -313,7 +281,7 @@ impl Connection {
             .service
             .on_bytes(&mut self.transform, input, &mut ctx.reply);
         let is_final = reply.is_final;
-        ctx.owed.grew(reply.bytes.len());
+        ctx.held.grew(reply.bytes.len());
         owe(&mut self.queued, reply.bytes, &mut ctx.pool);
         // The reply is copied out: the provided buffer goes back at once.
         ring.recycle(buf);
@@ -332,7 +300,7 @@ impl Connection {
         trace!("conn={slot} received EOF");
         if self.state != State::FinWait {
             let tail = ctx.service.on_eof(&mut self.transform, &mut ctx.reply);
-            ctx.owed.grew(tail.len());
+            ctx.held.grew(tail.len());
             owe(&mut self.queued, tail, &mut ctx.pool);
         }
         self.set_state(slot, Input::Eof { owed: self.owed() }, ctx);
@@ -356,7 +324,7 @@ impl Connection {
         match result {
             Ok(n) => {
                 ctx.stats.bytes_out += n as u64;
-                ctx.owed.shrank(n);
+                ctx.held.freed(n);
                 if n > 0 {
                     self.last_active = ctx.tick;
                 }
@@ -374,7 +342,7 @@ impl Connection {
                 self.set_state(slot, Input::Written { owed: self.owed() }, ctx);
             }
             Err(e) => {
-                ctx.owed.shrank(self.sending as usize);
+                ctx.held.freed(self.sending as usize);
                 self.sending = 0;
                 ctx.pool.give(buf);
                 if e.raw_os_error() != Some(libc::ECANCELED) {
@@ -518,7 +486,7 @@ impl Connection {
         let State::Closed(reason) = self.state else {
             return;
         };
-        ctx.owed.shrank(self.queued.len());
+        ctx.held.freed(self.queued.len());
         ctx.pool.give(std::mem::take(&mut self.queued));
         ctx.stats.closed(reason);
         debug!("conn={slot} closed: {reason}");

@@ -57,14 +57,14 @@ impl HeldBytes {
     }
 
     /// A block was allocated or grown by `bytes`.
-    fn grew(&mut self, bytes: usize) {
+    pub fn grew(&mut self, bytes: usize) {
         self.live += bytes;
         self.peak = self.peak.max(self.live);
     }
 
     /// A block of `bytes` was freed.
-    fn freed(&mut self, bytes: usize) {
-        self.live -= bytes;
+    pub fn freed(&mut self, bytes: usize) {
+        self.live = self.live.saturating_sub(bytes);
     }
 }
 

@@ -25,7 +25,7 @@ mod backpressure;
 mod limits;
 // UDP: empty and maximum-size datagrams, upper, the reflection guard.
 mod udp;
-// SIGTERM / SIGINT: the drain, the stats line, exit 0; the periodic stats line.
+// SIGTERM / SIGINT: the grace period, the stats line, exit 0; the periodic stats line.
 mod signals;
 // Bad start-up input: one `error:` line, exit 2 or 1, no panic.
 mod startup;

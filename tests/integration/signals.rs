@@ -50,7 +50,7 @@ server_test! {
     fn listener_closes_on_signal(kind) for all {
         let mut server = Server::start(kind, &[]);
         let addr = server.tcp();
-        // A paused peer keeps the drain going for its full second.
+        // A paused peer keeps the grace period going for its full second.
         let mut slow = server.connect();
         // Fill the buffers between us; the write may block once they are
         // full, so it is bounded, and its outcome does not matter.
@@ -60,7 +60,7 @@ server_test! {
         assert!(eventually(PATIENCE, || std::net::TcpStream::connect(addr).is_err()));
         server
             .wait_exit(PATIENCE)
-            .expect("exits within the drain limit");
+            .expect("exits within the grace period");
     }
 }
 

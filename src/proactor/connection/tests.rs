@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::proactor::ring::{Completion, Ring, RingSize};
 use crate::reactor::deadlines::Clock;
+use crate::reactor::owed::HeldBytes;
 use crate::service::{Mode, Service};
 
 fn ring() -> Ring {
@@ -32,7 +33,7 @@ fn ctx() -> Ctx {
         pool: BufferPool::default(),
         rearms: 0,
         recv_limits: true,
-        owed: OwedBytes::default(),
+        held: HeldBytes::default(),
         tracing: false,
     }
 }
