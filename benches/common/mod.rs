@@ -9,11 +9,13 @@ pub mod tokio_echo;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use reactor_echo::bench::kernel::{KernelReading, KernelSide};
 use reactor_echo::listening::Listening;
 use reactor_echo::stats::Stats;
 
@@ -144,6 +146,11 @@ impl Running {
     /// Stops the server with SIGTERM, and SIGKILL if it has not exited
     /// after `patience` (a server under valgrind takes a while to write its
     /// profile).
+    ///
+    /// The signal goes to the server itself, the deepest descendant: under
+    /// `strace` that is the traced program, which strace lets the signal
+    /// reach; signalling strace itself would end the count without ending
+    /// the server.
     pub fn stop_within(self, patience: Duration) {
         let pid = self.server_pid();
         self.stop_pid_within(pid, patience);
@@ -156,14 +163,33 @@ impl Running {
         self.stop_pid_within(pid, patience);
     }
 
+    /// SIGTERM to `pid`; if the process has not exited after
+    /// [`NUDGE_AFTER`], one TCP connection to its port, opened and closed at
+    /// once; SIGKILL after `patience`.
+    ///
+    /// Why the connection: valgrind delivers a signal to the program only
+    /// between system calls, and holds it while a thread waits in a call it
+    /// cannot interrupt itself. A proactor waits in `io_uring_enter` with no
+    /// timeout, so under callgrind a SIGTERM alone never ends it (checked).
+    /// A connection is a completion (the accept), which makes
+    /// `io_uring_enter` return, and valgrind then delivers the signal. For
+    /// a server that has already exited, or is on its way out, it does
+    /// nothing: refused, or accepted and closed by a server that is
+    /// finishing anyway.
     fn stop_pid_within(mut self, pid: u32, patience: Duration) {
         let _ = Command::new("kill")
             .args(["-TERM", &pid.to_string()])
             .status();
-        let deadline = Instant::now() + patience;
-        while Instant::now() < deadline {
+        let start = Instant::now();
+        let mut nudged = false;
+        while start.elapsed() < patience {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
+            }
+            if !nudged && start.elapsed() >= NUDGE_AFTER {
+                nudged = true;
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, self.port));
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
             }
             thread::sleep(Duration::from_millis(20));
         }
@@ -171,6 +197,10 @@ impl Running {
         let _ = self.child.wait();
     }
 }
+
+/// How long [`Running::stop_within`] waits after SIGTERM before it opens
+/// the connection that lets a signal held by valgrind through.
+const NUDGE_AFTER: Duration = Duration::from_millis(300);
 
 pub fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f64> {
     let out = Command::new("taskset")
@@ -234,26 +264,52 @@ pub fn build_anchors(root: &Path) -> Result<Anchors, String> {
             src.display()
         ));
     }
+    Ok(Anchors {
+        server: gcc_anchor(root, "epoll_echo", &[])?,
+        loadgen: gcc_anchor(root, "loadgen", &["-lm"])?,
+    })
+}
+
+/// Builds `uring_echo`, the C io_uring echo server, beside the other C
+/// reference programs: a build of its own, since it needs liburing, which
+/// the others do not (a bench that does not measure it keeps working
+/// without). Its path, or why not in one line.
+pub fn build_uring_anchor(root: &Path) -> Result<PathBuf, String> {
+    let src = anchors_dir(root);
+    if !src.join("uring_echo.c").exists() {
+        return Err(format!(
+            "the C io_uring echo server (uring_echo.c) is not in {}: set REACTOR_ECHO_ANCHORS to its folder",
+            src.display()
+        ));
+    }
+    gcc_anchor(root, "uring_echo", &["-luring"])
+        .map_err(|why| format!("{why} (it needs liburing: apt-get install liburing-dev)"))
+}
+
+/// Compiles the C reference program `NAME.c` of [`anchors_dir`] with gcc
+/// into `target/anchors/NAME` (`extra`: the libraries it links); its path,
+/// or why not in one line (gcc's own messages are not shown).
+fn gcc_anchor(root: &Path, name: &str, extra: &[&str]) -> Result<PathBuf, String> {
+    let src = anchors_dir(root);
     let out = root.join("target/anchors");
     std::fs::create_dir_all(&out).map_err(|e| format!("cannot create {}: {e}", out.display()))?;
-    let gcc = |name: &str, extra: &[&str]| -> Result<PathBuf, String> {
-        let status = Command::new("gcc")
-            .args(["-O2", "-Wall", "-o"])
-            .arg(out.join(name))
-            .arg(src.join(format!("{name}.c")))
-            .args(extra)
-            .status()
-            .map_err(|e| format!("cannot run gcc to build {name}: {e}"))?;
-        if status.success() {
-            Ok(out.join(name))
-        } else {
-            Err(format!("gcc failed to build {name}.c"))
-        }
-    };
-    Ok(Anchors {
-        server: gcc("epoll_echo", &[])?,
-        loadgen: gcc("loadgen", &["-lm"])?,
-    })
+    let output = Command::new("gcc")
+        .args(["-O2", "-Wall", "-o"])
+        .arg(out.join(name))
+        .arg(src.join(format!("{name}.c")))
+        .args(extra)
+        .output()
+        .map_err(|e| format!("cannot run gcc to build {name}: {e}"))?;
+    if output.status.success() {
+        Ok(out.join(name))
+    } else {
+        let errors = String::from_utf8_lossy(&output.stderr);
+        let first = errors
+            .lines()
+            .find(|l| l.contains("error"))
+            .unwrap_or("no message");
+        Err(format!("gcc failed to build {name}.c: {}", first.trim()))
+    }
 }
 
 /// Checks that each command can be run (`NAME --version` or `--help`
@@ -412,10 +468,21 @@ pub fn build_release_into(source: &Path, target_dir: &Path) -> Result<String, St
 /// `reactor-echo serve` on TCP only, port 0: the reactor as the comparison
 /// benches name it.
 pub fn reactor_spec(bin: &str) -> ServerSpec {
+    tcp_only("reactor (serve)", bin, "serve")
+}
+
+/// `reactor-echo proactor` on TCP only, port 0: the io_uring server as the
+/// comparison benches name it.
+pub fn proactor_spec(bin: &str) -> ServerSpec {
+    tcp_only("proactor (io_uring)", bin, "proactor")
+}
+
+/// `reactor-echo SUBCOMMAND` on TCP only, port 0, named `name`.
+fn tcp_only(name: &str, bin: &str, subcommand: &str) -> ServerSpec {
     ServerSpec::new(
-        "reactor (serve)",
+        name,
         bin,
-        &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
+        &[subcommand, "--tcp", "127.0.0.1:0", "--udp", "off"],
     )
 }
 
@@ -449,11 +516,23 @@ pub struct IdleCost {
     pub threads: u64,
     /// Connections whose round trip after the idle period succeeded.
     pub round_trips_ok: f64,
+    /// The kernel's figures before the first connection and with them all
+    /// open (at the moment of the RSS reading): both ends of each loopback
+    /// connection, the generator's as well as the server's.
+    pub kernel: KernelSide,
+}
+
+impl IdleCost {
+    /// How far `MemAvailable` fell per connection, in bytes (both ends).
+    pub fn kernel_bytes_per_connection(&self, conns: usize) -> f64 {
+        self.kernel.memory_fell_kib() as f64 * 1024.0 / conns as f64
+    }
 }
 
 /// Starts `kind`, has the C load generator hold `conns` idle connections
 /// (`loadgen --idle`, plus `extra` arguments), and measures the server's RSS
-/// growth and threads half a second after they are all established.
+/// growth and threads, and the kernel's side (`/proc/net/sockstat`,
+/// `MemAvailable`), half a second after they are all established.
 pub fn idle_cost_with_loadgen(
     kind: &ServerSpec,
     lg: &Path,
@@ -463,10 +542,15 @@ pub fn idle_cost_with_loadgen(
     let server = Running::start(kind, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = server.rss_bytes();
+    let kernel_before = KernelReading::now();
     let mut cost = IdleCost {
         bytes_per_connection: f64::NAN,
         threads: 0,
         round_trips_ok: 0.0,
+        kernel: KernelSide {
+            before: kernel_before,
+            during: kernel_before,
+        },
     };
     let child = Command::new("taskset")
         .args(["-c", "1"])
@@ -485,6 +569,7 @@ pub fn idle_cost_with_loadgen(
                     thread::sleep(Duration::from_millis(500));
                     cost.bytes_per_connection =
                         server.rss_bytes().saturating_sub(before) as f64 / conns as f64;
+                    cost.kernel.during = KernelReading::now();
                     cost.threads = server.threads();
                 }
                 if line.starts_with('{') {
@@ -504,7 +589,12 @@ pub fn idle_cost_with_loadgen(
 /// The standard closed-loop run of the C load generator against `port`:
 /// `conns` connections, 64-byte messages, 1 s warm-up, `duration` seconds.
 pub fn closed_loop(lg: &Path, port: u16, conns: usize, duration: f64) -> BTreeMap<String, f64> {
-    let args = strings(&[
+    loadgen(lg, port, &closed_loop_args(conns, duration))
+}
+
+/// The C load generator's arguments for [`closed_loop`].
+pub fn closed_loop_args(conns: usize, duration: f64) -> Vec<String> {
+    strings(&[
         "--conns",
         &conns.to_string(),
         "--size",
@@ -513,8 +603,7 @@ pub fn closed_loop(lg: &Path, port: u16, conns: usize, duration: f64) -> BTreeMa
         &duration.to_string(),
         "--warmup",
         "1",
-    ]);
-    loadgen(lg, port, &args)
+    ])
 }
 
 /// Writes a bench's table: into `docs/benchmarks/NAME` when the run was
