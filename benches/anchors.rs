@@ -1,17 +1,26 @@
-//! The reactor measured against the C reference programs (see `common::anchors_dir`),
-//! side by side in one run: `cargo bench --bench anchors`.
+//! The reactor and the proactor measured against the C reference programs
+//! (see `common::anchors_dir`), side by side in one run: `cargo bench --bench
+//! anchors`.
 //!
-//! It builds the C epoll echo server and the C load generator with gcc under
-//! `target/anchors/` (they are instruments, never committed), then for each
-//! server (the reactor, `epoll_echo --short-read`, `epoll_echo`) in
-//! interleaved order (A B C A B C ...) it measures:
+//! It builds the C epoll echo server, the C io_uring echo server and the C
+//! load generator with gcc under `target/anchors/` (they are instruments,
+//! never committed), then for each server (the reactor, `epoll_echo
+//! --short-read`, `epoll_echo`, the proactor, `uring_echo`) in interleaved
+//! order (A B C D E A B C D E ...) it measures:
 //!
 //! * messages/s and latency at 100, 1,000 and 10,000 connections, 64-byte
 //!   messages, pipeline 1 (closed loop, every reply byte verified);
+//! * the server's CPU time per message in the same runs, split into user
+//!   and system: the load generator reads the server's total over its
+//!   measured window (`--server-pid`), and `/proc/PID/stat` read before and
+//!   after the whole run splits it (where a server that loses on messages/s
+//!   loses: in its own code, or in the kernel on its behalf);
 //! * RSS bytes per idle connection with 10,000 idle connections open;
-//! * syscalls per echoed message: `strace -c -f` over 100,000 messages on 100
-//!   connections, minus the same run with 10,000 messages, divided by 90,000
-//!   (the difference removes start-up, accepts and closes).
+//! * syscalls per echoed message at 100 and at 1,000 connections: `strace
+//!   -c -f` over 100,000 messages, minus the same run with 10,000 messages,
+//!   divided by 90,000 (the difference removes start-up, accepts and
+//!   closes). For the io_uring servers nearly all of them are
+//!   `io_uring_enter`, one per loop turn for every connection's operations.
 //!
 //! The server is pinned to CPU 0 and the load generator to CPU 1. Medians
 //! over the repeats are printed as a markdown table, with the ratio to
@@ -26,14 +35,15 @@
 //!   what a message costs it, a figure the machine's noise moves far less.
 //!
 //! Options (after `--`): `--repeats N` (default 5), `--duration S` (default
-//! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections:
-//! a smoke test), `--no-strace`.
+//! 5), `--conns 100,1000,10000`, `--quick` (1 repeat, 2 s, 100 connections,
+//! syscalls at 100 only: a smoke test), `--no-strace`.
 //!
-//! Needs gcc, taskset and strace, and the C sources (`REACTOR_ECHO_ANCHORS`,
-//! default `../shared/anchors`); without them it says so in one line and
-//! exits 1. A complete run (default connection counts, strace on, not
-//! `--quick`) writes its table to `docs/benchmarks/anchors.md`; any other
-//! run writes under `target/bench-partial/`.
+//! Needs gcc, taskset and strace, the C sources (`REACTOR_ECHO_ANCHORS`,
+//! default `../shared/anchors`) and liburing for `uring_echo`; without one
+//! it says which in one line and exits 1. A complete run (default
+//! connection counts, strace on, not `--quick`) writes its table to
+//! `docs/benchmarks/anchors.md`; any other run writes under
+//! `target/bench-partial/`.
 
 mod common;
 
@@ -41,15 +51,19 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use reactor_echo::bench::cpu_window::CpuTime;
 use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, closed_loop,
-    idle_cost_with_loadgen, machine_line, median, publish, require_tools, syscalls_per_message,
+    Running, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run, closed_loop,
+    closed_loop_args, idle_cost_with_loadgen, loadgen, machine_line, median, proactor_spec,
+    publish, require_tools, syscalls_per_message,
 };
 
 /// The connection counts of a complete run.
 const DEFAULT_CONNS: [usize; 3] = [100, 1000, 10_000];
+/// The connection counts of a complete run's syscall counts.
+const DEFAULT_SYSCALL_CONNS: [usize; 2] = [100, 1000];
 
 struct Options {
     quick: bool,
@@ -57,6 +71,7 @@ struct Options {
     duration: u64,
     conns: Vec<usize>,
     strace: bool,
+    syscall_conns: Vec<usize>,
     idle_conns: usize,
 }
 
@@ -67,6 +82,7 @@ fn options() -> Options {
         duration: 5,
         conns: DEFAULT_CONNS.to_vec(),
         strace: true,
+        syscall_conns: DEFAULT_SYSCALL_CONNS.to_vec(),
         idle_conns: 10_000,
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -91,6 +107,7 @@ fn options() -> Options {
                 o.repeats = 1;
                 o.duration = 2;
                 o.conns = vec![100];
+                o.syscall_conns = vec![100];
                 o.idle_conns = 1000;
                 i -= 1;
             }
@@ -114,6 +131,7 @@ fn main() {
         cannot_run("anchors", &why);
     }
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("anchors", &why));
+    let uring = build_uring_anchor(&root).unwrap_or_else(|why| cannot_run("anchors", &why));
     let (c_server, lg) = (anchors.server, anchors.loadgen);
     let kinds = [
         ServerSpec::new(
@@ -123,6 +141,11 @@ fn main() {
         ),
         ServerSpec::new("epoll_echo --short-read", &c_server, &["0", "--short-read"]),
         ServerSpec::new("epoll_echo", &c_server, &["0"]),
+        ServerSpec {
+            name: "reactor-echo proactor".to_owned(),
+            ..proactor_spec(&bin)
+        },
+        ServerSpec::new("uring_echo", &uring, &["0"]),
     ];
 
     // results[kind][metric] = samples
@@ -131,17 +154,19 @@ fn main() {
         for (k, kind) in kinds.iter().enumerate() {
             for &conns in &o.conns {
                 let server = Running::start(kind, &[]);
-                let r = closed_loop(&lg, server.port, conns, o.duration as f64);
+                let r = run_with_cpu_split(&lg, &server, conns, o.duration as f64);
                 server.stop();
                 let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
                 eprintln!(
-                    "repeat {repeat} {:<24} {conns:>6} conns: {:>9.0} msg/s p50 {:>8.1} us p99 {:>8.1} us errors {} mismatches {}",
+                    "repeat {repeat} {:<24} {conns:>6} conns: {:>9.0} msg/s p50 {:>8.1} us p99 {:>8.1} us errors {} mismatches {} server CPU {:.2} user + {:.2} system us/msg",
                     kind.name,
                     get("msgs_per_s"),
                     get("lat_p50_us"),
                     get("lat_p99_us"),
                     get("errors"),
-                    get("mismatches")
+                    get("mismatches"),
+                    get(USER_US),
+                    get(SYSTEM_US)
                 );
                 let m = &mut results[k];
                 m.entry(format!("msgs_{conns}"))
@@ -153,6 +178,11 @@ fn main() {
                 m.entry(format!("p99_{conns}"))
                     .or_default()
                     .push(get("lat_p99_us"));
+                for key in [USER_US, SYSTEM_US] {
+                    m.entry(format!("{key}_{conns}"))
+                        .or_default()
+                        .push(get(key));
+                }
             }
             // Idle memory: RSS before and after `idle_conns` connections.
             let idle = idle_cost_with_loadgen(kind, &lg, o.idle_conns, &["--idle", "2"]);
@@ -169,9 +199,17 @@ fn main() {
     }
     if o.strace {
         for (k, kind) in kinds.iter().enumerate() {
-            if let Some(per) = syscalls_per_message(kind, &lg, 100) {
-                eprintln!("{:<24} syscalls/message {per:.3}", kind.name);
-                results[k].entry("syscalls".into()).or_default().push(per);
+            for &conns in &o.syscall_conns {
+                if let Some(per) = syscalls_per_message(kind, &lg, conns) {
+                    eprintln!(
+                        "{:<24} syscalls/message at {conns} conns {per:.3}",
+                        kind.name
+                    );
+                    results[k]
+                        .entry(format!("syscalls_{conns}"))
+                        .or_default()
+                        .push(per);
+                }
             }
         }
     }
@@ -214,15 +252,14 @@ fn main() {
         o.duration,
         machine_line()
     );
-    let mut header = String::from("| server |");
-    let mut rule = String::from("|---|");
-    for c in &o.conns {
-        header += &format!(" msg/s @{c} | p99/p50 @{c} |");
-        rule += "---:|---:|";
-    }
-    header += &format!(" idle B/conn ({} idle) | syscalls/msg |", o.idle_conns);
-    rule += "---:|---:|";
-    out += &format!("{header}\n{rule}\n");
+    let columns: Vec<String> = o
+        .conns
+        .iter()
+        .flat_map(|c| [format!("msg/s @{c}"), format!("p99/p50 @{c}")])
+        .chain([format!("idle B/conn ({} idle)", o.idle_conns)])
+        .chain(o.syscall_conns.iter().map(|c| format!("syscalls/msg @{c}")))
+        .collect();
+    out += &table_head(&columns);
     for (k, kind) in kinds.iter().enumerate() {
         let mut row = format!("| {} |", kind.name);
         for c in &o.conns {
@@ -233,16 +270,41 @@ fn main() {
                 med(k, &format!("p99_{c}")) / med(k, &format!("p50_{c}"))
             );
         }
-        let syscalls = if o.strace {
-            format!("{:.3}", med(k, "syscalls"))
-        } else {
-            "not measured".to_owned()
-        };
-        row += &format!(" {:.0} | {syscalls} |", med(k, "idle_bytes"));
+        row += &format!(" {:.0} |", med(k, "idle_bytes"));
+        for c in &o.syscall_conns {
+            row += &if o.strace {
+                format!(" {:.3} |", med(k, &format!("syscalls_{c}")))
+            } else {
+                " not measured |".to_owned()
+            };
+        }
         out += &format!("{row}\n");
     }
     out += "\n(The ratio after each messages/s figure is to `epoll_echo --short-read` in the same run. \
-            Syscalls per message: `strace -f -c` over 100,000 messages on 100 connections minus 10,000, divided by 90,000.)\n";
+            Syscalls per message: `strace -f -c` over 100,000 messages minus 10,000, divided by 90,000, on 100 \
+            and on 1,000 connections; for `reactor-echo proactor` and `uring_echo` nearly all are `io_uring_enter`.)\n";
+    out += "\nThe server's CPU time per message in the same runs (medians), user + system, in microseconds: \
+            its total over the load generator's measured window (`loadgen --server-pid`), split in the \
+            proportion of user to system time in `/proc/PID/stat` over the whole run (which the kernel \
+            counts in 10 ms ticks: about 0.01 us per message at these rates). System time is the \
+            kernel working on the server's behalf: its syscalls, and the TCP work done in its context.\n\n";
+    let columns: Vec<String> = o
+        .conns
+        .iter()
+        .map(|c| format!("user + system us/msg @{c}"))
+        .collect();
+    out += &table_head(&columns);
+    for (k, kind) in kinds.iter().enumerate() {
+        let mut row = format!("| {} |", kind.name);
+        for c in &o.conns {
+            let (user, system) = (
+                med(k, &format!("{USER_US}_{c}")),
+                med(k, &format!("{SYSTEM_US}_{c}")),
+            );
+            row += &format!(" {user:.2} + {system:.2} = {:.2} |", user + system);
+        }
+        out += &format!("{row}\n");
+    }
     out += "\nLoad generators against the same C server (`epoll_echo --short-read` on CPU 0, the generator on CPU 1; \
             medians of alternating runs, which one goes first flips every repeat; CPU: the generator's own user + system \
             time over its measured window, per message):\n\n";
@@ -259,9 +321,62 @@ fn main() {
         );
     }
     print!("\n{out}");
-    let complete = !o.quick && o.strace && o.conns == DEFAULT_CONNS;
+    let complete = !o.quick
+        && o.strace
+        && o.conns == DEFAULT_CONNS
+        && o.syscall_conns == DEFAULT_SYSCALL_CONNS;
     let path = publish(&root, "anchors.md", &out, complete);
     eprintln!("wrote {}", path.display());
+}
+
+/// A markdown table's header and rule: `server`, then `columns`, aligned
+/// right.
+fn table_head(columns: &[String]) -> String {
+    let mut header = String::from("| server |");
+    let mut rule = String::from("|---|");
+    for column in columns {
+        header += &format!(" {column} |");
+        rule += "---:|";
+    }
+    format!("{header}\n{rule}\n")
+}
+
+/// The keys [`run_with_cpu_split`] adds to the load generator's report: the
+/// server's user and system microseconds per message.
+const USER_US: &str = "server_user_us_per_msg";
+const SYSTEM_US: &str = "server_system_us_per_msg";
+
+/// The standard closed loop (`common::closed_loop`) against `server`, with
+/// the server's CPU per message over the measured window split into user
+/// and system time: the load generator's report, plus [`USER_US`] and
+/// [`SYSTEM_US`] (NaN when `/proc` could not be read).
+///
+/// The load generator reads the server's user + system time at the start
+/// and the end of its measured window (`--server-pid`), the exact window of
+/// its message count; the split between the two comes from `/proc/PID/stat`
+/// read here before and after the whole run (connects and warm-up
+/// included: the same work, a few percent more of it), since the generator
+/// reports only the sum.
+fn run_with_cpu_split(
+    lg: &Path,
+    server: &Running,
+    conns: usize,
+    duration: f64,
+) -> BTreeMap<String, f64> {
+    let pid = server.server_pid();
+    let mut args = closed_loop_args(conns, duration);
+    args.extend(["--server-pid".to_owned(), pid.to_string()]);
+    let start = CpuTime::of(pid);
+    let mut r = loadgen(lg, server.port, &args);
+    let spent = start.and_then(|a| Ok(CpuTime::of(pid)?.since(a)));
+    let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+    let window_us = get("server_cpu_pct") / 100.0 * get("duration_s") * 1e6 / get("msgs");
+    let user_share = spent.map_or(f64::NAN, |t| {
+        t.user.as_secs_f64() / (t.user + t.system).as_secs_f64()
+    });
+    r.insert(USER_US.to_owned(), window_us * user_share);
+    r.insert(SYSTEM_US.to_owned(), window_us * (1.0 - user_share));
+    r
 }
 
 /// The C load generator against `port`: messages per second, and its own
