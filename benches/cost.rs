@@ -1,8 +1,8 @@
 //! What one echoed message and one idle connection cost, in figures that do
 //! not depend on the machine's noise: `cargo bench --bench cost`.
 //!
-//! For the reactor, tokio's `current_thread` echo server and, when the C
-//! sources are there, the C `epoll_echo --short-read`:
+//! For the reactor, the proactor, tokio's `current_thread` echo server, the
+//! C `epoll_echo --short-read` and the C `uring_echo`:
 //!
 //! * **user-space instructions per echoed message**: the server runs under
 //!   callgrind while the C load generator sends 20,000 messages of 64 bytes
@@ -12,7 +12,13 @@
 //! * **syscalls per message**: `strace -f -c` over 100,000 messages on 100
 //!   connections minus 10,000, divided by 90,000;
 //! * **RSS per idle connection**: the server's resident memory growth (from
-//!   the page tables) with 10,000 idle connections, divided by 10,000.
+//!   the page tables) with 10,000 idle connections, divided by 10,000;
+//! * **the kernel's share** of the same idle connections, which user space
+//!   does not see: how far `MemAvailable` fell, divided by 10,000, and the
+//!   pages TCP buffers hold (`/proc/net/sockstat`, `TCP: mem`) before and
+//!   with them open. Both are machine-wide, so both ends of each loopback
+//!   connection are in them (the load generator's socket as well as the
+//!   server's), and whatever else the machine did meanwhile.
 //!
 //! And for the two load generators, `reactor-echo bench` and the C one,
 //! against the same C server: **user-space instructions per message** of
@@ -20,9 +26,10 @@
 //! minus a 2 s run, divided by the difference in messages), since a load
 //! generator slower than the server under test measures itself.
 //!
-//! For the reactor it also shows **where the instructions go**: callgrind's
-//! count for each function (its own code and everything inlined into it),
-//! over the same two runs, minus each other, per message. And **what the
+//! For the reactor and the proactor it also shows **where the instructions
+//! go**: callgrind's count for each function (its own code and everything
+//! inlined into it), over the same two runs, minus each other, per message.
+//! And, for the reactor, **what the
 //! disabled trace lines cost**: the same figure for a build with `trace!`
 //! compiled out (`--features log/release_max_level_off`), since
 //! `RUST_LOG=trace` must keep working in the release binary.
@@ -37,9 +44,10 @@
 //! wall-clock throughput, moving 15% between runs here, cannot. This is the
 //! bench a change to the hot path is judged by.
 //!
-//! Needs valgrind (with `callgrind_annotate`), strace, gcc, taskset and the
-//! C sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`); without
-//! one it says which in one line and exits 1. `-- --quick` counts fewer
+//! Needs valgrind (with `callgrind_annotate`), strace, gcc, taskset, the C
+//! sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`) and
+//! liburing for `uring_echo`; without one it says which in one line and
+//! exits 1. `-- --quick` counts fewer
 //! messages and writes under `target/bench-partial/`; a complete run writes
 //! `docs/benchmarks/cost.md`.
 
@@ -51,8 +59,9 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, idle_cost_with_loadgen, loadgen,
-    machine_line, publish, require_tools, scratch_file, syscalls_per_message,
+    Running, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run,
+    idle_cost_with_loadgen, loadgen, machine_line, proactor_spec, publish, require_tools,
+    scratch_file, syscalls_per_message,
 };
 use reactor_echo::bench::report::parse_json_numbers;
 
@@ -96,18 +105,25 @@ fn main() {
         .as_ref()
         .map(|rev| build_revision(&root, rev).unwrap_or_else(|why| cannot_run("cost", &why)));
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("cost", &why));
+    let uring = build_uring_anchor(&root).unwrap_or_else(|why| cannot_run("cost", &why));
+    let c_epoll = ServerSpec::new(
+        "C epoll_echo --short-read",
+        &anchors.server,
+        &["0", "--short-read"],
+    );
     let servers = [
         ServerSpec::new(
             "reactor-echo serve",
             &bin,
             &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
         ),
+        ServerSpec {
+            name: "reactor-echo proactor".to_owned(),
+            ..proactor_spec(&bin)
+        },
         common::tokio_echo::spec(false),
-        ServerSpec::new(
-            "C epoll_echo --short-read",
-            &anchors.server,
-            &["0", "--short-read"],
-        ),
+        c_epoll.clone(),
+        ServerSpec::new("C uring_echo", &uring, &["0"]),
     ];
     let messages = if quick { 2_000 } else { MESSAGES };
     let idle_conns = if quick { 1_000 } else { IDLE_CONNS };
@@ -117,35 +133,51 @@ fn main() {
         machine_line()
     );
     out += &format!(
-        "| server | user-space instructions per message | syscalls per message | RSS bytes per idle connection ({idle_conns} idle) |\n|---|---:|---:|---:|\n"
+        "| server | user-space instructions per message | syscalls per message | RSS bytes per idle connection ({idle_conns} idle) \
+         | kernel: `MemAvailable` fall per idle connection, both ends (bytes) | kernel: TCP `mem` pages, before / with them open |\n\
+         |---|---:|---:|---:|---:|---:|\n"
     );
-    let mut breakdown_now = None;
+    // Each server's callgrind profiles, by name, for the breakdowns below.
+    let mut profiles_of = BTreeMap::new();
     for server in &servers {
         let profiles = server_profiles(server, &anchors.loadgen, messages);
         let instructions = profiles.as_ref().map(|p| p.per_message());
         let syscalls = syscalls_per_message(server, &anchors.loadgen, 100);
         let idle = idle_cost_with_loadgen(server, &anchors.loadgen, idle_conns, &["--idle", "2"]);
+        let kernel_bytes = idle.kernel_bytes_per_connection(idle_conns);
+        let (pages_before, pages_open) = (
+            idle.kernel.before.tcp_mem_pages,
+            idle.kernel.during.tcp_mem_pages,
+        );
         eprintln!(
-            "{}: {instructions:?} instructions/msg, {syscalls:?} syscalls/msg, {:.0} B/idle conn",
+            "{}: {instructions:?} instructions/msg, {syscalls:?} syscalls/msg, {:.0} B/idle conn, \
+             kernel {kernel_bytes:.0} B/idle conn, TCP mem pages {pages_before} -> {pages_open}",
             server.name, idle.bytes_per_connection
         );
         out += &format!(
-            "| {} | {} | {} | {:.0} |\n",
+            "| {} | {} | {} | {:.0} | {kernel_bytes:.0} | {pages_before} / {pages_open} |\n",
             server.name,
             shown(instructions, 0),
             shown(syscalls, 3),
             idle.bytes_per_connection
         );
-        if breakdown_now.is_none() {
-            breakdown_now = profiles;
-        }
+        profiles_of.insert(server.name.clone(), profiles);
     }
     out += &format!(
         "\nInstructions: callgrind's total over {messages} messages minus a run of 1, divided by {} \
          (10 connections, 64 B, the C load generator). Syscalls: `strace -f -c`, 100,000 minus \
-         10,000 messages on 100 connections, divided by 90,000.\n",
+         10,000 messages on 100 connections, divided by 90,000 (for the io_uring servers nearly all \
+         are `io_uring_enter`). The kernel's columns are read with the RSS: `MemAvailable` \
+         (`/proc/meminfo`) before the first connection and with the {idle_conns} open, its fall divided \
+         by {idle_conns}; and the pages TCP buffers hold (`/proc/net/sockstat`). Both are the whole \
+         machine's: on loopback they count both ends of every connection (the load generator's \
+         sockets as well as the server's), so a server's own kernel share is part of the figure, \
+         and the difference between two servers is theirs.\n",
         messages - 1
     );
+    let mut take_profiles = |name: &str| profiles_of.remove(name).flatten();
+    let breakdown_now = take_profiles(&servers[0].name);
+    let proactor_breakdown = take_profiles(&servers[1].name);
 
     // What the disabled trace lines cost: the same server with them compiled out.
     let without_trace = ServerSpec::new(
@@ -189,7 +221,16 @@ fn main() {
         server_profiles(&earlier, &anchors.loadgen, messages)
     });
     if let Some(now) = &breakdown_now {
-        out += &breakdown_table(now, breakdown_before.as_ref(), before.as_deref(), messages);
+        out += &breakdown_table(
+            "the reactor",
+            now,
+            breakdown_before.as_ref(),
+            before.as_deref(),
+            messages,
+        );
+    }
+    if let Some(now) = &proactor_breakdown {
+        out += &breakdown_table("the proactor", now, None, None, messages);
     }
 
     out += "\n| load generator (against the C server) | user-space instructions per message |\n|---|---:|\n";
@@ -214,7 +255,7 @@ fn main() {
         &["--conns", "10", "--size", "64", "--warmup", "0"],
     );
     for generator in [&ours, &theirs] {
-        let per = generator_instructions(generator, &servers[2], long, short);
+        let per = generator_instructions(generator, &c_epoll, long, short);
         eprintln!("{}: {per:?} instructions/msg", generator.name);
         out += &format!("| {} | {} |\n", generator.name, shown(per, 0));
     }
@@ -333,8 +374,10 @@ fn read_profile(profile: &Path) -> Option<Profile> {
     Some(Profile { total, by_function })
 }
 
-/// The per-function table: today's figures, and `before`'s beside them.
+/// The per-function table of `server` (named so in its title): today's
+/// figures, and `before`'s beside them.
 fn breakdown_table(
+    server: &str,
     now: &Pairs,
     before: Option<&Pairs>,
     rev: Option<&str>,
@@ -360,8 +403,8 @@ fn breakdown_table(
     };
     names.sort_by(|a, b| size(b).total_cmp(&size(a)));
     let shown_names: Vec<&String> = names.iter().copied().take(BREAKDOWN_ROWS).collect();
-    let mut out = String::from(
-        "\nWhere the reactor's instructions go: each function's own code and what was inlined into it, \
+    let mut out = format!(
+        "\nWhere {server}'s instructions go: each function's own code and what was inlined into it, \
          per message (the same two callgrind runs, the short one subtracted).\n\n",
     );
     let rest = |figures: &BTreeMap<String, f64>| -> f64 {
