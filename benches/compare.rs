@@ -6,6 +6,7 @@
 //! (A B C A B C ...) for `--repeats` rounds (default 3) and medians reported:
 //!
 //! * `serve`: the reactor;
+//! * `proactor`: the io_uring server;
 //! * `blocking --model threads`: a thread per connection;
 //! * `tokio current_thread` and `tokio multi_thread`: the echo server from
 //!   tokio's documentation (task per connection, 4 KiB buffer), which this
@@ -13,7 +14,8 @@
 //! * any `--server NAME=COMMAND` (a command that prints the `listening
 //!   tcp=...` line): this is how a C reference program is
 //!   measured beside them without entering the repository. `--anchors` adds
-//!   the C `epoll_echo --short-read`, built with gcc under `target/`.
+//!   the C `epoll_echo --short-read` and the C `uring_echo`, built with gcc
+//!   under `target/`.
 //!
 //! Workloads: 64-byte messages on 1, 100, 1,000 and 10,000 connections; one
 //! connection streaming 4 KiB messages (4 in flight); RSS per idle connection
@@ -28,9 +30,9 @@
 //! writes to `target/compare-quick/` and any other partial run to
 //! `target/compare-partial/`. A server that fails a workload (threads,
 //! memory, connections never answered) gets its failure listed under the
-//! table, never a hidden row. Needs `taskset`; `--anchors` also needs gcc
-//! and the C sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`),
-//! and says so in one line, exiting 1, when they are missing.
+//! table, never a hidden row. Needs `taskset`; `--anchors` also needs gcc,
+//! the C sources (`REACTOR_ECHO_ANCHORS`, default `../shared/anchors`) and
+//! liburing, and says so in one line, exiting 1, when one is missing.
 
 mod common;
 #[path = "compare/plot.rs"]
@@ -42,8 +44,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, ServerSpec, bench_json, build_anchors, build_release, cannot_run, machine_line,
-    median, reactor_spec, require_tools, threads_spec,
+    Running, ServerSpec, bench_json, build_anchors, build_release, build_uring_anchor, cannot_run,
+    machine_line, median, proactor_spec, reactor_spec, require_tools, threads_spec,
 };
 
 /// One measurement: the bench JSON's numbers, flattened.
@@ -140,6 +142,7 @@ fn main() {
     let bin = build_release(&root);
     let mut kinds = vec![
         reactor_spec(&bin),
+        proactor_spec(&bin),
         threads_spec(&bin),
         common::tokio_echo::spec(false),
         common::tokio_echo::spec(true),
@@ -148,11 +151,14 @@ fn main() {
         let c_server = build_anchors(&root)
             .unwrap_or_else(|why| cannot_run("compare -- --anchors", &why))
             .server;
+        let c_uring = build_uring_anchor(&root)
+            .unwrap_or_else(|why| cannot_run("compare -- --anchors", &why));
         kinds.push(ServerSpec::new(
             "C epoll --short-read",
             c_server,
             &["0", "--short-read"],
         ));
+        kinds.push(ServerSpec::new("C uring_echo", c_uring, &["0"]));
     }
     for (name, command) in &o.extra {
         let mut words = command.split_whitespace();

@@ -16,6 +16,9 @@ const COLOURS: [RGBColor; 8] = [
     RGBColor(0x7f, 0x7f, 0x7f),
 ];
 
+/// Pixels for each bar of [`bars`], its label included.
+const BAR_WIDTH: u32 = 150;
+
 /// One line per server: `points[k]` are (connections, value) for `names[k]`.
 pub fn lines(path: &Path, title: &str, y_desc: &str, names: &[&str], points: &[Vec<(f64, f64)>]) {
     if let Err(e) = draw_lines(path, title, y_desc, names, points) {
@@ -95,7 +98,9 @@ fn draw_bars(
         .filter(|v| v.is_finite())
         .fold(1.0, f64::max)
         * 1.2;
-    let root = SVGBackend::new(path, (760, 440)).into_drawing_area();
+    // Room for each bar's label ("name: value") beside its neighbours'.
+    let width = (BAR_WIDTH * names.len() as u32).max(760);
+    let root = SVGBackend::new(path, (width, 440)).into_drawing_area();
     root.fill(&WHITE)?;
     let n = names.len() as f64;
     let mut chart = ChartBuilder::on(&root)
