@@ -1,7 +1,7 @@
 //! The course's ladder measured: `cargo bench --bench ladder`.
 //!
 //! Every step of `docs/course/` (the Cargo examples `01_blocking` ..
-//! `06_mio_edge`) and the project's reactor, side by side in one run, with
+//! `07_io_uring`) and the project's reactor, side by side in one run, with
 //! the same load generator (the C one: closed loop, 64-byte messages, every
 //! reply byte checked), the server on CPU 0 and the generator on CPU 1:
 //!
@@ -108,6 +108,7 @@ fn main() {
         step("04_poll"),
         step("05_epoll_level"),
         step("06_mio_edge"),
+        step("07_io_uring"),
         ServerSpec::new(
             "reactor-echo serve",
             &bin,
