@@ -43,9 +43,11 @@ use crate::config::ServerConfig;
 use crate::error::ServerError;
 use crate::fd_limit;
 use crate::listening::Listening;
-use crate::net::{self, SocketCalls, Sockets};
+use crate::net::{SocketCalls, Sockets};
 use crate::service::Service;
+use crate::source_limit::SourceLimit;
 use crate::stats::Stats;
+use crate::udp_guard::{UdpGuard, Verdict};
 
 /// How the blocking server serves TCP clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -91,6 +93,8 @@ struct Shared {
     /// blocked write outlasts it.
     finished: Once,
     idle_timeout: Option<Duration>,
+    /// `--max-per-source`: connections held per source address.
+    per_source: Option<Mutex<SourceLimit>>,
 }
 
 impl Shared {
@@ -135,6 +139,10 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
         is_stopping: AtomicBool::new(false),
         finished: Once::new(),
         idle_timeout: config.idle_timeout,
+        per_source: config
+            .guards
+            .max_per_source
+            .map(|n| Mutex::new(SourceLimit::new(n))),
     });
     let wake_listener = listener
         .as_ref()
@@ -158,6 +166,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     // error must be the first line on stderr (see `fd_limit`).
     limits.log();
     info!("blocking server, model {model:?}, max connections {max_connections}");
+    info!("{}", config.guards);
     Listening {
         tcp: tcp_addr,
         udp: udp_addr,
@@ -168,7 +177,9 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     spawn_signal_thread(signals, wake_listener, Arc::clone(&shared));
     if let Some(socket) = udp {
         let shared = Arc::clone(&shared);
-        thread::spawn(move || serve_udp(&socket, &shared));
+        let bound = udp_addr.unwrap_or_else(|| ([127, 0, 0, 1], 0).into());
+        let guard = UdpGuard::new(&config.guards, bound, Instant::now());
+        thread::spawn(move || serve_udp(&socket, guard, &shared));
     }
     if let Some(every) = config.stats_interval {
         let shared = Arc::clone(&shared);
@@ -244,6 +255,19 @@ fn accept_loop(listener: &TcpListener, model: Model, max_connections: usize, sha
             is_out_of_fds = false;
         }
         let client = Client::register(stream, peer, shared);
+        if let Some(limit) = &shared.per_source {
+            let admitted = limit
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .admit(client.id as usize, peer.ip());
+            if !admitted {
+                // As past the connection limit: accepted, closed at once.
+                client.unregister(shared);
+                shared.stats().rejected_source += 1;
+                debug!("rejected {peer}: its address holds its share (--max-per-source)");
+                continue;
+            }
+        }
         match model {
             // The tutorial's server: serve this client to the end, then accept the next.
             Model::Iterative => serve_client(&client, shared),
@@ -294,6 +318,12 @@ impl Client {
     /// memory its threads freed back to the system: see [`allocator`] for
     /// why glibc would otherwise keep it.
     fn unregister(&self, shared: &Shared) {
+        if let Some(limit) = &shared.per_source {
+            limit
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .release(self.id as usize);
+        }
         let mut open = shared.open();
         open.remove(&self.id);
         shared.trimmer.closed(open.len());
@@ -410,12 +440,11 @@ fn failure(err: &io::Error, id: u64) -> CloseReason {
 
 /// The UDP thread: receive, transform, reply, one datagram at a time.
 /// (Reactor: reactor/udp.rs.)
-fn serve_udp(socket: &UdpSocket, shared: &Shared) {
+fn serve_udp(socket: &UdpSocket, mut guard: UdpGuard, shared: &Shared) {
     // Wake up now and then to notice shutdown.
     let _ = socket.set_read_timeout(Some(UDP_WAKE));
     let mut buffer = vec![0u8; BUFFER_SIZE];
     let mut reply_buffer = Vec::new();
-    let mut has_warned_reflection = false;
     while !shared.is_stopping() {
         let (n, from) = match socket.recv_from(&mut buffer) {
             Ok(received) => received,
@@ -435,18 +464,18 @@ fn serve_udp(socket: &UdpSocket, shared: &Shared) {
             }
         };
         shared.stats().udp_in += 1;
-        if net::is_reflecting_port(from.port()) {
-            shared.stats().udp_dropped += 1;
-            if !has_warned_reflection {
-                has_warned_reflection = true;
-                warn!(
-                    "udp: not answering datagrams from {from} (port {} could reflect replies back in a loop); counted as dropped",
-                    from.port()
-                );
-            }
+        let now = Instant::now();
+        let verdict = guard.check_source(from, now);
+        if verdict != Verdict::Answer {
+            verdict.count(&mut shared.stats());
             continue;
         }
         let reply = shared.service.datagram(&mut buffer[..n], &mut reply_buffer);
+        let verdict = guard.check_reply(from, n, reply.len(), now);
+        if verdict != Verdict::Answer {
+            verdict.count(&mut shared.stats());
+            continue;
+        }
         // A blocking send_to waits for buffer space instead of failing.
         match socket.send_to(reply, from) {
             Ok(_) => shared.stats().udp_out += 1,

@@ -18,6 +18,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::bench::payload::Expect;
 use crate::blocking::Model;
 use crate::config::{self, ConfigError, Endpoint, ServerConfig};
+use crate::exposure::{Amplification, GuardFlags, Guards, Setting, SourceCheck};
 use crate::service::{Mode, Service};
 
 /// A TCP and UDP echo / uppercase / greeting server on one single-threaded mio reactor.
@@ -118,10 +119,10 @@ pub struct ServerArgs {
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: Option<u64>,
 
-    /// Close a TCP connection that has neither received nor sent for this many seconds (0: never).
-    #[arg(long, value_name = "SECS", default_value_t = 0, allow_negative_numbers = true,
+    /// Close a TCP connection that has neither received nor sent for this many seconds (0: never) [default: 60 when exposed, else never].
+    #[arg(long, value_name = "SECS", allow_negative_numbers = true,
           value_parser = clap::value_parser!(u64).range(0..=31_536_000))]
-    pub idle_timeout: u64,
+    pub idle_timeout: Option<u64>,
 
     /// Bytes owed to one connection before the server stops reading from it.
     #[arg(long, value_name = "BYTES", default_value_t = 65536, allow_negative_numbers = true,
@@ -138,6 +139,41 @@ pub struct ServerArgs {
     /// them by a hash of the addresses.
     #[arg(long)]
     pub reuse_port: bool,
+
+    /// Turn the exposure guards on as if an address were not loopback (they are on by default on any other address; docs/security.md).
+    #[arg(long)]
+    pub exposed: bool,
+
+    /// Which UDP sources are never answered [default: strict when exposed, else basic].
+    #[arg(long, value_enum, value_name = "CHECK")]
+    pub udp_source_check: Option<SourceCheck>,
+
+    /// Whether a UDP reply may be larger than the datagram it answers [default: refuse when exposed, else allow].
+    #[arg(long, value_enum, value_name = "RULE")]
+    pub udp_amplification: Option<Amplification>,
+
+    /// UDP replies per second per source /24 (IPv4) or /56 (IPv6), or off [default: 100 when exposed, else off].
+    #[arg(long, value_name = "N|off", value_parser = parse_setting)]
+    pub udp_rate: Option<Setting<u32>>,
+
+    /// With --udp-rate: the most replies one source prefix may get at once [default: the rate].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub udp_burst: Option<u32>,
+
+    /// TCP connections per source address; past it a connection is accepted and closed at once, or off [default: 100 when exposed, else off].
+    #[arg(long, value_name = "N|off", value_parser = parse_setting)]
+    pub max_per_source: Option<Setting<u32>>,
+}
+
+/// A guard's value: a positive number, or `off`.
+fn parse_setting(text: &str) -> Result<Setting<u32>, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(Setting::Off);
+    }
+    match text.parse::<u32>() {
+        Ok(n) if n > 0 => Ok(Setting::On(n)),
+        _ => Err(format!("'{text}' is not a positive number or off")),
+    }
 }
 
 impl ServerArgs {
@@ -151,11 +187,40 @@ impl ServerArgs {
         let mut flags = vec![
             format!("--mode={}", self.mode),
             format!("--greeting={}", self.greeting),
-            format!("--idle-timeout={}", self.idle_timeout),
             format!("--max-pending={}", self.max_pending),
         ];
-        if let Some(max) = self.max_connections {
-            flags.push(format!("--max-connections={max}"));
+        let setting = |s: &Setting<u32>| match s {
+            Setting::On(n) => n.to_string(),
+            Setting::Off | Setting::Default => "off".to_owned(),
+        };
+        let optional = [
+            (
+                "--max-connections",
+                self.max_connections.map(|n| n.to_string()),
+            ),
+            ("--idle-timeout", self.idle_timeout.map(|n| n.to_string())),
+            (
+                "--udp-source-check",
+                self.udp_source_check.map(|c| value_name(&c)),
+            ),
+            (
+                "--udp-amplification",
+                self.udp_amplification.map(|a| value_name(&a)),
+            ),
+            ("--udp-rate", self.udp_rate.as_ref().map(setting)),
+            ("--udp-burst", self.udp_burst.map(|n| n.to_string())),
+            (
+                "--max-per-source",
+                self.max_per_source.as_ref().map(setting),
+            ),
+        ];
+        for (flag, value) in optional {
+            if let Some(value) = value {
+                flags.push(format!("{flag}={value}"));
+            }
+        }
+        if self.exposed {
+            flags.push("--exposed".to_owned());
         }
         flags
     }
@@ -176,12 +241,27 @@ impl ServerArgs {
             return Err(ConfigError::NothingToServe);
         }
         let seconds = |s: u64| (s > 0).then(|| std::time::Duration::from_secs(s));
+        let guards = Guards::resolve(
+            &GuardFlags {
+                exposed: self.exposed,
+                source_check: self.udp_source_check,
+                amplification: self.udp_amplification,
+                udp_rate: self.udp_rate.unwrap_or_default(),
+                udp_burst: self.udp_burst,
+                max_per_source: self.max_per_source.unwrap_or_default(),
+            },
+            &[tcp.addr(), udp.addr()]
+                .into_iter()
+                .flatten()
+                .collect::<Vec<_>>(),
+        );
         Ok(ServerConfig {
             tcp,
             udp,
             service: Service::new(self.mode, &self.greeting),
             max_connections: self.max_connections.map(|n| n as usize),
-            idle_timeout: seconds(self.idle_timeout),
+            idle_timeout: guards.idle_timeout(self.idle_timeout),
+            guards,
             max_pending: self.max_pending as usize,
             stats_interval: seconds(self.stats_interval),
             reuse_port: self.reuse_port,
@@ -217,6 +297,24 @@ value_enum!(Model {
     Model::Iterative => "iterative": "One client at a time: the classic two loops",
     Model::Threads => "threads": "One thread per connection",
 });
+
+value_enum!(SourceCheck {
+    SourceCheck::Basic => "basic": "Only the five ports of services that answer anything (0, 7, 13, 17, 19)",
+    SourceCheck::Strict => "strict": "Also ports below 1024 and well-known answering services, multicast, broadcast, unspecified and reserved sources",
+});
+
+value_enum!(Amplification {
+    Amplification::Allow => "allow": "A reply may be larger than its datagram",
+    Amplification::Refuse => "refuse": "A reply larger than its datagram is not sent",
+});
+
+/// A value enum's flag word.
+fn value_name(value: &impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .map(|v| v.get_name().to_owned())
+        .unwrap_or_default()
+}
 
 value_enum!(Expect {
     Expect::Echo => "echo": "Replies are identical to the request",

@@ -11,6 +11,7 @@ use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use crate::exposure::Guards;
 use crate::service::Service;
 
 /// The address used for UDP when `--tcp` is off and `--udp` is not given.
@@ -54,6 +55,9 @@ pub struct ServerConfig {
     pub stats_interval: Option<Duration>,
     /// Bind with SO_REUSEPORT, to share the address with other servers.
     pub reuse_port: bool,
+    /// The exposure guards (`crate::exposure`), resolved from the flags
+    /// and the addresses.
+    pub guards: Guards,
 }
 
 /// A problem with the command-line input, reported before anything starts.

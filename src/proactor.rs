@@ -64,7 +64,9 @@ use crate::listening::Listening;
 use crate::net::{SocketCalls, Sockets};
 use crate::reactor::deadlines::{Clock, Sweeper};
 use crate::reactor::shutdown::GRACE_PERIOD;
+use crate::source_limit::SourceLimit;
 use crate::stats::Stats;
+use crate::udp_guard::UdpGuard;
 use connection::{BufferPool, Connection, Ctx};
 use listener::Acceptor;
 use ring::{Completion, Outcome, Ring, RingSize};
@@ -129,10 +131,12 @@ pub fn serve(config: &ServerConfig) -> Result<ProactorStats, ServerError> {
         idle_timeout: config.idle_timeout,
         max_pending: config.max_pending,
         stats_interval: config.stats_interval,
+        guards: config.guards,
     };
     let proactor = Proactor::new(ring, sockets, signals, options)
         .map_err(|e| ServerError::new("cannot arm the ring", e))?;
     info!("mode {}", config.service.mode());
+    info!("{}", config.guards);
     proactor
         .listening()
         .and_then(|line| line.announce())
@@ -155,6 +159,8 @@ pub struct Proactor {
     ring: Ring,
     acceptor: Option<Acceptor>,
     max_connections: usize,
+    /// `--max-per-source`: connections held per source address.
+    per_source: Option<SourceLimit>,
     udp: Option<UdpEndpoint>,
     signals: SignalPipe,
     conns: Slab<Connection>,
@@ -191,10 +197,13 @@ impl Proactor {
             .tcp
             .map(|listener| Acceptor::new(listener, &mut ring))
             .transpose()?;
-        let udp = sockets
-            .udp
-            .map(|socket| UdpEndpoint::new(socket, &mut ring))
-            .transpose()?;
+        let udp = match sockets.udp {
+            Some(socket) => {
+                let guard = UdpGuard::new(&options.guards, socket.local_addr()?, Instant::now());
+                Some(UdpEndpoint::new(socket, guard, &mut ring)?)
+            }
+            None => None,
+        };
         ring.poll_readable(signals.fd(), UserData::new(Op::Signal, 0, 0))?;
         let started = Instant::now();
         let clock = Clock::starting_at(started);
@@ -202,6 +211,7 @@ impl Proactor {
             ring,
             acceptor,
             max_connections: options.max_connections,
+            per_source: options.guards.max_per_source.map(SourceLimit::new),
             udp,
             signals,
             conns: Slab::new(),
@@ -302,6 +312,9 @@ impl Proactor {
                 // the kernel refers to it any more.
                 self.conns.remove(slot);
                 self.generations[slot] = next_generation(self.generations[slot]);
+                if let Some(limit) = self.per_source.as_mut() {
+                    limit.release(slot);
+                }
             }
         }
         if let Some(acceptor) = self.acceptor.as_mut() {
@@ -338,7 +351,7 @@ impl Proactor {
         match op {
             Op::Accept => self.on_accept(outcome, more, now),
             Op::UdpRecv | Op::UdpSend => match self.udp.as_mut() {
-                Some(udp) => udp.on_completion(op, outcome, &mut self.ctx, &mut self.ring),
+                Some(udp) => udp.on_completion(op, outcome, now, &mut self.ctx, &mut self.ring),
                 None => Ok(()),
             },
             Op::Signal => self.on_signal(more, now),
@@ -410,6 +423,18 @@ impl Proactor {
                 self.max_connections
             );
             return Ok(());
+        }
+        if let Some(limit) = self.per_source.as_mut() {
+            // A multishot accept does not ask for the peer's address: read
+            // it back (a syscall per accept, only with the guard on).
+            let admitted = stream
+                .peer_addr()
+                .is_ok_and(|peer| limit.admit(self.conns.vacant_key(), peer.ip()));
+            if !admitted {
+                self.ctx.stats.rejected_source += 1;
+                debug!("rejected a connection: its address holds its share (--max-per-source)");
+                return Ok(());
+            }
         }
         // Echo replies are small and latency matters: no Nagle.
         if let Err(e) = stream.set_nodelay(true) {

@@ -68,11 +68,13 @@ use slab::Slab;
 use crate::allocator;
 use crate::config::ServerConfig;
 use crate::error::ServerError;
+use crate::exposure::Guards;
 use crate::fd_limit;
 use crate::listening::Listening;
 use crate::net::{self, SocketCalls, Sockets};
 use crate::service::Service;
 use crate::stats::Stats;
+use crate::udp_guard::UdpGuard;
 use connection::Connection;
 use ctx::Ctx;
 use deadlines::{Clock, Sweeper};
@@ -102,6 +104,8 @@ pub struct Options {
     pub max_pending: usize,
     /// How often to report the counters while running.
     pub stats_interval: Option<Duration>,
+    /// The exposure guards (`crate::exposure`).
+    pub guards: Guards,
 }
 
 /// Runs the reactor server until SIGINT or SIGTERM, then prints the stats
@@ -138,9 +142,11 @@ pub fn serve(config: &ServerConfig) -> Result<Stats, ServerError> {
         idle_timeout: config.idle_timeout,
         max_pending: config.max_pending,
         stats_interval: config.stats_interval,
+        guards: config.guards,
     };
     let reactor = Reactor::new(sockets, shutdown, options)?;
     info!("mode {}", config.service.mode());
+    info!("{}", config.guards);
     reactor
         .listening()
         .and_then(|line| line.announce())
@@ -217,16 +223,23 @@ impl Reactor {
                     mio::net::TcpListener::from_std(listener),
                     registry,
                     options.max_connections,
+                    options.guards.max_per_source,
                 )
                 .map_err(|e| ServerError::new("cannot register the listener", e))?,
             ),
             None => None,
         };
         let udp = match sockets.udp {
-            Some(socket) => Some(
-                UdpEndpoint::new(mio::net::UdpSocket::from_std(socket), registry)
-                    .map_err(|e| ServerError::new("cannot register the UDP socket", e))?,
-            ),
+            Some(socket) => {
+                let bound = socket
+                    .local_addr()
+                    .map_err(|e| ServerError::new("cannot read the UDP address", e))?;
+                let guard = UdpGuard::new(&options.guards, bound, Instant::now());
+                Some(
+                    UdpEndpoint::new(mio::net::UdpSocket::from_std(socket), registry, guard)
+                        .map_err(|e| ServerError::new("cannot register the UDP socket", e))?,
+                )
+            }
             None => None,
         };
         shutdown
@@ -308,7 +321,12 @@ impl Reactor {
         for key in self.closed.drain(..) {
             // Dropping the stream closes the socket, which also removes it
             // from the epoll set: no explicit deregister (one syscall fewer).
-            self.conns.try_remove(key);
+            if self.conns.try_remove(key).is_some() {
+                if let Some(acceptor) = self.acceptor.as_mut() {
+                    // Its source's share (--max-per-source) is back.
+                    acceptor.release(key);
+                }
+            }
         }
         if self.ctx.held.take_subsided_peak() {
             // Peers that did not read made us hold megabytes; they are
@@ -374,7 +392,7 @@ impl Reactor {
                     udp.on_writable(&mut self.ctx);
                 }
                 if event.is_readable() {
-                    self.read_udp();
+                    self.read_udp(now);
                 }
             }
             Target::Signals => match self.shutdown.on_signal(now) {
@@ -435,15 +453,15 @@ impl Reactor {
 
     /// The UDP socket's read turn: it reads until drained, or until its
     /// budget runs out, and then it is read again in the dispatch phase.
-    fn read_udp(&mut self) {
+    fn read_udp(&mut self, now: Instant) {
         let Some(udp) = self.udp.as_mut() else { return };
-        self.udp_read_again = udp.on_readable(&mut self.ctx).read_again();
+        self.udp_read_again = udp.on_readable(&mut self.ctx, now).read_again();
     }
 
     /// Phase 3, continued: give another turn to sockets whose budget ran out.
     fn serve_read_again(&mut self, now: Instant) {
         if self.udp_read_again {
-            self.read_udp();
+            self.read_udp(now);
         }
         if self.read_again.is_empty() {
             return;

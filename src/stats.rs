@@ -4,7 +4,8 @@
 //! format is defined here once, with its one reader beside its writer:
 //! `stats accepted=N rejected=N active=N closed_eof=N closed_reset=N
 //! closed_idle=N bytes_in=N bytes_out=N udp_in=N udp_out=N udp_dropped=N
-//! wakeups=N events=N max_batch=N reads=N reads_wouldblock=N writes=N`
+//! wakeups=N events=N max_batch=N reads=N reads_wouldblock=N writes=N
+//! udp_refused=N udp_oversize=N udp_limited=N rejected_source=N`
 //! ([`Stats`]'s `Display`, and `FromStr` to read it back).
 //!
 //! The last six fields are the reactor counting its own work, appended after
@@ -15,6 +16,13 @@
 //! (two syscalls plus a share of `epoll_wait`) can be checked on a running
 //! server, without strace. The blocking servers have no loop and print 0
 //! for all six.
+//!
+//! The last four count what the exposure guards turned away
+//! (`docs/security.md`): datagrams not answered because of where they came
+//! from, because the reply would have been larger than the datagram, or
+//! because their source was over its rate, and connections closed at once
+//! because their source already held its share. All four stay 0 on
+//! loopback unless `--exposed` (or a guard's own flag) turns a guard on.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -59,6 +67,18 @@ pub struct Stats {
     pub reads_wouldblock: u64,
     /// Reactor: `send` calls on TCP connections.
     pub writes: u64,
+    /// UDP datagrams not answered because of their source (a privileged
+    /// or well-known answering port, multicast, broadcast, unspecified).
+    pub udp_refused: u64,
+    /// UDP datagrams not answered because the reply would have been larger
+    /// than the datagram (amplification).
+    pub udp_oversize: u64,
+    /// UDP datagrams not answered because their source prefix was over its
+    /// rate.
+    pub udp_limited: u64,
+    /// TCP connections accepted and closed at once because their source
+    /// address already held `--max-per-source`.
+    pub rejected_source: u64,
 }
 
 impl Stats {
@@ -103,6 +123,10 @@ impl Stats {
         self.reads += other.reads;
         self.reads_wouldblock += other.reads_wouldblock;
         self.writes += other.writes;
+        self.udp_refused += other.udp_refused;
+        self.udp_oversize += other.udp_oversize;
+        self.udp_limited += other.udp_limited;
+        self.rejected_source += other.rejected_source;
     }
 
     /// Counts one wake-up of the loop that handed over `batch` events.
@@ -124,7 +148,7 @@ impl Stats {
 impl Stats {
     /// The fields in the order of the line, with their names: the one list
     /// that both the writer and the reader follow.
-    fn fields(&self) -> [(&'static str, u64); 17] {
+    fn fields(&self) -> [(&'static str, u64); 21] {
         [
             ("accepted", self.accepted),
             ("rejected", self.rejected),
@@ -143,6 +167,10 @@ impl Stats {
             ("reads", self.reads),
             ("reads_wouldblock", self.reads_wouldblock),
             ("writes", self.writes),
+            ("udp_refused", self.udp_refused),
+            ("udp_oversize", self.udp_oversize),
+            ("udp_limited", self.udp_limited),
+            ("rejected_source", self.rejected_source),
         ]
     }
 
@@ -165,6 +193,10 @@ impl Stats {
             14 => &mut self.reads,
             15 => &mut self.reads_wouldblock,
             16 => &mut self.writes,
+            17 => &mut self.udp_refused,
+            18 => &mut self.udp_oversize,
+            19 => &mut self.udp_limited,
+            20 => &mut self.rejected_source,
             _ => return None,
         })
     }
@@ -275,7 +307,8 @@ mod tests {
             stats.to_string(),
             "stats accepted=2 rejected=1 active=1 closed_eof=0 closed_reset=1 closed_idle=0 \
              bytes_in=5 bytes_out=0 udp_in=0 udp_out=0 udp_dropped=0 \
-             wakeups=0 events=0 max_batch=0 reads=0 reads_wouldblock=0 writes=0"
+             wakeups=0 events=0 max_batch=0 reads=0 reads_wouldblock=0 writes=0 \
+             udp_refused=0 udp_oversize=0 udp_limited=0 rejected_source=0"
         );
     }
 
@@ -312,6 +345,10 @@ mod tests {
             reads: 15,
             reads_wouldblock: 16,
             writes: 17,
+            udp_refused: 18,
+            udp_oversize: 19,
+            udp_limited: 20,
+            rejected_source: 21,
         };
         assert_eq!(stats.to_string().parse(), Ok(stats));
         let line = stats.to_string();
@@ -321,6 +358,7 @@ mod tests {
             line.replace("active=3", "active=x"),
             line.replace("rejected=2 active=3", "active=3 rejected=2"),
             line.replace(" writes=17", ""),
+            line.replace(" rejected_source=21", ""),
             format!("{line} extra=1"),
         ] {
             assert!(bad.parse::<Stats>().is_err(), "{bad}");

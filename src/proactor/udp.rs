@@ -3,8 +3,10 @@
 //!
 //! UDP has no connections and no stream to keep in order, so it needs no
 //! state machine: the rules are the reactor's (`reactor/udp.rs`): each
-//! datagram converted on its own and answered to its sender; never a reply
-//! to a source port that could reflect it back in a loop; replies that
+//! datagram converted on its own and answered to its sender; the guards of
+//! `udp_guard.rs` (never a reply to a source that could reflect it back in
+//! a loop, and exposed, no reply larger than its datagram and a rate per
+//! source prefix); replies that
 //! cannot go out at once queued up to [`MAX_QUEUED_DATAGRAMS`] and
 //! [`MAX_QUEUED_BYTES`], past which they are dropped and counted. What the
 //! completion model changes: the receive is an operation the kernel
@@ -15,14 +17,15 @@ use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
+use std::time::Instant;
 
 use log::{debug, trace, warn};
 
 use super::connection::Ctx;
 use super::ring::{Outcome, Ring};
 use super::user_data::{Op, SERVER_SLOT, UserData};
-use crate::net;
 pub use crate::reactor::udp::{MAX_QUEUED_BYTES, MAX_QUEUED_DATAGRAMS};
+use crate::udp_guard::{UdpGuard, Verdict};
 
 /// The UDP socket and its replies.
 #[derive(Debug)]
@@ -35,7 +38,8 @@ pub struct UdpEndpoint {
     replying: bool,
     /// False once shutdown begins: queued replies still go out.
     is_reading: bool,
-    has_warned_reflection: bool,
+    /// Whether a datagram may be answered (`udp_guard.rs`).
+    guard: UdpGuard,
     has_warned_overflow: bool,
 }
 
@@ -46,7 +50,7 @@ impl UdpEndpoint {
     ///
     /// # Errors
     /// If the ring cannot take the entry.
-    pub fn new(socket: UdpSocket, ring: &mut Ring) -> io::Result<UdpEndpoint> {
+    pub fn new(socket: UdpSocket, guard: UdpGuard, ring: &mut Ring) -> io::Result<UdpEndpoint> {
         let mut udp = UdpEndpoint {
             socket,
             queue: VecDeque::new(),
@@ -54,7 +58,7 @@ impl UdpEndpoint {
             receiving: false,
             replying: false,
             is_reading: true,
-            has_warned_reflection: false,
+            guard,
             has_warned_overflow: false,
         };
         udp.arm(ring)?;
@@ -111,6 +115,7 @@ impl UdpEndpoint {
         &mut self,
         op: Op,
         outcome: Outcome,
+        now: Instant,
         ctx: &mut Ctx,
         ring: &mut Ring,
     ) -> io::Result<()> {
@@ -118,7 +123,9 @@ impl UdpEndpoint {
             Op::UdpRecv => {
                 self.receiving = false;
                 match outcome {
-                    Outcome::Datagram { len, from } => self.on_datagram(len, from, ctx, ring),
+                    Outcome::Datagram { len, from } => {
+                        self.on_datagram(len, from, now, ctx, ring);
+                    }
                     Outcome::Failed(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
                     // A pending error concerns an earlier datagram, not the
                     // server: reported once and cleared, as in the reactor.
@@ -147,24 +154,32 @@ impl UdpEndpoint {
         Ok(())
     }
 
-    fn on_datagram(&mut self, len: usize, from: SocketAddr, ctx: &mut Ctx, ring: &mut Ring) {
+    fn on_datagram(
+        &mut self,
+        len: usize,
+        from: SocketAddr,
+        now: Instant,
+        ctx: &mut Ctx,
+        ring: &mut Ring,
+    ) {
         ctx.stats.udp_in += 1;
-        trace!("udp datagram of {len} bytes from {from}");
-        if net::is_reflecting_port(from.port()) {
-            ctx.stats.udp_dropped += 1;
-            if !self.has_warned_reflection {
-                self.has_warned_reflection = true;
-                warn!(
-                    "udp: not answering datagrams from {from} (port {} could reflect replies back in a loop); counted as dropped",
-                    from.port()
-                );
-            }
+        if ctx.tracing {
+            trace!("udp datagram of {len} bytes from {from}");
+        }
+        let verdict = self.guard.check_source(from, now);
+        if verdict != Verdict::Answer {
+            verdict.count(&mut ctx.stats);
             return;
         }
         let Some(input) = ring.datagram_mut(len) else {
             return;
         };
         let reply = ctx.service.datagram(input, &mut ctx.reply);
+        let verdict = self.guard.check_reply(from, len, reply.len(), now);
+        if verdict != Verdict::Answer {
+            verdict.count(&mut ctx.stats);
+            return;
+        }
         if self.queue.len() >= MAX_QUEUED_DATAGRAMS
             || self.queued_bytes + reply.len() > MAX_QUEUED_BYTES
         {

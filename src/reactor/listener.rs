@@ -36,6 +36,7 @@ use super::deadlines::{Clock, Sweeper};
 use super::token::{LISTENER, connection_token};
 use crate::fd_limit;
 use crate::service::Service;
+use crate::source_limit::SourceLimit;
 use crate::stats::Stats;
 
 /// How often a paused acceptor retries without being prompted.
@@ -46,6 +47,8 @@ pub const RETRY_WHILE_PAUSED: Duration = Duration::from_secs(1);
 pub struct Acceptor {
     listener: TcpListener,
     max_connections: usize,
+    /// `--max-per-source`: connections held per source address.
+    per_source: Option<SourceLimit>,
     /// Set while `accept` is failing for lack of descriptors.
     paused_since: Option<Instant>,
 }
@@ -81,13 +84,22 @@ impl Acceptor {
         mut listener: TcpListener,
         registry: &Registry,
         max_connections: usize,
+        max_per_source: Option<u32>,
     ) -> io::Result<Self> {
         registry.register(&mut listener, LISTENER, Interest::READABLE)?;
         Ok(Acceptor {
             listener,
             max_connections,
+            per_source: max_per_source.map(SourceLimit::new),
             paused_since: None,
         })
+    }
+
+    /// Connection `key` has been removed: its source's share is back.
+    pub fn release(&mut self, key: usize) {
+        if let Some(limit) = self.per_source.as_mut() {
+            limit.release(key);
+        }
     }
 
     /// Whether accepting is paused for lack of descriptors.
@@ -156,6 +168,14 @@ impl Acceptor {
             }
             let entry = ctx.conns.vacant_entry();
             let key = entry.key();
+            if let Some(limit) = self.per_source.as_mut() {
+                if !limit.admit(key, peer.ip()) {
+                    // As past the connection limit: accepted, closed at once.
+                    ctx.stats.rejected_source += 1;
+                    debug!("rejected {peer}: its address holds its share (--max-per-source)");
+                    continue;
+                }
+            }
             // Registered once, for both directions, for the connection's whole
             // life, so no re-registration is ever needed. With edge-triggered
             // epoll the unused WRITABLE interest costs no event and no
@@ -169,6 +189,7 @@ impl Acceptor {
                 Interest::READABLE | Interest::WRITABLE,
             ) {
                 warn!("cannot register connection from {peer}: {e}");
+                self.release(key);
                 continue;
             }
             entry.insert(Connection::new(

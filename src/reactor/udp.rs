@@ -13,13 +13,19 @@
 //!   bound it is dropped and counted, because UDP promises no delivery and a
 //!   flood must not grow memory without limit. Any other send error (a reply
 //!   too large after uppercasing, say) drops that one reply, never the server.
-//! * Reflection: a forged datagram "from" another host's echo (port 7) or
-//!   chargen (19) service would make two servers answer each other forever.
-//!   Datagrams from ports 0, 7, 13, 17 and 19 are never answered.
+//! * Reflection, amplification and floods: a forged datagram "from"
+//!   another host's echo (port 7) or chargen (19) service would make two
+//!   servers answer each other forever, so datagrams from ports 0, 7, 13,
+//!   17 and 19 are never answered; exposed, more sources are refused, no
+//!   reply outgrows its datagram and each source prefix has a rate. Those
+//!   rules are the same for every server, so they live in
+//!   [`UdpGuard`] (`src/udp_guard.rs`), which each datagram meets
+//!   before its reply is made and again before it is sent.
 
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
+use std::time::Instant;
 
 use log::{debug, warn};
 use mio::net::UdpSocket;
@@ -29,9 +35,9 @@ use super::ctx::Ctx;
 use super::hot_trace::hot_trace;
 use super::token::UDP;
 use super::turn::Turn;
-use crate::net;
 use crate::stats::Stats;
 use crate::syscall::{self, ReceivedFrom, Sent};
+use crate::udp_guard::{UdpGuard, Verdict};
 
 /// Replies waiting for the socket to become writable, at most.
 pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
@@ -48,7 +54,8 @@ pub struct UdpEndpoint {
     queued_bytes: usize,
     /// False once shutdown begins: queued replies are still sent.
     is_reading: bool,
-    has_warned_reflection: bool,
+    /// Whether a datagram may be answered (`udp_guard.rs`).
+    guard: UdpGuard,
     has_warned_overflow: bool,
 }
 
@@ -57,14 +64,14 @@ impl UdpEndpoint {
     ///
     /// # Errors
     /// If the registration fails.
-    pub fn new(mut socket: UdpSocket, registry: &Registry) -> io::Result<Self> {
+    pub fn new(mut socket: UdpSocket, registry: &Registry, guard: UdpGuard) -> io::Result<Self> {
         registry.register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
         Ok(UdpEndpoint {
             socket,
             queue: VecDeque::new(),
             queued_bytes: 0,
             is_reading: true,
-            has_warned_reflection: false,
+            guard,
             has_warned_overflow: false,
         })
     }
@@ -92,7 +99,7 @@ impl UdpEndpoint {
     /// reactor must call again without waiting for an event. (UDP has no
     /// end-of-stream: only `recv_from`'s `WouldBlock` ends the loop, never a
     /// short datagram.)
-    pub fn on_readable(&mut self, ctx: &mut Ctx) -> Turn {
+    pub fn on_readable(&mut self, ctx: &mut Ctx, now: Instant) -> Turn {
         for _ in 0..RECV_BUDGET {
             if !self.is_reading {
                 return Turn::DONE;
@@ -109,18 +116,17 @@ impl UdpEndpoint {
             };
             ctx.stats.udp_in += 1;
             hot_trace!(ctx.tracing, "udp datagram of {n} bytes from {from}");
-            if net::is_reflecting_port(from.port()) {
-                ctx.stats.udp_dropped += 1;
-                if !self.has_warned_reflection {
-                    self.has_warned_reflection = true;
-                    warn!(
-                        "udp: not answering datagrams from {from} (port {} could reflect replies back in a loop); counted as dropped",
-                        from.port()
-                    );
-                }
+            let verdict = self.guard.check_source(from, now);
+            if verdict != Verdict::Answer {
+                verdict.count(&mut ctx.stats);
                 continue;
             }
             let bytes = ctx.service.datagram(&mut ctx.scratch[..n], &mut ctx.reply);
+            let verdict = self.guard.check_reply(from, n, bytes.len(), now);
+            if verdict != Verdict::Answer {
+                verdict.count(&mut ctx.stats);
+                continue;
+            }
             self.send_or_queue(bytes, from, &mut ctx.stats);
         }
         Turn::READ_AGAIN

@@ -3,10 +3,10 @@
 //! connections died with a worker.
 //!
 //! ```text
-//! stats accepted=300 ... writes=912 workers=3 restarts=1 lost=12
+//! stats accepted=300 ... rejected_source=0 workers=3 restarts=1 lost=12
 //! ```
 //!
-//! The first seventeen fields are those of the one-reactor line, in its
+//! The first twenty-one fields are those of the one-reactor line, in its
 //! order, read by its own field reader (`Stats::read_fields`): a script
 //! that reads a single reactor's line field by field reads this one's
 //! prefix unchanged. The one-reactor line's strict parser
@@ -106,7 +106,7 @@ mod tests {
         let text = line.to_string();
         assert!(text.starts_with("stats accepted=1 "), "{text}");
         assert!(
-            text.ends_with(" writes=0 workers=3 restarts=1 lost=12"),
+            text.ends_with(" rejected_source=0 workers=3 restarts=1 lost=12"),
             "{text}"
         );
         assert_eq!(text.parse::<SupervisedStats>(), Ok(line));
