@@ -13,11 +13,11 @@
 //! The kinds and their scripts: `chaos/kind.rs`, `chaos/tcp_peer.rs`,
 //! `chaos/datagram_peer.rs`; their counts: `chaos/tally.rs`.
 
-pub mod datagram_peer;
-pub mod jitter;
+pub(crate) mod datagram_peer;
+pub(crate) mod jitter;
 pub mod kind;
-pub mod tally;
-pub mod tcp_peer;
+pub(crate) mod tally;
+pub(crate) mod tcp_peer;
 
 use std::io;
 use std::net::SocketAddr;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use mio::{Events, Poll, Registry, Token};
 
 use super::payload::{Expect, Pattern};
-use super::server_memory::PeakWatch;
+use super::measure::server_memory::PeakWatch;
 use datagram_peer::{DatagramPeer, HUGE_DATAGRAM};
 use kind::{Kind, Mix};
 use tally::Tally;

@@ -7,6 +7,7 @@
 //! interchange encoding (`interchange.rs`), so that reports of several
 //! processes or machines merge exactly (`report/merge.rs`).
 
+pub mod interchange;
 pub mod merge;
 
 use std::collections::BTreeMap;
@@ -17,11 +18,10 @@ use hdrhistogram::Histogram;
 
 use super::BenchArgs;
 use super::chaos::ChaosOutcome;
-use super::cpu_window::CpuTime;
-use super::interchange;
-use super::kernel::KernelSide;
-use super::plan::{Outcome, Plan};
-use super::server_memory::{OpenCost, RssSpan};
+use super::measure::cpu_window::CpuTime;
+use super::measure::kernel::KernelSide;
+use super::engine::plan::{Outcome, Plan};
+use super::measure::server_memory::{OpenCost, RssSpan};
 use crate::fd_limit::FdLimits;
 
 /// Latency percentiles in microseconds.
@@ -329,7 +329,7 @@ impl Report {
                 mib(m.before),
                 mib(m.peak),
                 mib(m.after),
-                super::server_memory::SETTLE.as_secs_f64()
+                super::measure::server_memory::SETTLE.as_secs_f64()
             );
         }
         if let Some(rss) = self.server_rss {

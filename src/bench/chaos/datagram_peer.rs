@@ -18,7 +18,7 @@ use super::Stage;
 use super::jitter::Jitter;
 use super::kind::Kind;
 use super::tally::Tally;
-use crate::bench::udp::LOSS_TIMEOUT;
+use crate::bench::engine::udp::LOSS_TIMEOUT;
 
 /// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
 pub const HUGE_DATAGRAM: usize = 65_507;

@@ -22,9 +22,9 @@
 //!   refused: adding a closed loop to an open loop means nothing.
 
 use super::{CpuSection, Environment, HonestSection, Report, RunSection, parse_json_numbers};
-use crate::bench::interchange;
-use crate::bench::kernel::KernelSide;
-use crate::bench::server_memory::OpenCost;
+use super::interchange;
+use crate::bench::measure::kernel::KernelSide;
+use crate::bench::measure::server_memory::OpenCost;
 
 impl Report {
     /// Reads back a report written by [`Report::json`].

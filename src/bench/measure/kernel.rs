@@ -3,9 +3,9 @@
 //!
 //! A connection costs far more in the kernel than in either process (a
 //! socket, a file, an epoll item, buffers: about 3 KiB per end here, half of
-//! the [6,312](../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench") bytes per
+//! the [6,312](../../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench") bytes per
 //! loopback connection, both ends, that the scale table measured against
-//! the server's [32](../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench")), so a
+//! the server's [32](../../../docs/benchmarks/scale-1000000.md "reactor-echo serve, reactor-echo bench")), so a
 //! report that shows only the server's RSS hides most of the bill. Two
 //! readings are taken, before the first connect and once every connection
 //! is open, from files every Linux has:
@@ -172,7 +172,7 @@ impl KernelSide {
     }
 
     /// The report's JSON members, one level deep so that
-    /// [`parse_json_numbers`](super::report::parse_json_numbers) reads them:
+    /// [`parse_json_numbers`](crate::bench::report::parse_json_numbers) reads them:
     /// `"kernel_before":{...},"kernel_during":{...}`.
     pub fn json_members(&self) -> String {
         let one = |r: KernelReading| {
@@ -298,7 +298,7 @@ mod tests {
             },
         };
         let line = format!("{{{}}}", side.json_members());
-        let numbers = super::super::report::parse_json_numbers(&line);
+        let numbers = crate::bench::report::parse_json_numbers(&line);
         assert_eq!(KernelSide::from_numbers(&numbers), Some(side));
         assert_eq!(side.syn_retransmits(), 3);
         assert_eq!(side.memory_fell_kib(), 600);

@@ -47,15 +47,15 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::cpu_window::CpuWindow;
+use crate::bench::measure::cpu_window::CpuWindow;
 use super::in_flight::InFlight;
-use super::kernel::{KernelReading, KernelSide};
-use super::payload::Pattern;
+use crate::bench::measure::kernel::{KernelReading, KernelSide};
+use crate::bench::payload::Pattern;
 use super::plan::{Outcome, Plan};
-use super::processes::link;
-use super::progress::Progress;
+use crate::bench::processes::link;
+use crate::bench::measure::progress::Progress;
 use super::role::AfterReply;
-use super::server_memory::{self, OpenCost};
+use crate::bench::measure::server_memory::{self, OpenCost};
 use super::stamp::{RunClock, Stamp};
 use crate::syscall::{self, Received, Sent};
 

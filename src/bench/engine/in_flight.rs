@@ -41,7 +41,7 @@ impl InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::stamp::RunClock;
+    use crate::bench::engine::stamp::RunClock;
     use std::time::{Duration, Instant};
 
     #[test]

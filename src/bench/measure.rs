@@ -1,0 +1,15 @@
+//! Measurement: what the engines read beside the messages they count.
+//!
+//! * [`cpu_window`]: CPU time over the measured window, the server's and
+//!   the load generator's own;
+//! * [`kernel`]: sockets and memory in the kernel, and how the storm of
+//!   connects went;
+//! * [`server_memory`]: the server's resident memory, before, with every
+//!   connection open, at its peak and after;
+//! * `measure/progress.rs` (crate-private): the live line once a second.
+//!
+
+pub mod cpu_window;
+pub mod kernel;
+pub(crate) mod progress;
+pub mod server_memory;
