@@ -20,6 +20,7 @@ pub(crate) mod engine;
 pub mod measure;
 pub mod payload;
 pub(crate) mod processes;
+pub mod procfs;
 pub mod report;
 
 // The paths the tests and benches used before the folders, kept until they
@@ -35,11 +36,11 @@ use clap::{Args, Subcommand};
 use crate::fd_limit;
 use chaos::{Chaos, ChaosPlan, kind::Mix};
 use engine::driver::Driver;
-use payload::Expect;
 use engine::plan::{self, Plan};
-use measure::progress::Progress;
-use report::Report;
 use engine::role::Role;
+use measure::progress::Progress;
+use payload::Expect;
+use report::Report;
 
 /// Connections one source address carries to one destination, at most.
 ///

@@ -28,8 +28,8 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Registry, Token};
 
-use super::payload::{Expect, Pattern};
 use super::measure::server_memory::PeakWatch;
+use super::payload::{Expect, Pattern};
 use datagram_peer::{DatagramPeer, HUGE_DATAGRAM};
 use kind::{Kind, Mix};
 use tally::Tally;

@@ -34,11 +34,11 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 
-use super::measure::kernel::{KernelReading, KernelSide};
 use super::engine::plan::connect_window;
+use super::measure::kernel::{KernelReading, KernelSide};
 use super::measure::progress::{LINE_EVERY, PARENT_LINE};
-use super::report::merge::merge_texts;
 use super::measure::server_memory::{OpenCost, resident_kib};
+use super::report::merge::merge_texts;
 use super::{BenchArgs, BenchError};
 use crate::children::{self, ChildProcess, Heard, Spawn};
 

@@ -18,10 +18,11 @@ use hdrhistogram::Histogram;
 
 use super::BenchArgs;
 use super::chaos::ChaosOutcome;
+use super::engine::plan::{Outcome, Plan};
 use super::measure::cpu_window::CpuTime;
 use super::measure::kernel::KernelSide;
-use super::engine::plan::{Outcome, Plan};
 use super::measure::server_memory::{OpenCost, RssSpan};
+use super::procfs;
 use crate::fd_limit::FdLimits;
 
 /// Latency percentiles in microseconds.
@@ -190,10 +191,10 @@ impl Report {
                         .collect::<Vec<_>>()
                         .join(",")
                 },
-                cpus: allowed_cpus(),
-                kernel: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .map_or_else(|_| "unknown".into(), |s| s.trim().to_owned()),
-                cores: online_cores(),
+                cpus: procfs::allowed_cpus().unwrap_or_else(|| "unknown".to_owned()),
+                kernel: procfs::kernel_release().unwrap_or_else(|| "unknown".to_owned()),
+                cores: procfs::online_cores()
+                    .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get())),
             },
         }
     }
@@ -523,27 +524,6 @@ fn summarize(sources: &str) -> String {
         }
         _ => sources.to_owned(),
     }
-}
-
-/// The CPUs this process may run on (`taskset` shows here), from /proc.
-fn allowed_cpus() -> String {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Cpus_allowed_list:"))
-                .map(|l| l[18..].trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown".to_owned())
-}
-
-/// Cores online on the machine (not only those this process may use).
-fn online_cores() -> usize {
-    std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| s.lines().filter(|l| l.starts_with("processor")).count())
-        .ok()
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get()))
 }
 
 fn json_escape(text: &str) -> String {

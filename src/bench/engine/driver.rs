@@ -47,16 +47,16 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use crate::bench::measure::cpu_window::CpuWindow;
 use super::in_flight::InFlight;
-use crate::bench::measure::kernel::{KernelReading, KernelSide};
-use crate::bench::payload::Pattern;
 use super::plan::{Outcome, Plan};
-use crate::bench::processes::link;
-use crate::bench::measure::progress::Progress;
 use super::role::AfterReply;
-use crate::bench::measure::server_memory::{self, OpenCost};
 use super::stamp::{RunClock, Stamp};
+use crate::bench::measure::cpu_window::CpuWindow;
+use crate::bench::measure::kernel::{KernelReading, KernelSide};
+use crate::bench::measure::progress::Progress;
+use crate::bench::measure::server_memory::{self, OpenCost};
+use crate::bench::payload::Pattern;
+use crate::bench::processes::link;
 use crate::syscall::{self, Received, Sent};
 
 /// How often connects are checked for their timeout.

@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use super::role::Role;
 use crate::bench::measure::cpu_window::CpuTime;
 use crate::bench::measure::kernel::KernelSide;
-use crate::bench::payload::Expect;
-use super::role::Role;
 use crate::bench::measure::server_memory::OpenCost;
+use crate::bench::payload::Expect;
 
 /// Everything the driver needs to know.
 #[derive(Debug, Clone)]
@@ -57,7 +57,7 @@ pub struct Plan {
 /// than a paced one. Half the backlog in flight leaves room for the accept
 /// queue's own delay; each process gets its share (at least 16).
 pub fn connect_window(processes: usize) -> usize {
-    let backlog = crate::bench::measure::kernel::syn_backlog().unwrap_or(1024);
+    let backlog = crate::bench::procfs::syn_backlog().unwrap_or(1024);
     (backlog / 2 / processes.max(1)).clamp(16, 1024)
 }
 

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::bench::measure::cpu_window::CpuWindow;
-use crate::bench::payload::Pattern;
 use super::plan::{Outcome, Plan};
-use crate::bench::processes::link;
+use crate::bench::measure::cpu_window::CpuWindow;
 use crate::bench::measure::progress::Progress;
+use crate::bench::payload::Pattern;
+use crate::bench::processes::link;
 
 /// How long a socket waits for a reply before counting the datagram lost.
 pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);

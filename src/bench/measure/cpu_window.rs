@@ -9,7 +9,7 @@
 //! children that are still running (`serve --workers N`: the supervisor
 //! costs nothing, its workers everything; they are found through
 //! `/proc/PID/task/TID/children`), divided by the messages answered in
-//! between.
+//! between. Both files are read by [`procfs`].
 //!
 //! The generator reads its own the same way, so every report says what a
 //! message cost the generator too: a generator that needs more CPU per
@@ -19,10 +19,7 @@
 use std::io;
 use std::time::Duration;
 
-/// Clock ticks per second of the times in `/proc/PID/stat`: Linux's
-/// `USER_HZ`, 100 on every architecture it exports to user space (see
-/// proc(5), "times ... measured in clock ticks").
-const TICKS_PER_SECOND: u64 = 100;
+use crate::bench::procfs;
 
 /// A reading of a process's CPU time, children included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,24 +36,8 @@ impl CpuTime {
     /// # Errors
     /// If `/proc/PID/stat` cannot be read or parsed (no such process).
     pub fn of(pid: u32) -> io::Result<CpuTime> {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-        let bad = || io::Error::new(io::ErrorKind::InvalidData, format!("/proc/{pid}/stat"));
-        // The command name may hold spaces; the fields restart after ')'.
-        let after = stat.rfind(')').map(|i| &stat[i + 1..]).ok_or_else(bad)?;
-        let fields: Vec<u64> = after
-            .split_whitespace()
-            .skip(11) // state .. majflt, then utime is field 14 of proc(5)
-            .take(4)
-            .map(|f| f.parse().map_err(|_| bad()))
-            .collect::<io::Result<_>>()?;
-        let [utime, stime, cutime, cstime] = fields[..] else {
-            return Err(bad());
-        };
-        let ticks = |t: u64| Duration::from_millis(t * 1000 / TICKS_PER_SECOND);
-        Ok(CpuTime {
-            user: ticks(utime + cutime),
-            system: ticks(stime + cstime),
-        })
+        let (user, system) = procfs::cpu_time(pid)?;
+        Ok(CpuTime { user, system })
     }
 
     /// Reads the CPU time of `pid` and of every descendant still running
@@ -67,7 +48,7 @@ impl CpuTime {
     /// skipped.
     pub fn of_tree(pid: u32) -> io::Result<CpuTime> {
         let mut total = CpuTime::of(pid)?;
-        for child in live_children(pid) {
+        for child in procfs::live_children(pid) {
             if let Ok(theirs) = CpuTime::of_tree(child) {
                 total.user += theirs.user;
                 total.system += theirs.system;
@@ -83,23 +64,6 @@ impl CpuTime {
             system: self.system.saturating_sub(earlier.system),
         }
     }
-}
-
-/// The running children of `pid`, from every one of its threads' lists.
-pub fn live_children(pid: u32) -> Vec<u32> {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    let mut children = Vec::new();
-    for task in tasks.flatten() {
-        if let Ok(list) = std::fs::read_to_string(task.path().join("children")) {
-            children.extend(
-                list.split_whitespace()
-                    .filter_map(|c| c.parse::<u32>().ok()),
-            );
-        }
-    }
-    children
 }
 
 /// Samples a process's CPU time (and its descendants') at the start and the

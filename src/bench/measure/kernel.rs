@@ -24,6 +24,8 @@
 
 use std::fmt::Write;
 
+use crate::bench::procfs;
+
 /// One reading of the kernel's figures. Missing files read as zeros.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelReading {
@@ -46,46 +48,20 @@ pub struct KernelReading {
 }
 
 impl KernelReading {
-    /// Reads the figures now.
+    /// Reads the figures now (through [`procfs`]).
     pub fn now() -> KernelReading {
-        let mut r = KernelReading::default();
-        if let Ok(text) = std::fs::read_to_string("/proc/net/sockstat") {
-            r.read_sockstat(&text);
-        }
-        if let Ok(text) = std::fs::read_to_string("/proc/meminfo") {
-            r.mem_available_kib = meminfo_kib(&text, "MemAvailable:").unwrap_or(0);
-        }
-        if let Ok(text) = std::fs::read_to_string("/proc/net/netstat") {
-            let get = |name| netstat_counter(&text, "TcpExt:", name).unwrap_or(0);
-            r.syn_retrans = get("TCPSynRetrans");
-            r.listen_overflows = get("ListenOverflows");
-            r.listen_drops = get("ListenDrops");
-        }
-        r
-    }
-
-    fn read_sockstat(&mut self, text: &str) {
-        for line in text.lines() {
-            let mut words = line.split_whitespace();
-            let section = words.next().unwrap_or("");
-            let pairs: Vec<&str> = words.collect();
-            let value = |name: &str| {
-                pairs
-                    .chunks(2)
-                    .find(|p| p[0] == name)
-                    .and_then(|p| p.get(1))
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(0)
-            };
-            match section {
-                "sockets:" => self.sockets = value("used"),
-                "TCP:" => {
-                    self.tcp_inuse = value("inuse");
-                    self.tcp_tw = value("tw");
-                    self.tcp_mem_pages = value("mem");
-                }
-                _ => {}
-            }
+        let sockets = procfs::sockstat();
+        let counters = procfs::tcp_ext_counters();
+        let counter = |name: &str| counters.get(name).copied().unwrap_or(0);
+        KernelReading {
+            sockets: sockets.sockets,
+            tcp_inuse: sockets.tcp_inuse,
+            tcp_tw: sockets.tcp_tw,
+            tcp_mem_pages: sockets.tcp_mem_pages,
+            mem_available_kib: procfs::meminfo_kib("MemAvailable:").unwrap_or(0),
+            syn_retrans: counter("TCPSynRetrans"),
+            listen_overflows: counter("ListenOverflows"),
+            listen_drops: counter("ListenDrops"),
         }
     }
 }
@@ -219,67 +195,9 @@ impl KernelSide {
     }
 }
 
-/// A `Name: value kB` line of `/proc/meminfo`.
-fn meminfo_kib(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(name))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-}
-
-/// A counter of `/proc/net/netstat` (and `/proc/net/snmp`): each section is
-/// two lines, the names and then the values, in the same order.
-fn netstat_counter(text: &str, section: &str, name: &str) -> Option<u64> {
-    let mut lines = text.lines().filter(|l| l.starts_with(section));
-    let names = lines.next()?;
-    let values = lines.next()?;
-    let index = names.split_whitespace().position(|n| n == name)?;
-    values.split_whitespace().nth(index)?.parse().ok()
-}
-
-/// The kernel's SYN backlog (`net.ipv4.tcp_max_syn_backlog`): half-open
-/// connections a listener holds before it drops SYNs.
-pub fn syn_backlog() -> Option<usize> {
-    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_max_syn_backlog")
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn reads_sockstat_meminfo_and_netstat() {
-        let mut r = KernelReading::default();
-        r.read_sockstat(
-            "sockets: used 8\nTCP: inuse 3 orphan 0 tw 2 alloc 4 mem 195\nUDP: inuse 0 mem 0\n",
-        );
-        assert_eq!(
-            (r.sockets, r.tcp_inuse, r.tcp_tw, r.tcp_mem_pages),
-            (8, 3, 2, 195)
-        );
-        assert_eq!(
-            meminfo_kib(
-                "MemTotal: 10 kB\nMemAvailable:   1234 kB\n",
-                "MemAvailable:"
-            ),
-            Some(1234)
-        );
-        let netstat = "TcpExt: SyncookiesSent ListenOverflows TCPSynRetrans\n\
-                       TcpExt: 0 5 17\nIpExt: InNoRoutes\nIpExt: 0\n";
-        assert_eq!(
-            netstat_counter(netstat, "TcpExt:", "TCPSynRetrans"),
-            Some(17)
-        );
-        assert_eq!(
-            netstat_counter(netstat, "TcpExt:", "ListenOverflows"),
-            Some(5)
-        );
-        assert_eq!(netstat_counter(netstat, "TcpExt:", "Nope"), None);
-    }
 
     #[test]
     fn json_reads_back() {

@@ -5,16 +5,13 @@
 //!
 //! Read from `Rss` in `/proc/PID/smaps_rollup` (resident pages, in KiB),
 //! summed over the process and its running descendants (`serve --workers
-//! N`: the workers hold the connections). Not `VmRSS` from
-//! `/proc/PID/status`: since Linux 6.2 that is kept in per-CPU counters that
-//! may lag by many pages per process, which over 60 workers is megabytes,
-//! as much as a million idle connections cost. For
-//! the peak sampled every [`SAMPLE_EVERY`] by whoever runs long enough to
-//! watch (the chaos thread). `VmHWM`, the kernel's own high-water mark, is
-//! not used: it covers the process's whole life, so a spike in an earlier
-//! run would show as this run's peak.
+//! N`: the workers hold the connections), by
+//! [`procfs::resident_kib`](crate::bench::procfs::resident_kib),
+//! which says why not `VmRSS`. The peak is sampled every [`SAMPLE_EVERY`]
+//! by whoever runs long enough to watch (the chaos thread). `VmHWM`, the
+//! kernel's own high-water mark, is not used: it covers the process's whole
+//! life, so a spike in an earlier run would show as this run's peak.
 
-use std::io;
 use std::time::{Duration, Instant};
 
 /// How often the peak is sampled.
@@ -24,28 +21,9 @@ pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 /// gives memory back on its next wake-up, the allocator on its next trim.
 pub const SETTLE: Duration = Duration::from_secs(1);
 
-/// The resident set of process `pid` and of its running descendants, in KiB.
-///
-/// # Errors
-/// If the process is gone or `/proc` cannot be read (a descendant that
-/// exits meanwhile is skipped).
-pub fn resident_kib(pid: u32) -> io::Result<u64> {
-    let mut total = resident_kib_alone(pid)?;
-    for child in super::cpu_window::live_children(pid) {
-        total += resident_kib(child).unwrap_or(0);
-    }
-    Ok(total)
-}
-
-/// The resident set of process `pid` alone, in KiB.
-fn resident_kib_alone(pid: u32) -> io::Result<u64> {
-    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))?;
-    rollup
-        .lines()
-        .find_map(|l| l.strip_prefix("Rss:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| io::Error::other(format!("no Rss in /proc/{pid}/smaps_rollup")))
-}
+/// Kept at this path for the benches that read it here (`procfs` is its
+/// home).
+pub use crate::bench::procfs::resident_kib;
 
 /// The server's resident memory over a run, in KiB.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -109,16 +87,5 @@ impl PeakWatch {
     /// The largest sample so far.
     pub fn peak(&self) -> u64 {
         self.peak
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_its_own_resident_memory() {
-        let kib = resident_kib(std::process::id()).expect("own /proc entry");
-        assert!(kib > 100, "{kib} KiB");
     }
 }

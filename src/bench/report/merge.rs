@@ -21,8 +21,8 @@
 //! * the mode, message size and pipeline must agree, or the merge is
 //!   refused: adding a closed loop to an open loop means nothing.
 
-use super::{CpuSection, Environment, HonestSection, Report, RunSection, parse_json_numbers};
 use super::interchange;
+use super::{CpuSection, Environment, HonestSection, Report, RunSection, parse_json_numbers};
 use crate::bench::measure::kernel::KernelSide;
 use crate::bench::measure::server_memory::OpenCost;
 
