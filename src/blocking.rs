@@ -47,7 +47,7 @@ use crate::net::{SocketCalls, Sockets};
 use crate::service::Service;
 use crate::source_limit::SourceLimit;
 use crate::stats::Stats;
-use crate::udp_guard::{UdpGuard, Verdict};
+use crate::udp_guard::UdpGuard;
 
 /// How the blocking server serves TCP clients.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -166,7 +166,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     // error must be the first line on stderr (see `fd_limit`).
     limits.log();
     info!("blocking server, model {model:?}, max connections {max_connections}");
-    info!("{}", config.guards);
+    info!("{}", config.guards_line());
     Listening {
         tcp: tcp_addr,
         udp: udp_addr,
@@ -464,18 +464,19 @@ fn serve_udp(socket: &UdpSocket, mut guard: UdpGuard, shared: &Shared) {
             }
         };
         shared.stats().udp_in += 1;
-        let now = Instant::now();
-        let verdict = guard.check_source(from, now);
-        if verdict != Verdict::Answer {
-            verdict.count(&mut shared.stats());
+        let mut turned_away = Stats::default();
+        let answer = guard.answer(
+            &shared.service,
+            from,
+            &mut buffer[..n],
+            &mut reply_buffer,
+            Instant::now(),
+            &mut turned_away,
+        );
+        let Some(reply) = answer else {
+            shared.stats().add(&turned_away);
             continue;
-        }
-        let reply = shared.service.datagram(&mut buffer[..n], &mut reply_buffer);
-        let verdict = guard.check_reply(from, n, reply.len(), now);
-        if verdict != Verdict::Answer {
-            verdict.count(&mut shared.stats());
-            continue;
-        }
+        };
         // A blocking send_to waits for buffer space instead of failing.
         match socket.send_to(reply, from) {
             Ok(_) => shared.stats().udp_out += 1,

@@ -60,6 +60,17 @@ pub struct ServerConfig {
     pub guards: Guards,
 }
 
+impl ServerConfig {
+    /// The start-up log's line on exposure: which guards are on, and the
+    /// idle timeout (the one guard kept outside [`Guards`]).
+    pub fn guards_line(&self) -> String {
+        match self.idle_timeout {
+            Some(idle) => format!("{}; idle timeout {idle:?}", self.guards),
+            None => format!("{}; no idle timeout", self.guards),
+        }
+    }
+}
+
 /// A problem with the command-line input, reported before anything starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigError {

@@ -136,7 +136,7 @@ pub fn serve(config: &ServerConfig) -> Result<ProactorStats, ServerError> {
     let proactor = Proactor::new(ring, sockets, signals, options)
         .map_err(|e| ServerError::new("cannot arm the ring", e))?;
     info!("mode {}", config.service.mode());
-    info!("{}", config.guards);
+    info!("{}", config.guards_line());
     proactor
         .listening()
         .and_then(|line| line.announce())

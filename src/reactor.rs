@@ -146,7 +146,7 @@ pub fn serve(config: &ServerConfig) -> Result<Stats, ServerError> {
     };
     let reactor = Reactor::new(sockets, shutdown, options)?;
     info!("mode {}", config.service.mode());
-    info!("{}", config.guards);
+    info!("{}", config.guards_line());
     reactor
         .listening()
         .and_then(|line| line.announce())

@@ -37,6 +37,7 @@ use log::{debug, warn};
 use crate::exposure::{Amplification, Guards, SourceCheck};
 use crate::net;
 use crate::rate_limit::RateLimiter;
+use crate::service::Service;
 use crate::stats::Stats;
 
 /// Ports of well-known services above 1024 that answer datagrams: NFS
@@ -96,6 +97,34 @@ impl UdpGuard {
             has_warned_reflection: false,
             log: LogGate::default(),
         }
+    }
+
+    /// The reply to a datagram of `input` from `from`, if the guards let it
+    /// go out: every server's UDP path, in one place. Counts what it turns
+    /// away; `udp_in` and `udp_out` are the caller's (it received the
+    /// datagram, and it sends the reply).
+    pub fn answer<'a>(
+        &mut self,
+        service: &'a Service,
+        from: SocketAddr,
+        input: &'a mut [u8],
+        out: &'a mut Vec<u8>,
+        now: Instant,
+        stats: &mut Stats,
+    ) -> Option<&'a [u8]> {
+        let verdict = self.check_source(from, now);
+        if verdict != Verdict::Answer {
+            verdict.count(stats);
+            return None;
+        }
+        let request = input.len();
+        let reply = service.datagram(input, out);
+        let verdict = self.check_reply(from, request, reply.len(), now);
+        if verdict != Verdict::Answer {
+            verdict.count(stats);
+            return None;
+        }
+        Some(reply)
     }
 
     /// Step 1: whether a datagram from `from` may be answered at all.
@@ -193,6 +222,96 @@ impl LogGate {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::exposure::{Exposed, RateLimit};
+    use crate::service::Mode;
+    use proptest::prelude::*;
+
+    fn exposed_guards() -> Guards {
+        Guards {
+            exposed: Exposed::ByFlag,
+            source_check: SourceCheck::Strict,
+            amplification: Amplification::Refuse,
+            udp_rate: Some(RateLimit {
+                per_second: 1000,
+                burst: 1000,
+            }),
+            max_per_source: None,
+        }
+    }
+
+    proptest! {
+        /// Exposed, in every mode: no reply is ever larger than the datagram
+        /// it answers, and every datagram is either answered or counted once
+        /// in exactly one of the guards' counters.
+        #[test]
+        fn no_reply_outgrows_its_datagram_and_every_datagram_is_counted_once(
+            mode in prop_oneof![Just(Mode::Echo), Just(Mode::Upper), Just(Mode::Greet)],
+            datagrams in proptest::collection::vec(
+                (
+                    proptest::collection::vec(
+                        prop_oneof![any::<u8>(), Just(0xc3), Just(0x9f), Just(b'a')],
+                        0..64,
+                    ),
+                    prop_oneof![0u16..1100, 1000u16..65535],
+                ),
+                1..40,
+            ),
+        ) {
+            let service = Service::new(mode, "Hello, Client!");
+            let now = Instant::now();
+            let bound: SocketAddr = "198.51.100.1:8080".parse().unwrap();
+            let mut guard = UdpGuard::new(&exposed_guards(), bound, now);
+            let mut stats = Stats::default();
+            let mut answered = 0u64;
+            let mut out = Vec::new();
+            for (bytes, port) in &datagrams {
+                let from = SocketAddr::from(([198, 51, 100, 7], *port));
+                let mut input = bytes.clone();
+                if let Some(reply) = guard.answer(&service, from, &mut input, &mut out, now, &mut stats) {
+                    prop_assert!(reply.len() <= bytes.len(), "{} bytes for {}", reply.len(), bytes.len());
+                    answered += 1;
+                }
+            }
+            let turned_away = stats.udp_dropped + stats.udp_refused + stats.udp_oversize + stats.udp_limited;
+            prop_assert_eq!(answered + turned_away, datagrams.len() as u64);
+        }
+    }
+
+    #[test]
+    fn upper_and_greet_replies_larger_than_their_datagram_are_refused_and_counted() {
+        let now = Instant::now();
+        let bound: SocketAddr = "198.51.100.1:8080".parse().unwrap();
+        let from: SocketAddr = "198.51.100.7:40000".parse().unwrap();
+        let mut guard = UdpGuard::new(&exposed_guards(), bound, now);
+        let mut stats = Stats::default();
+        let mut out = Vec::new();
+        // "ŉ" (2 bytes) uppercases to "ʼN" (3 bytes).
+        let upper = Service::new(Mode::Upper, "");
+        let mut input = "ŉ".as_bytes().to_vec();
+        assert_eq!(
+            guard.answer(&upper, from, &mut input, &mut out, now, &mut stats),
+            None
+        );
+        let mut ascii = b"same size".to_vec();
+        assert!(
+            guard
+                .answer(&upper, from, &mut ascii, &mut out, now, &mut stats)
+                .is_some()
+        );
+        let greet = Service::new(Mode::Greet, "Hello, Client!");
+        let mut empty = Vec::new();
+        assert_eq!(
+            guard.answer(&greet, from, &mut empty, &mut out, now, &mut stats),
+            None
+        );
+        let mut padded = vec![0u8; 14];
+        assert_eq!(
+            guard.answer(&greet, from, &mut padded, &mut out, now, &mut stats),
+            Some(&b"Hello, Client!"[..]),
+            "a datagram as long as the greeting gets it"
+        );
+        assert_eq!(stats.udp_oversize, 2);
+    }
 
     fn at(text: &str) -> SocketAddr {
         text.parse().expect("address")

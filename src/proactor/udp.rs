@@ -25,7 +25,7 @@ use super::connection::Ctx;
 use super::ring::{Outcome, Ring};
 use super::user_data::{Op, SERVER_SLOT, UserData};
 pub use crate::reactor::udp::{MAX_QUEUED_BYTES, MAX_QUEUED_DATAGRAMS};
-use crate::udp_guard::{UdpGuard, Verdict};
+use crate::udp_guard::UdpGuard;
 
 /// The UDP socket and its replies.
 #[derive(Debug)]
@@ -166,20 +166,19 @@ impl UdpEndpoint {
         if ctx.tracing {
             trace!("udp datagram of {len} bytes from {from}");
         }
-        let verdict = self.guard.check_source(from, now);
-        if verdict != Verdict::Answer {
-            verdict.count(&mut ctx.stats);
-            return;
-        }
         let Some(input) = ring.datagram_mut(len) else {
             return;
         };
-        let reply = ctx.service.datagram(input, &mut ctx.reply);
-        let verdict = self.guard.check_reply(from, len, reply.len(), now);
-        if verdict != Verdict::Answer {
-            verdict.count(&mut ctx.stats);
+        let Some(reply) = self.guard.answer(
+            &ctx.service,
+            from,
+            input,
+            &mut ctx.reply,
+            now,
+            &mut ctx.stats,
+        ) else {
             return;
-        }
+        };
         if self.queue.len() >= MAX_QUEUED_DATAGRAMS
             || self.queued_bytes + reply.len() > MAX_QUEUED_BYTES
         {

@@ -37,7 +37,7 @@ use super::token::UDP;
 use super::turn::Turn;
 use crate::stats::Stats;
 use crate::syscall::{self, ReceivedFrom, Sent};
-use crate::udp_guard::{UdpGuard, Verdict};
+use crate::udp_guard::UdpGuard;
 
 /// Replies waiting for the socket to become writable, at most.
 pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
@@ -116,18 +116,17 @@ impl UdpEndpoint {
             };
             ctx.stats.udp_in += 1;
             hot_trace!(ctx.tracing, "udp datagram of {n} bytes from {from}");
-            let verdict = self.guard.check_source(from, now);
-            if verdict != Verdict::Answer {
-                verdict.count(&mut ctx.stats);
-                continue;
+            let answer = self.guard.answer(
+                &ctx.service,
+                from,
+                &mut ctx.scratch[..n],
+                &mut ctx.reply,
+                now,
+                &mut ctx.stats,
+            );
+            if let Some(bytes) = answer {
+                self.send_or_queue(bytes, from, &mut ctx.stats);
             }
-            let bytes = ctx.service.datagram(&mut ctx.scratch[..n], &mut ctx.reply);
-            let verdict = self.guard.check_reply(from, n, bytes.len(), now);
-            if verdict != Verdict::Answer {
-                verdict.count(&mut ctx.stats);
-                continue;
-            }
-            self.send_or_queue(bytes, from, &mut ctx.stats);
         }
         Turn::READ_AGAIN
     }

@@ -47,3 +47,5 @@ mod workers;
 mod processes;
 // The proactor's own: operations in flight at close, no io_uring.
 mod proactor;
+// Safe to expose: the UDP and TCP guards, exposed on loopback with --exposed.
+mod exposure;
