@@ -12,13 +12,15 @@
 //! * **syscalls per message**: `strace -f -c` over 100,000 messages on 100
 //!   connections minus 10,000, divided by 90,000;
 //! * **RSS per idle connection**: the server's resident memory growth (from
-//!   the page tables) with 10,000 idle connections, divided by 10,000;
+//!   the page tables) with 10,000 idle connections, divided by 10,000
+//!   (medians of three rounds, the servers interleaved);
 //! * **the kernel's share** of the same idle connections, which user space
-//!   does not see: how far `MemAvailable` fell, divided by 10,000, and the
-//!   pages TCP buffers hold (`/proc/net/sockstat`, `TCP: mem`) before and
-//!   with them open. Both are machine-wide, so both ends of each loopback
-//!   connection are in them (the load generator's socket as well as the
-//!   server's), and whatever else the machine did meanwhile.
+//!   does not see: how far `MemAvailable` fell (from the mean of a reading
+//!   before and one after, so that a steady drift cancels), divided by
+//!   10,000, and the pages TCP buffers hold (`/proc/net/sockstat`, `TCP:
+//!   mem`) before and with them open. Both are machine-wide, so both ends
+//!   of each loopback connection are in them (the load generator's socket
+//!   as well as the server's), and whatever else the machine did meanwhile.
 //!
 //! And for the two load generators, `reactor-echo bench` and the C one,
 //! against the same C server: **user-space instructions per message** of
@@ -60,7 +62,7 @@ use std::time::Duration;
 
 use common::{
     Running, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run,
-    idle_cost_with_loadgen, loadgen, machine_line, proactor_spec, publish, require_tools,
+    idle_cost_with_loadgen, loadgen, machine_line, median, proactor_spec, publish, require_tools,
     scratch_file, syscalls_per_message,
 };
 use reactor_echo::bench::report::parse_json_numbers;
@@ -69,6 +71,8 @@ use reactor_echo::bench::report::parse_json_numbers;
 const MESSAGES: u64 = 20_000;
 /// Idle connections for the memory figure.
 const IDLE_CONNS: usize = 10_000;
+/// Rounds of the idle measurement (medians are shown).
+const IDLE_ROUNDS: usize = 3;
 /// Functions shown by name in the breakdown; the rest are summed.
 const BREAKDOWN_ROWS: usize = 14;
 
@@ -139,40 +143,64 @@ fn main() {
     );
     // Each server's callgrind profiles, by name, for the breakdowns below.
     let mut profiles_of = BTreeMap::new();
+    let mut per_message = Vec::new();
     for server in &servers {
         let profiles = server_profiles(server, &anchors.loadgen, messages);
         let instructions = profiles.as_ref().map(|p| p.per_message());
         let syscalls = syscalls_per_message(server, &anchors.loadgen, 100);
-        let idle = idle_cost_with_loadgen(server, &anchors.loadgen, idle_conns, &["--idle", "2"]);
-        let kernel_bytes = idle.kernel_bytes_per_connection(idle_conns);
-        let (pages_before, pages_open) = (
-            idle.kernel.before.tcp_mem_pages,
-            idle.kernel.during.tcp_mem_pages,
-        );
         eprintln!(
-            "{}: {instructions:?} instructions/msg, {syscalls:?} syscalls/msg, {:.0} B/idle conn, \
-             kernel {kernel_bytes:.0} B/idle conn, TCP mem pages {pages_before} -> {pages_open}",
-            server.name, idle.bytes_per_connection
+            "{}: {instructions:?} instructions/msg, {syscalls:?} syscalls/msg",
+            server.name
         );
+        per_message.push((instructions, syscalls));
+        profiles_of.insert(server.name.clone(), profiles);
+    }
+    // The idle connections, in interleaved rounds (the machine-wide
+    // figures move with whatever else the machine does).
+    let mut idle: Vec<BTreeMap<&str, Vec<f64>>> = vec![BTreeMap::new(); servers.len()];
+    for round in 0..IDLE_ROUNDS {
+        for (k, server) in servers.iter().enumerate() {
+            let cost =
+                idle_cost_with_loadgen(server, &anchors.loadgen, idle_conns, &["--idle", "2"]);
+            let figures = [
+                ("rss", cost.bytes_per_connection),
+                ("kernel", cost.kernel_bytes_per_connection(idle_conns)),
+                ("pages before", cost.kernel[0].tcp_mem_pages as f64),
+                ("pages open", cost.kernel[1].tcp_mem_pages as f64),
+            ];
+            eprintln!("round {round} {}: idle {figures:?}", server.name);
+            for (name, value) in figures {
+                idle[k].entry(name).or_default().push(value);
+            }
+        }
+    }
+    for (k, server) in servers.iter().enumerate() {
+        let (instructions, syscalls) = per_message[k];
+        let med = |name: &str| median(idle[k].get(name).cloned().unwrap_or_default());
         out += &format!(
-            "| {} | {} | {} | {:.0} | {kernel_bytes:.0} | {pages_before} / {pages_open} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} / {:.0} |\n",
             server.name,
             shown(instructions, 0),
             shown(syscalls, 3),
-            idle.bytes_per_connection
+            med("rss"),
+            med("kernel"),
+            med("pages before"),
+            med("pages open"),
         );
-        profiles_of.insert(server.name.clone(), profiles);
     }
     out += &format!(
         "\nInstructions: callgrind's total over {messages} messages minus a run of 1, divided by {} \
          (10 connections, 64 B, the C load generator). Syscalls: `strace -f -c`, 100,000 minus \
          10,000 messages on 100 connections, divided by 90,000 (for the io_uring servers nearly all \
-         are `io_uring_enter`). The kernel's columns are read with the RSS: `MemAvailable` \
-         (`/proc/meminfo`) before the first connection and with the {idle_conns} open, its fall divided \
-         by {idle_conns}; and the pages TCP buffers hold (`/proc/net/sockstat`). Both are the whole \
-         machine's: on loopback they count both ends of every connection (the load generator's \
-         sockets as well as the server's), so a server's own kernel share is part of the figure, \
-         and the difference between two servers is theirs.\n",
+         are `io_uring_enter`). The idle columns are medians of {IDLE_ROUNDS} rounds, the servers \
+         interleaved, each read half a second after the {idle_conns} connections were open. The \
+         kernel's columns: how far `MemAvailable` (`/proc/meminfo`) fell with them open, from the \
+         mean of a reading before the first connection and one half a second after the last closed \
+         (which cancels a steady drift of the rest of the machine), divided by {idle_conns}; and the \
+         pages TCP buffers hold (`/proc/net/sockstat`), before and with them open. Both are the \
+         whole machine's: on loopback they count both ends of every connection (the load \
+         generator's sockets and memory as well as the server's), so a server's own kernel share \
+         is part of the figure, and the difference between two servers is theirs.\n",
         messages - 1
     );
     let mut take_profiles = |name: &str| profiles_of.remove(name).flatten();

@@ -15,7 +15,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use reactor_echo::bench::kernel::{KernelReading, KernelSide};
+use reactor_echo::bench::kernel::KernelReading;
 use reactor_echo::listening::Listening;
 use reactor_echo::stats::Stats;
 
@@ -516,23 +516,31 @@ pub struct IdleCost {
     pub threads: u64,
     /// Connections whose round trip after the idle period succeeded.
     pub round_trips_ok: f64,
-    /// The kernel's figures before the first connection and with them all
-    /// open (at the moment of the RSS reading): both ends of each loopback
-    /// connection, the generator's as well as the server's.
-    pub kernel: KernelSide,
+    /// The kernel's figures before the first connection, with them all
+    /// open (at the moment of the RSS reading), and half a second after the
+    /// load generator closed them and exited. They are the whole machine's:
+    /// both ends of each loopback connection, the generator's as well as
+    /// the server's.
+    pub kernel: [KernelReading; 3],
 }
 
 impl IdleCost {
-    /// How far `MemAvailable` fell per connection, in bytes (both ends).
+    /// How far `MemAvailable` fell per connection with them open, in bytes
+    /// (both ends; it may come out negative when the rest of the machine
+    /// freed more meanwhile): from the mean of the readings before and
+    /// after, which cancels a steady drift of the rest of the machine's
+    /// memory over the few seconds of the run.
     pub fn kernel_bytes_per_connection(&self, conns: usize) -> f64 {
-        self.kernel.memory_fell_kib() as f64 * 1024.0 / conns as f64
+        let [before, open, after] = self.kernel.map(|r| r.mem_available_kib as f64);
+        ((before + after) / 2.0 - open) * 1024.0 / conns as f64
     }
 }
 
 /// Starts `kind`, has the C load generator hold `conns` idle connections
 /// (`loadgen --idle`, plus `extra` arguments), and measures the server's RSS
 /// growth and threads, and the kernel's side (`/proc/net/sockstat`,
-/// `MemAvailable`), half a second after they are all established.
+/// `MemAvailable`), half a second after they are all established (and the
+/// kernel's side again half a second after they closed).
 pub fn idle_cost_with_loadgen(
     kind: &ServerSpec,
     lg: &Path,
@@ -547,10 +555,7 @@ pub fn idle_cost_with_loadgen(
         bytes_per_connection: f64::NAN,
         threads: 0,
         round_trips_ok: 0.0,
-        kernel: KernelSide {
-            before: kernel_before,
-            during: kernel_before,
-        },
+        kernel: [kernel_before; 3],
     };
     let child = Command::new("taskset")
         .args(["-c", "1"])
@@ -569,7 +574,7 @@ pub fn idle_cost_with_loadgen(
                     thread::sleep(Duration::from_millis(500));
                     cost.bytes_per_connection =
                         server.rss_bytes().saturating_sub(before) as f64 / conns as f64;
-                    cost.kernel.during = KernelReading::now();
+                    cost.kernel[1] = KernelReading::now();
                     cost.threads = server.threads();
                 }
                 if line.starts_with('{') {
@@ -581,6 +586,8 @@ pub fn idle_cost_with_loadgen(
             }
         }
         let _ = child.wait();
+        thread::sleep(Duration::from_millis(500));
+        cost.kernel[2] = KernelReading::now();
     }
     server.stop();
     cost
