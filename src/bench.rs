@@ -40,7 +40,7 @@ use engine::plan::{self, Plan};
 use engine::role::Role;
 use measure::progress::Progress;
 use payload::Expect;
-use report::Report;
+use report::{Report, Workload};
 
 /// Connections one source address carries to one destination, at most.
 ///
@@ -349,13 +349,14 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         _ => None,
     };
     let hostile_mismatches = chaos.as_ref().map_or(0, |c| c.mismatches());
-    let report =
-        Report::new(args, &plan, &outcome, lost, limits, &sources).with_chaos(chaos, memory);
-    if args.json {
-        println!("{}", report.json());
+    let workload = if args.udp {
+        Workload::Udp
     } else {
-        print!("{}", report.human());
-    }
+        Workload::of(plan.role)
+    };
+    let report =
+        Report::new(workload, &plan, &outcome, lost, limits, &sources).with_chaos(chaos, memory);
+    report.print(args.json);
     Ok(outcome.mismatches == 0 && hostile_mismatches == 0)
 }
 
@@ -368,11 +369,7 @@ fn run_merge(args: &MergeArgs) -> Result<bool, BenchError> {
         texts.push((file.display().to_string(), text));
     }
     let report = report::merge::merge_texts(&texts).map_err(BenchError::Usage)?;
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.human());
-    }
+    report.print(args.json);
     Ok(report.mismatches() == 0)
 }
 

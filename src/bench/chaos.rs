@@ -16,7 +16,7 @@
 pub(crate) mod datagram_peer;
 pub(crate) mod jitter;
 pub mod kind;
-pub(crate) mod tally;
+pub mod tally;
 pub(crate) mod tcp_peer;
 
 use std::io;

@@ -125,11 +125,7 @@ pub fn run(
     let report = merge_texts(&texts)
         .map_err(|e| BenchError::Failed(format!("the processes' reports: {e}")))?
         .with_kernel(opened_in, Some(KernelSide { before, during }), server);
-    if args.json {
-        println!("{}", report.json());
-    } else {
-        print!("{}", report.human());
-    }
+    report.print(args.json);
     Ok(report.mismatches() == 0)
 }
 

@@ -1,32 +1,49 @@
-//! The load generator's report: human-readable, or one JSON object.
+//! The load generator's report: what a run measured, in sections, printed
+//! for a person or as one JSON object.
 //!
-//! Besides the figures it records what makes them comparable: the open-file
-//! limits, the source addresses, the CPUs the generator may run on, the
-//! kernel and the core count. The report keeps its latency histograms, not
+//! One job a file:
+//!
+//! * this file, the model: [`Report`] and its sections, built from an
+//!   engine's `Outcome` (or read back from JSON);
+//! * `report/human.rs`: the human-readable report, line by line;
+//! * [`json`]: the one JSON schema that `bench --json` writes and `bench
+//!   merge`, the processes' parent and the benches read, derived with
+//!   `serde`;
+//! * [`merge`]: one report from many (processes, or machines);
+//! * [`interchange`]: the latency histograms as text.
+//!
+//! Besides the figures the report records what makes them comparable: the
+//! open-file limits, the source addresses, the CPUs the generator may run
+//! on, the kernel and the core count. It keeps its latency histograms, not
 //! only their percentiles, and writes them into the JSON in HdrHistogram's
-//! interchange encoding (`interchange.rs`), so that reports of several
-//! processes or machines merge exactly (`report/merge.rs`).
+//! interchange encoding, so that reports of several processes or machines
+//! merge exactly.
 
+mod human;
 pub mod interchange;
+pub mod json;
 pub mod merge;
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
 
-use super::BenchArgs;
 use super::chaos::ChaosOutcome;
+use super::chaos::kind::Kind;
+use super::chaos::tally::Tally;
 use super::engine::plan::{Outcome, Plan};
+use super::engine::role::Role;
 use super::measure::cpu_window::CpuTime;
 use super::measure::kernel::KernelSide;
 use super::measure::server_memory::{OpenCost, RssSpan};
 use super::procfs;
 use crate::fd_limit::FdLimits;
 
+pub use json::parse_json_numbers;
+
 /// Latency percentiles in microseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Latency {
     /// Median.
     pub p50: u64,
@@ -56,17 +73,63 @@ impl Latency {
     }
 }
 
+/// The kind of load a report measured: a TCP connection's role, or UDP.
+/// (`--mode` is something else: what the replies must be, an `Expect`.)
+/// The JSON keeps the key it always had, `"mode"`, with the same names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// Each connection keeps `pipeline` messages in flight.
+    ClosedLoop,
+    /// Messages on a schedule (`--rate`).
+    OpenLoop,
+    /// Connect, one message, close, again (`--churn`).
+    Churn,
+    /// Connections held idle, then one round trip each (`--idle`).
+    Idle,
+    /// Datagrams, one in flight per socket (`--udp`).
+    Udp,
+}
+
+impl Workload {
+    /// What a TCP connection's role makes of the load.
+    pub(crate) fn of(role: Role) -> Workload {
+        match role {
+            Role::ClosedLoop => Workload::ClosedLoop,
+            Role::OpenLoop(_) => Workload::OpenLoop,
+            Role::Churn => Workload::Churn,
+            Role::Idle => Workload::Idle,
+        }
+    }
+
+    /// Its name in the report (the JSON's `"mode"` value).
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::ClosedLoop => "closed-loop",
+            Workload::OpenLoop => "open-loop",
+            Workload::Churn => "churn",
+            Workload::Idle => "idle",
+            Workload::Udp => "udp",
+        }
+    }
+}
+
+impl std::fmt::Display for Workload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Everything printed at the end of a run, in sections: what was run, what
 /// the verified ("honest") clients saw, and the environment that makes the
 /// figures comparable. `--chaos` adds its hostile peers as a section of
-/// their own, beside the honest one, and the server's memory over the run.
-#[derive(Debug, Clone)]
+/// their own, beside the honest one, with the server's memory over the run.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Report {
     run: RunSection,
     honest: HonestSection,
     cpu: CpuSection,
-    chaos: Option<ChaosOutcome>,
-    memory: Option<RssSpan>,
+    chaos: Option<ChaosSection>,
     /// Sockets and memory in the kernel, and how the connects went.
     kernel: Option<KernelSide>,
     /// The server's memory before the first connect and with all open.
@@ -76,30 +139,55 @@ pub struct Report {
 
 /// User and system CPU seconds over the window (per message is worked out
 /// when printed, so that merged reports divide by the merged count).
-type CpuSpent = (f64, f64);
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuSpent {
+    user: f64,
+    system: f64,
+}
+
+impl CpuSpent {
+    /// CPU microseconds per message (0 without messages).
+    fn per_message(self, messages: u64) -> f64 {
+        if messages > 0 {
+            (self.user + self.system) * 1e6 / messages as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+impl From<CpuTime> for CpuSpent {
+    fn from(cpu: CpuTime) -> CpuSpent {
+        CpuSpent {
+            user: cpu.user.as_secs_f64(),
+            system: cpu.system.as_secs_f64(),
+        }
+    }
+}
 
 /// What the server (`--server-pid`) and the generator itself spent, over
 /// the measured window.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct CpuSection {
     server: Option<CpuSpent>,
     bench: Option<CpuSpent>,
 }
 
 /// What was run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct RunSection {
-    mode: String,
+    workload: Workload,
     connections: usize,
     /// Load-generator processes that took part.
     processes: usize,
     size: usize,
     pipeline: usize,
+    /// Seconds measured.
     duration: f64,
 }
 
 /// What the verified clients saw: every reply byte checked.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 struct HonestSection {
     established: u64,
     failed: u64,
@@ -118,21 +206,55 @@ struct HonestSection {
     opened_in: Option<f64>,
 }
 
-/// What makes the figures comparable between machines and runs.
-#[derive(Debug, Clone)]
-struct Environment {
-    fd_soft: u64,
-    fd_hard: u64,
-    sources: String,
-    cpus: String,
-    kernel: String,
-    cores: usize,
+/// What the hostile peers met, kind by kind, and the server's memory
+/// meanwhile (`--server-pid`).
+#[derive(Debug, Clone, PartialEq)]
+struct ChaosSection {
+    /// In [`Kind::ALL`] order, the kinds that played.
+    kinds: Vec<(Kind, Tally)>,
+    memory: Option<RssSpan>,
+}
+
+impl ChaosSection {
+    fn peers(&self) -> u64 {
+        self.kinds.iter().map(|(_, t)| t.peers).sum()
+    }
+
+    fn mismatches(&self) -> u64 {
+        self.kinds.iter().map(|(_, t)| t.mismatches).sum()
+    }
+}
+
+/// What makes the figures comparable between machines and runs (the
+/// JSON's `"environment"`, with the same names).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Environment {
+    /// The open-file limit (soft).
+    pub fd_soft: u64,
+    /// The open-file limit (hard).
+    pub fd_hard: u64,
+    /// The source addresses, comma-separated, or `kernel-chosen`.
+    #[serde(default = "unknown")]
+    pub sources: String,
+    /// The CPUs the load generator may run on (`taskset`).
+    #[serde(default = "unknown")]
+    pub cpus: String,
+    /// The kernel's release.
+    #[serde(default = "unknown")]
+    pub kernel: String,
+    /// Cores online on the machine.
+    pub cores: usize,
+}
+
+/// What an environment figure that could not be read says.
+fn unknown() -> String {
+    "unknown".to_owned()
 }
 
 impl Report {
-    /// Gathers the figures and the environment.
-    pub fn new(
-        args: &BenchArgs,
+    /// Gathers the figures of one process's run and the environment.
+    pub(crate) fn new(
+        workload: Workload,
         plan: &Plan,
         outcome: &Outcome,
         lost: Option<u64>,
@@ -147,10 +269,9 @@ impl Report {
                 0.0
             }
         };
-        let mode = if args.udp { "udp" } else { plan.role.name() };
         Report {
             run: RunSection {
-                mode: mode.to_owned(),
+                workload,
                 connections: plan.connections,
                 processes: 1,
                 size: plan.size,
@@ -172,11 +293,10 @@ impl Report {
                 opened_in: outcome.opened_in.map(|t| t.as_secs_f64()),
             },
             cpu: CpuSection {
-                server: outcome.server_cpu.map(spent),
-                bench: outcome.bench_cpu.map(spent),
+                server: outcome.server_cpu.map(CpuSpent::from),
+                bench: outcome.bench_cpu.map(CpuSpent::from),
             },
             chaos: None,
-            memory: None,
             kernel: outcome.kernel,
             server_rss: outcome.server_rss,
             environment: Environment {
@@ -191,8 +311,8 @@ impl Report {
                         .collect::<Vec<_>>()
                         .join(",")
                 },
-                cpus: procfs::allowed_cpus().unwrap_or_else(|| "unknown".to_owned()),
-                kernel: procfs::kernel_release().unwrap_or_else(|| "unknown".to_owned()),
+                cpus: procfs::allowed_cpus().unwrap_or_else(unknown),
+                kernel: procfs::kernel_release().unwrap_or_else(unknown),
                 cores: procfs::online_cores()
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get())),
             },
@@ -200,16 +320,22 @@ impl Report {
     }
 
     /// Adds the hostile peers' section and the server's memory over the run.
-    pub fn with_chaos(mut self, chaos: Option<ChaosOutcome>, memory: Option<RssSpan>) -> Report {
-        self.chaos = chaos;
-        self.memory = memory;
+    pub(crate) fn with_chaos(
+        mut self,
+        chaos: Option<ChaosOutcome>,
+        memory: Option<RssSpan>,
+    ) -> Report {
+        self.chaos = chaos.map(|c| ChaosSection {
+            kinds: c.kinds,
+            memory,
+        });
         self
     }
 
     /// Sets the time until every connection was open, the kernel's side and
     /// the server's memory, read by whoever saw the whole run (the parent of
     /// several processes).
-    pub fn with_kernel(
+    pub(crate) fn with_kernel(
         mut self,
         opened_in: Option<f64>,
         kernel: Option<KernelSide>,
@@ -230,335 +356,16 @@ impl Report {
 
     /// Reply bytes that were wrong, with the hostile peers'.
     pub fn mismatches(&self) -> u64 {
-        self.honest.mismatches + self.chaos.as_ref().map_or(0, ChaosOutcome::mismatches)
+        self.honest.mismatches + self.chaos.as_ref().map_or(0, ChaosSection::mismatches)
     }
 
-    /// The human-readable report.
-    pub fn human(&self) -> String {
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "mode          {} ({} bytes, pipeline {})",
-            self.run.mode, self.run.size, self.run.pipeline
-        );
-        if self.run.processes > 1 {
-            let _ = writeln!(
-                s,
-                "processes     {} load generators, one merged report (histograms added)",
-                self.run.processes
-            );
+    /// Prints the report on stdout: one JSON line with `--json`, else the
+    /// human-readable report.
+    pub fn print(&self, as_json: bool) {
+        if as_json {
+            println!("{}", self.json());
+        } else {
+            print!("{}", self.human());
         }
-        let opened = self
-            .honest
-            .opened_in
-            .map_or_else(String::new, |t| format!(", all open after {t:.1} s"));
-        let _ = writeln!(
-            s,
-            "connections   {} requested, {} established, {} failed{opened}",
-            self.run.connections, self.honest.established, self.honest.failed
-        );
-        let _ = writeln!(
-            s,
-            "messages      {} in {:.2} s: {:.0} msg/s, {:.0} bytes/s",
-            self.honest.messages,
-            self.run.duration,
-            self.honest.messages_per_sec,
-            self.honest.bytes_per_sec
-        );
-        let l = Latency::of(&self.honest.latency);
-        let _ = writeln!(
-            s,
-            "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
-            l.p50, l.p90, l.p99, l.p999, l.max
-        );
-        if !self.honest.connect.is_empty() {
-            let c = Latency::of(&self.honest.connect);
-            let _ = writeln!(
-                s,
-                "connect (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
-                c.p50, c.p90, c.p99, c.p999, c.max
-            );
-        }
-        let _ = writeln!(
-            s,
-            "errors        {} connections lost, {} mismatched bytes",
-            self.honest.errors, self.honest.mismatches
-        );
-        if let Some(lost) = self.honest.lost {
-            let _ = writeln!(
-                s,
-                "udp           {lost} datagrams lost (no reply within 1 s)"
-            );
-        }
-        if let Some(ok) = self.honest.idle_ok {
-            let _ = writeln!(
-                s,
-                "idle          {ok} of {} round trips after the idle period succeeded, \
-                 the last back {:.2} s after the wave began",
-                self.honest.established,
-                self.honest.latency.max() as f64 / 1e6
-            );
-        }
-        for (label, cpu) in [
-            ("server cpu", self.cpu.server),
-            ("bench cpu", self.cpu.bench),
-        ] {
-            if let Some((user, system)) = cpu {
-                let per_message = per_message(user + system, self.honest.messages);
-                let _ = writeln!(
-                    s,
-                    "{label:<14}{user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
-                );
-            }
-        }
-        if let Some(chaos) = &self.chaos {
-            let peers: u64 = chaos.kinds.iter().map(|(_, t)| t.peers).sum();
-            let _ = writeln!(
-                s,
-                "chaos         {peers} hostile peers beside the verified clients, {} wrong reply bytes:",
-                chaos.mismatches()
-            );
-            for (kind, tally) in &chaos.kinds {
-                let _ = writeln!(s, "{}", tally.human(*kind));
-            }
-        }
-        if let Some(m) = self.memory {
-            let mib = |kib: u64| kib as f64 / 1024.0;
-            let _ = writeln!(
-                s,
-                "server rss    {:.1} MiB before, {:.1} MiB at the peak, {:.1} MiB {:.0} s after the peers left",
-                mib(m.before),
-                mib(m.peak),
-                mib(m.after),
-                super::measure::server_memory::SETTLE.as_secs_f64()
-            );
-        }
-        if let Some(rss) = self.server_rss {
-            let _ = writeln!(
-                s,
-                "server memory {:.1} MiB before the first connect, {:.1} MiB with all open: {:.0} B per connection",
-                rss.before as f64 / 1024.0,
-                rss.open as f64 / 1024.0,
-                rss.bytes_per_connection(self.honest.established)
-            );
-        }
-        if let Some(kernel) = &self.kernel {
-            let _ = writeln!(s, "{}", kernel.human(self.honest.established));
-        }
-        let _ = writeln!(
-            s,
-            "environment   fd limit {} (hard {}), sources {}, cpus {}, kernel {}, {} cores",
-            self.environment.fd_soft,
-            self.environment.fd_hard,
-            summarize(&self.environment.sources),
-            self.environment.cpus,
-            self.environment.kernel,
-            self.environment.cores
-        );
-        s
-    }
-
-    /// The report as one JSON object on one line.
-    pub fn json(&self) -> String {
-        let l = Latency::of(&self.honest.latency);
-        let c = Latency::of(&self.honest.connect);
-        let encoded = |h: &Histogram<u64>| interchange::encode(h).unwrap_or_default();
-        let mut kernel = self
-            .kernel
-            .map_or_else(String::new, |k| format!("{},", k.json_members()));
-        if let Some(rss) = self.server_rss {
-            let _ = write!(
-                kernel,
-                "\"server_rss_open_kib\":{{\"before\":{},\"open\":{}}},",
-                rss.before, rss.open
-            );
-        }
-        let optional = |v: Option<u64>| v.map_or_else(|| "null".to_owned(), |v| v.to_string());
-        format!(
-            "{{\"mode\":\"{}\",\"connections\":{},\"processes\":{},\"established\":{},\"failed\":{},\"messages\":{},\
-             \"messages_per_sec\":{:.1},\"bytes_per_sec\":{:.1},\
-             \"latency_us\":{{\"p50\":{},\"p90\":{},\"p99\":{},\"p999\":{},\"max\":{}}},\
-             \"connect_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
-             \"errors\":{},\"mismatches\":{},\"lost\":{},\"idle_ok\":{},\"opened_s\":{},\"size\":{},\"pipeline\":{},\"duration_s\":{:.3},\
-             \"server_cpu\":{},\"bench_cpu\":{},{}{}\
-             \"latency_hdr\":\"{}\",\"connect_hdr\":\"{}\",\
-             \"environment\":{{\"fd_soft\":{},\"fd_hard\":{},\"sources\":\"{}\",\"cpus\":\"{}\",\"kernel\":\"{}\",\"cores\":{}}}}}",
-            self.run.mode,
-            self.run.connections,
-            self.run.processes,
-            self.honest.established,
-            self.honest.failed,
-            self.honest.messages,
-            self.honest.messages_per_sec,
-            self.honest.bytes_per_sec,
-            l.p50,
-            l.p90,
-            l.p99,
-            l.p999,
-            l.max,
-            c.p50,
-            c.p99,
-            c.max,
-            self.honest.errors,
-            self.honest.mismatches,
-            optional(self.honest.lost),
-            optional(self.honest.idle_ok),
-            self.honest
-                .opened_in
-                .map_or_else(|| "null".to_owned(), |t| format!("{t:.3}")),
-            self.run.size,
-            self.run.pipeline,
-            self.run.duration,
-            self.cpu_json(self.cpu.server),
-            self.cpu_json(self.cpu.bench),
-            self.chaos_json(),
-            kernel,
-            encoded(&self.honest.latency),
-            encoded(&self.honest.connect),
-            self.environment.fd_soft,
-            self.environment.fd_hard,
-            json_escape(&self.environment.sources),
-            json_escape(&self.environment.cpus),
-            json_escape(&self.environment.kernel),
-            self.environment.cores
-        )
-    }
-}
-
-impl Report {
-    /// The chaos section's keys, each followed by a comma (nothing without
-    /// `--chaos`): totals, one object per kind (one level deep, so that
-    /// [`parse_json_numbers`] reads it), and the server's memory.
-    fn chaos_json(&self) -> String {
-        let Some(chaos) = &self.chaos else {
-            return String::new();
-        };
-        let peers: u64 = chaos.kinds.iter().map(|(_, t)| t.peers).sum();
-        let mut out = format!(
-            "\"chaos\":{{\"peers\":{peers},\"mismatches\":{}}},",
-            chaos.mismatches()
-        );
-        for (kind, tally) in &chaos.kinds {
-            let _ = write!(out, "\"{}\":{},", kind.json_key(), tally.json());
-        }
-        let memory = self.memory.map_or_else(
-            || "null".to_owned(),
-            |m| {
-                format!(
-                    "{{\"before\":{},\"peak\":{},\"after\":{}}}",
-                    m.before, m.peak, m.after
-                )
-            },
-        );
-        let _ = write!(out, "\"server_rss_kib\":{memory},");
-        out
-    }
-}
-
-/// CPU time spent, as seconds.
-fn spent(cpu: CpuTime) -> CpuSpent {
-    (cpu.user.as_secs_f64(), cpu.system.as_secs_f64())
-}
-
-/// CPU microseconds per message.
-fn per_message(seconds: f64, messages: u64) -> f64 {
-    if messages > 0 {
-        seconds * 1e6 / messages as f64
-    } else {
-        0.0
-    }
-}
-
-impl Report {
-    /// A [`CpuSpent`] as a JSON object, or `null`.
-    fn cpu_json(&self, cpu: Option<CpuSpent>) -> String {
-        cpu.map_or_else(
-            || "null".to_owned(),
-            |(user, system)| {
-                let per_message = per_message(user + system, self.honest.messages);
-                format!(
-                    "{{\"user_s\":{user:.3},\"system_s\":{system:.3},\"us_per_msg\":{per_message:.3}}}"
-                )
-            },
-        )
-    }
-}
-
-/// Reads back the numbers of a [`Report::json`] line, flattening the nested
-/// objects into dotted keys (`latency_us.p99`); strings and nulls are left
-/// out. Scripts, the tests and the comparison bench read reports with it.
-pub fn parse_json_numbers(line: &str) -> BTreeMap<String, f64> {
-    let mut out = BTreeMap::new();
-    let mut prefix = String::new();
-    for part in line.split(',') {
-        let part = part.trim_start_matches('{');
-        let Some((key, value)) = part.split_once(':') else {
-            continue;
-        };
-        let key = key.trim_matches('"');
-        // `"latency_us":{"p50":1` opens a nested object.
-        let (key, value) = match value.split_once(':') {
-            Some((inner, v)) => {
-                prefix = format!("{key}.");
-                (inner.trim_matches(|c| c == '{' || c == '"'), v)
-            }
-            None => (key, value),
-        };
-        if let Ok(v) = value.trim_end_matches('}').parse() {
-            out.insert(format!("{prefix}{key}"), v);
-        }
-        if value.ends_with('}') {
-            prefix.clear();
-        }
-    }
-    out
-}
-
-/// A long list of source addresses as its first and last and a count (a
-/// million connections take a hundred addresses).
-fn summarize(sources: &str) -> String {
-    let list: Vec<&str> = sources.split(',').collect();
-    match list.as_slice() {
-        [first, .., last] if list.len() > 4 => {
-            format!("{first} ... {last} ({} addresses)", list.len())
-        }
-        _ => sources.to_owned(),
-    }
-}
-
-fn json_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_back_nested_numbers() {
-        let line = r#"{"mode":"idle","messages":12,"latency_us":{"p50":3,"max":9},"lost":null,"errors":0,"environment":{"fd_soft":20000,"kernel":"6.1"}}"#;
-        let r = parse_json_numbers(line);
-        assert_eq!(r["messages"], 12.0);
-        assert_eq!(r["latency_us.p50"], 3.0);
-        assert_eq!(r["latency_us.max"], 9.0);
-        assert_eq!(r["errors"], 0.0);
-        assert_eq!(r["environment.fd_soft"], 20000.0);
-        assert!(!r.contains_key("lost") && !r.contains_key("mode"));
-    }
-
-    #[test]
-    fn escapes_json_strings() {
-        assert_eq!(json_escape("a\"b\\c\n"), "a\\\"b\\\\c\\u000a");
     }
 }

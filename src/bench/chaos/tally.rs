@@ -1,8 +1,11 @@
 //! What happened to the hostile peers of one kind: the counts the report
-//! prints beside the honest clients' figures.
+//! prints beside the honest clients' figures (its JSON's `chaos_KIND`
+//! objects, with these names).
+
+use serde::{Deserialize, Serialize};
 
 /// Counts for one kind of hostile peer over the whole run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tally {
     /// Peers of this kind.
     pub peers: u64,
@@ -26,48 +29,4 @@ pub struct Tally {
     pub server_reset: u64,
     /// UDP: datagrams without a reply within the loss timeout.
     pub lost: u64,
-}
-
-impl Tally {
-    /// The kind's line in the human-readable report.
-    pub fn human(&self, kind: super::kind::Kind) -> String {
-        let lost = if kind.is_datagram() {
-            format!(", {} lost", self.lost)
-        } else {
-            format!(
-                "; the server closed {}, reset {}",
-                self.server_closed, self.server_reset
-            )
-        };
-        format!(
-            "  {:<16}{} peers, {} connections ({} failed): {} {}; {} bytes sent, {} reply bytes checked, {} wrong{lost}",
-            kind.name(),
-            self.peers,
-            self.connects,
-            self.connect_failures,
-            self.cycles,
-            kind.cycle_noun(),
-            self.bytes_sent,
-            self.bytes_verified,
-            self.mismatches,
-        )
-    }
-
-    /// The kind's counts as a JSON object (its key: [`super::kind::Kind::json_key`]).
-    pub fn json(&self) -> String {
-        format!(
-            "{{\"peers\":{},\"connects\":{},\"connect_failures\":{},\"cycles\":{},\"bytes_sent\":{},\
-             \"bytes_verified\":{},\"mismatches\":{},\"server_closed\":{},\"server_reset\":{},\"lost\":{}}}",
-            self.peers,
-            self.connects,
-            self.connect_failures,
-            self.cycles,
-            self.bytes_sent,
-            self.bytes_verified,
-            self.mismatches,
-            self.server_closed,
-            self.server_reset,
-            self.lost
-        )
-    }
 }

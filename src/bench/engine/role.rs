@@ -39,16 +39,6 @@ pub enum AfterReply {
 }
 
 impl Role {
-    /// The mode's name in the report.
-    pub fn name(self) -> &'static str {
-        match self {
-            Role::ClosedLoop => "closed-loop",
-            Role::OpenLoop(_) => "open-loop",
-            Role::Churn => "churn",
-            Role::Idle => "idle",
-        }
-    }
-
     /// Whether the run opens every connection before its clock starts. Churn
     /// does not: connecting is what it measures, all the time.
     pub fn opens_all_first(self) -> bool {

@@ -22,12 +22,13 @@
 //! other traffic on the machine shows in them too; on a benchmark machine
 //! there is none.
 
-use std::fmt::Write;
+use serde::{Deserialize, Serialize};
 
 use crate::bench::procfs;
 
-/// One reading of the kernel's figures. Missing files read as zeros.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// One reading of the kernel's figures. Missing files read as zeros. (The
+/// report's `kernel_before` and `kernel_during` objects, with these names.)
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KernelReading {
     /// Sockets of every kind in use (`sockets: used`).
     pub sockets: u64,
@@ -115,84 +116,6 @@ impl KernelSide {
             mine.listen_drops += theirs.listen_drops;
         }
     }
-
-    /// The report's line.
-    pub fn human(&self, connections: u64) -> String {
-        let (b, d) = (self.before, self.during);
-        let fell = self.memory_fell_kib();
-        let mut s = format!(
-            "kernel        sockets {} -> {}, tcp in use {} -> {}, tcp buffer pages {} -> {}, \
-             memory available fell {:.1} MiB",
-            b.sockets,
-            d.sockets,
-            b.tcp_inuse,
-            d.tcp_inuse,
-            b.tcp_mem_pages,
-            d.tcp_mem_pages,
-            fell as f64 / 1024.0
-        );
-        if connections > 0 {
-            let _ = write!(
-                s,
-                " ({:.0} B per connection)",
-                fell as f64 * 1024.0 / connections as f64
-            );
-        }
-        let _ = write!(
-            s,
-            "\nconnect storm {} SYN retransmits, {} accept-queue overflows",
-            self.syn_retransmits(),
-            self.listen_overflows()
-        );
-        s
-    }
-
-    /// The report's JSON members, one level deep so that
-    /// [`parse_json_numbers`](crate::bench::report::parse_json_numbers) reads them:
-    /// `"kernel_before":{...},"kernel_during":{...}`.
-    pub fn json_members(&self) -> String {
-        let one = |r: KernelReading| {
-            format!(
-                "{{\"sockets\":{},\"tcp_inuse\":{},\"tcp_tw\":{},\"tcp_mem_pages\":{},\
-                 \"mem_available_kib\":{},\"syn_retrans\":{},\"listen_overflows\":{},\"listen_drops\":{}}}",
-                r.sockets,
-                r.tcp_inuse,
-                r.tcp_tw,
-                r.tcp_mem_pages,
-                r.mem_available_kib,
-                r.syn_retrans,
-                r.listen_overflows,
-                r.listen_drops
-            )
-        };
-        format!(
-            "\"kernel_before\":{},\"kernel_during\":{}",
-            one(self.before),
-            one(self.during)
-        )
-    }
-
-    /// Reads back [`KernelSide::json_members`] from a report's flattened numbers
-    /// (`kernel_before.sockets`, ...).
-    pub fn from_numbers(numbers: &std::collections::BTreeMap<String, f64>) -> Option<KernelSide> {
-        let one = |prefix: &str| -> Option<KernelReading> {
-            let get = |name: &str| numbers.get(&format!("{prefix}.{name}")).map(|v| *v as u64);
-            Some(KernelReading {
-                sockets: get("sockets")?,
-                tcp_inuse: get("tcp_inuse")?,
-                tcp_tw: get("tcp_tw")?,
-                tcp_mem_pages: get("tcp_mem_pages")?,
-                mem_available_kib: get("mem_available_kib")?,
-                syn_retrans: get("syn_retrans")?,
-                listen_overflows: get("listen_overflows")?,
-                listen_drops: get("listen_drops")?,
-            })
-        };
-        Some(KernelSide {
-            before: one("kernel_before")?,
-            during: one("kernel_during")?,
-        })
-    }
 }
 
 #[cfg(test)]
@@ -200,7 +123,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn json_reads_back() {
+    fn differences_are_taken_over_the_run() {
         let side = KernelSide {
             before: KernelReading {
                 sockets: 1,
@@ -215,9 +138,6 @@ mod tests {
                 ..KernelReading::default()
             },
         };
-        let line = format!("{{{}}}", side.json_members());
-        let numbers = crate::bench::report::parse_json_numbers(&line);
-        assert_eq!(KernelSide::from_numbers(&numbers), Some(side));
         assert_eq!(side.syn_retransmits(), 3);
         assert_eq!(side.memory_fell_kib(), 600);
     }

@@ -14,6 +14,8 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 /// How often the peak is sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
@@ -25,8 +27,9 @@ pub const SETTLE: Duration = Duration::from_secs(1);
 /// home).
 pub use crate::bench::procfs::resident_kib;
 
-/// The server's resident memory over a run, in KiB.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// The server's resident memory over a run, in KiB (the report's
+/// `server_rss_kib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RssSpan {
     /// Before any connection of the run.
     pub before: u64,
@@ -37,8 +40,9 @@ pub struct RssSpan {
 }
 
 /// The server's resident memory before the first connect and with every
-/// connection open, in KiB: what holding the connections costs it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// connection open, in KiB: what holding the connections costs it (the
+/// report's `server_rss_open_kib`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpenCost {
     /// Before the first connect.
     pub before: u64,

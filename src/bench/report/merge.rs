@@ -1,9 +1,9 @@
 //! One report from many: the processes of `bench --processes N` on one
 //! machine, or whole runs taken on several machines at the same time
 //! (`reactor-echo bench merge A.json B.json ...`). Both take this path: the
-//! processes' JSON lines are read back with [`Report::from_json`] and
-//! combined with [`Report::merge`], so the multi-process bench tests the
-//! cross-machine merge every time it runs.
+//! processes' JSON lines are read back with [`Report::from_json`] (the one
+//! schema, `json.rs`) and combined with [`Report::merge`], so the
+//! multi-process bench tests the cross-machine merge every time it runs.
 //!
 //! What is added and what is not:
 //! * counts (connections, established, failed, messages, errors,
@@ -18,93 +18,13 @@
 //!   measuring one server would count it twice), and CPU is divided by the
 //!   merged messages;
 //! * the kernel's figures are summed (one machine's each);
-//! * the mode, message size and pipeline must agree, or the merge is
-//!   refused: adding a closed loop to an open loop means nothing.
+//! * the workload, message size and pipeline must agree, or the merge is
+//!   refused: adding a closed loop to an open loop means nothing;
+//! * a `--chaos` run is refused: its hostile peers are not merged.
 
-use super::interchange;
-use super::{CpuSection, Environment, HonestSection, Report, RunSection, parse_json_numbers};
-use crate::bench::measure::kernel::KernelSide;
-use crate::bench::measure::server_memory::OpenCost;
+use super::{CpuSpent, Report};
 
 impl Report {
-    /// Reads back a report written by [`Report::json`].
-    ///
-    /// # Errors
-    /// A sentence saying what is missing or wrong.
-    pub fn from_json(line: &str) -> Result<Report, String> {
-        let numbers = parse_json_numbers(line);
-        let number = |key: &str| {
-            numbers
-                .get(key)
-                .copied()
-                .ok_or_else(|| format!("it has no \"{key}\""))
-        };
-        let count = |key: &str| number(key).map(|v| v as u64);
-        if numbers.contains_key("chaos.peers") {
-            return Err("it is a --chaos run, whose hostile peers are not merged".into());
-        }
-        let histogram = |key: &str| {
-            let text = json_string(line, key).ok_or_else(|| format!("it has no \"{key}\""))?;
-            interchange::decode(&text).map_err(|e| format!("\"{key}\" holds {e}"))
-        };
-        let cpu = |prefix: &str| {
-            Some((
-                *numbers.get(&format!("{prefix}.user_s"))?,
-                *numbers.get(&format!("{prefix}.system_s"))?,
-            ))
-        };
-        let string = |key: &str| json_string(line, key).unwrap_or_else(|| "unknown".into());
-        Ok(Report {
-            run: RunSection {
-                mode: json_string(line, "mode").ok_or("it has no \"mode\"")?,
-                connections: count("connections")? as usize,
-                processes: numbers.get("processes").map_or(1, |v| *v as usize),
-                size: count("size")? as usize,
-                pipeline: count("pipeline")? as usize,
-                duration: number("duration_s")?,
-            },
-            honest: HonestSection {
-                established: count("established")?,
-                failed: count("failed")?,
-                messages: count("messages")?,
-                messages_per_sec: number("messages_per_sec")?,
-                bytes_per_sec: number("bytes_per_sec")?,
-                latency: histogram("latency_hdr")?,
-                connect: histogram("connect_hdr")?,
-                errors: count("errors")?,
-                mismatches: count("mismatches")?,
-                lost: numbers.get("lost").map(|v| *v as u64),
-                idle_ok: numbers.get("idle_ok").map(|v| *v as u64),
-                opened_in: numbers.get("opened_s").copied(),
-            },
-            cpu: CpuSection {
-                server: cpu("server_cpu"),
-                bench: cpu("bench_cpu"),
-            },
-            chaos: None,
-            memory: None,
-            kernel: KernelSide::from_numbers(&numbers),
-            server_rss: match (
-                numbers.get("server_rss_open_kib.before"),
-                numbers.get("server_rss_open_kib.open"),
-            ) {
-                (Some(before), Some(open)) => Some(OpenCost {
-                    before: *before as u64,
-                    open: *open as u64,
-                }),
-                _ => None,
-            },
-            environment: Environment {
-                fd_soft: count("environment.fd_soft")?,
-                fd_hard: count("environment.fd_hard")?,
-                sources: string("sources"),
-                cpus: string("cpus"),
-                kernel: string("kernel"),
-                cores: count("environment.cores")? as usize,
-            },
-        })
-    }
-
     /// Combines reports of parts run at the same time into one (see the
     /// module docs for what is added and how).
     ///
@@ -115,15 +35,15 @@ impl Report {
         let mut merged = parts.next().ok_or("there are no reports to merge")?;
         for (index, part) in parts.enumerate() {
             let (a, b) = (&merged.run, &part.run);
-            if (&a.mode, a.size, a.pipeline) != (&b.mode, b.size, b.pipeline) {
+            if (a.workload, a.size, a.pipeline) != (b.workload, b.size, b.pipeline) {
                 return Err(format!(
                     "report {} ran {} with {}-byte messages and pipeline {}, the first {} with {} \
                      and {}: they cannot be merged",
                     index + 2,
-                    b.mode,
+                    b.workload,
                     b.size,
                     b.pipeline,
-                    a.mode,
+                    a.workload,
                     a.size,
                     a.pipeline
                 ));
@@ -158,7 +78,10 @@ impl Report {
         self.cpu.server = self.cpu.server.or(part.cpu.server);
         self.server_rss = self.server_rss.or(part.server_rss);
         self.cpu.bench = match (self.cpu.bench, part.cpu.bench) {
-            (Some((u1, s1)), Some((u2, s2))) => Some((u1 + u2, s1 + s2)),
+            (Some(mine), Some(theirs)) => Some(CpuSpent {
+                user: mine.user + theirs.user,
+                system: mine.system + theirs.system,
+            }),
             (mine, theirs) => mine.or(theirs),
         };
         self.kernel = match (self.kernel, part.kernel) {
@@ -186,24 +109,6 @@ fn add_optional(a: Option<u64>, b: Option<u64>) -> Option<u64> {
     }
 }
 
-/// The string value of `"key":"..."` in a report line (the report's
-/// strings hold no escaped quotes but in the environment, which is read
-/// the same way with its escapes left in).
-fn json_string(line: &str, key: &str) -> Option<String> {
-    let start = line.find(&format!("\"{key}\":\""))? + key.len() + 4;
-    let rest = &line[start..];
-    let mut end = 0;
-    let bytes = rest.as_bytes();
-    while end < bytes.len() {
-        match bytes[end] {
-            b'\\' => end += 2,
-            b'"' => return Some(rest[..end].to_owned()),
-            _ => end += 1,
-        }
-    }
-    None
-}
-
 /// Reads every report of `texts` (one JSON object each, as `bench --json`
 /// prints it; other lines are skipped) and merges them.
 ///
@@ -217,7 +122,13 @@ pub fn merge_texts(texts: &[(String, String)]) -> Result<Report, String> {
             .rev()
             .find(|l| l.trim_start().starts_with('{'))
             .ok_or_else(|| format!("{name} holds no JSON report (from `bench --json`)"))?;
-        parts.push(Report::from_json(line).map_err(|e| format!("{name} cannot be merged: {e}"))?);
+        let part = Report::from_json(line).map_err(|e| format!("{name} cannot be merged: {e}"))?;
+        if part.chaos.is_some() {
+            return Err(format!(
+                "{name} cannot be merged: it is a --chaos run, whose hostile peers are not merged"
+            ));
+        }
+        parts.push(part);
     }
     Report::merge(parts)
 }
