@@ -38,6 +38,7 @@ use chaos::{Chaos, ChaosPlan, kind::Mix};
 use engine::driver::Driver;
 use engine::plan::{self, Plan};
 use engine::role::Role;
+use measure::instruments::Instruments;
 use measure::progress::Progress;
 use payload::Expect;
 use report::{Report, Workload};
@@ -322,11 +323,13 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         .and_then(|pid| server_memory::resident_kib(pid).ok());
     let chaos = chaos_plan.map(Chaos::start).transpose().map_err(failed)?;
     let (outcome, lost) = if args.udp {
-        let (outcome, lost) = engine::udp::run(&plan, progress).map_err(failed)?;
+        let instruments = Instruments::new(plan.server_pid, progress);
+        let (outcome, lost) = engine::udp::run(&plan, instruments).map_err(failed)?;
         (outcome, Some(lost))
     } else {
+        let instruments = Instruments::watching_the_opening(plan.server_pid, progress);
         (
-            Driver::new(plan.clone(), progress)
+            Driver::new(plan.clone(), instruments)
                 .map_err(failed)?
                 .run()
                 .map_err(failed)?,

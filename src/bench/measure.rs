@@ -6,10 +6,13 @@
 //!   connects went;
 //! * [`server_memory`]: the server's resident memory, before, with every
 //!   connection open, at its peak and after;
-//! * `measure/progress.rs` (crate-private): the live line once a second.
+//! * `measure/progress.rs` (crate-private): the live line once a second;
+//! * `measure/instruments.rs` (crate-private): all of these, as one
+//!   engine carries them.
 //!
 
 pub mod cpu_window;
+pub(crate) mod instruments;
 pub mod kernel;
 pub(crate) mod progress;
 pub mod server_memory;

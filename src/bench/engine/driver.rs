@@ -2,16 +2,24 @@
 //!
 //! The second worked example of the pattern, seen from the other end, and
 //! built the same way as the server: one thread, one `Poll`, connections in
-//! a `Slab` keyed by token, each a small state machine ([`ConnState`]:
-//! `Connecting`, then `Open`), and a loop in named steps:
+//! a `Slab` keyed by token, each a small state machine (`ConnState` in
+//! `driver/conn.rs`: `Connecting`, then `Open`), and [`Driver::run`], the
+//! loop, in the reactor's four phases, each a method of the same name:
 //!
-//! 1. **open**: start connects, at most the plan's window in flight
-//!    ([`connect_window`](super::plan::connect_window));
-//! 2. **advance**: move the run to its next [`RunPhase`] when it is due;
-//! 3. **schedule**: the open loop sends the messages whose time has come;
-//! 4. **sleep**: `Poll::poll` until readiness or the next deadline;
-//! 5. **dispatch**: each event to its connection;
-//! 6. **expire**: connects that took too long are counted as failed.
+//! 1. **before sleep** (`Driver::before_sleep`): start connects, at most
+//!    the plan's window in flight
+//!    ([`connect_window`](super::plan::connect_window)); move the run to
+//!    its next [`Period`] when it is due; in the open loop, send the
+//!    messages whose time has come; print the progress line; and work out
+//!    how long the poll may sleep (until the period ends, the next
+//!    scheduled send or the next sweep of connects, at most [`MAX_SLEEP`]);
+//! 2. **sleep** (`Driver::sleep`): `Poll::poll`, then the clock is read,
+//!    once for the batch;
+//! 3. **dispatch** (`Driver::dispatch`): each event to its connection;
+//! 4. **timers** (`Driver::timers`): connects that took too long are
+//!    counted as failed, found by a sweep like the reactor's idle
+//!    deadlines (`Sweeper`): the earliest deadline is noted, and all
+//!    connections are walked once when it is due, never on every wake-up.
 //!
 //! Readiness drives each connection:
 //!
@@ -19,17 +27,19 @@
 //!   `take_error` says whether it succeeded (a refused connect shows up here);
 //! * **writable while open**: write the rest of what is queued;
 //! * **readable**: read the replies, check every byte, and for each message
-//!   whose last byte arrived, record its latency and ask the [`Role`](super::role::Role) what
-//!   comes next.
+//!   whose last byte arrived, record its latency and ask the
+//!   [`Role`](super::role::Role) what comes next.
 //!
-//! What depends on the kind of load is asked of the connection's [`Role`](super::role::Role)
-//! (`role.rs`), never branched on here.
+//! What depends on the kind of load is asked of the connection's
+//! [`Role`](super::role::Role) (`role.rs`), never branched on here. What is
+//! read besides the replies (CPU times, the kernel, the server's memory,
+//! the progress line) is the [`Instruments`]' job.
 //!
 //! **Removal.** A slot is freed at once (a lost connection, a finished churn
 //! cycle, a failed connect), not after the batch as in the server. That is
 //! safe because slots are reused only by connects, and connects start only
-//! in the *open* step, before the poll: within a batch a freed slot stays
-//! empty, and a later event for it finds nothing (`get_mut` is `None`).
+//! in the *before sleep* phase: within a batch a freed slot stays empty,
+//! and a later event for it finds nothing (`get_mut` is `None`).
 //!
 //! Messages are numbered by their offset in the stream: message `i` is bytes
 //! `i*size .. (i+1)*size`, so no per-message bookkeeping but a start time is
@@ -37,86 +47,33 @@
 //! *meant* to be sent by the schedule, not when it was, so a server that
 //! stalls cannot hide its stall from the latency (no coordinated omission).
 
+mod conn;
+
 use std::io;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use log::trace;
-use mio::net::TcpStream;
+use mio::event::Event;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use socket2::{Domain, Protocol, Socket, Type};
 
-use super::in_flight::InFlight;
+use super::period::Period;
 use super::plan::{Outcome, Plan};
 use super::role::AfterReply;
 use super::stamp::{RunClock, Stamp};
-use crate::bench::measure::cpu_window::CpuWindow;
-use crate::bench::measure::kernel::{KernelReading, KernelSide};
-use crate::bench::measure::progress::Progress;
-use crate::bench::measure::server_memory::{self, OpenCost};
+use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::bench::processes::link;
-use crate::syscall::{self, Received, Sent};
+use crate::reactor::deadlines::Sweeper;
+use crate::syscall::{self, Received};
+use conn::{Conn, ConnState};
 
-/// How often connects are checked for their timeout.
-const EXPIRY_CHECK_EVERY: Duration = Duration::from_millis(100);
 /// The read buffer, and the longest request written in one `send`.
 const BUFFER: usize = 64 * 1024;
+/// Events taken from the kernel per poll.
+const EVENTS_CAPACITY: usize = 1024;
 /// The longest the loop sleeps, so that the progress line keeps coming.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
-
-/// Where the whole run is.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum RunPhase {
-    /// Connections are being opened; the clock has not started.
-    Opening,
-    /// Load runs but is not counted yet.
-    Warmup {
-        /// When counting starts.
-        until: Instant,
-    },
-    /// Load is counted (for `Idle`: the connections are held idle).
-    Measuring {
-        /// When counting started.
-        from: Instant,
-        /// When it stops.
-        until: Instant,
-    },
-    /// `Idle` only: one round trip on every connection, until all are back.
-    IdleCheck {
-        /// When the check gives up on the missing round trips.
-        until: Instant,
-    },
-    /// Over: nothing new is started.
-    Done,
-}
-
-/// Where one client connection is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConnState {
-    /// The non-blocking connect has not finished.
-    Connecting,
-    /// Connected: messages go out and replies come back.
-    Open,
-}
-
-/// One client connection.
-#[derive(Debug)]
-struct Conn {
-    stream: TcpStream,
-    state: ConnState,
-    seed: u64,
-    connect_started: Instant,
-    /// Stream offset written so far, and the offset queued to be written.
-    sent: u64,
-    queued: u64,
-    /// Stream offset received (and checked) so far.
-    received: u64,
-    /// Start times of the messages not yet fully answered, oldest first.
-    in_flight: InFlight,
-    completed: u64,
-}
 
 /// What one wake-up knows, worked out once for all its events: the time as
 /// a stamp, and whether replies completing now are counted.
@@ -129,9 +86,23 @@ struct Wake {
     recording: bool,
 }
 
+/// Where a read turn may stop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReadUntil {
+    /// At the first short read: Linux's rule that it drained the socket
+    /// (see `reactor/connection.rs`). Unlike the reactor, the load
+    /// generator applies it on every system, with no portable loop: it is
+    /// built and measured on Linux only.
+    ShortRead,
+    /// Only at `WouldBlock` or the end of the stream: the event hinted at
+    /// the peer's FIN or an error, which no later event will report again,
+    /// so it must be read now, past a short read.
+    WouldBlock,
+}
+
 /// The client reactor.
 #[derive(Debug)]
-pub struct Driver {
+pub(crate) struct Driver {
     plan: Plan,
     poll: Poll,
     conns: Slab<Conn>,
@@ -146,24 +117,15 @@ pub struct Driver {
     connecting: usize,
     next_source: usize,
     next_seed: u64,
-    phase: RunPhase,
+    period: Period,
     outcome: Outcome,
-    progress: Progress,
+    /// The progress line, CPU times, the kernel and the server's memory.
+    instruments: Instruments,
     /// Open loop: the next scheduled send, and the next connection to use.
     next_send: Option<Instant>,
     round_robin: usize,
-    /// `--server-pid`: reads the server's CPU time as the window opens and
-    /// closes.
-    server_cpu: Option<CpuWindow>,
-    /// The generator's own CPU time over the same window.
-    own_cpu: CpuWindow,
-    /// The kernel's figures before the first connect, and when it was.
-    kernel_before: KernelReading,
-    started: Instant,
-    /// Connects are checked for their timeout at most this often.
-    next_expiry_check: Instant,
-    /// The server's memory before the first connect (`--server-pid`).
-    server_rss_before: Option<u64>,
+    /// When connects must next be checked for their timeout.
+    connect_sweeper: Sweeper,
 }
 
 impl Driver {
@@ -171,11 +133,7 @@ impl Driver {
     ///
     /// # Errors
     /// If the poll cannot be created.
-    pub fn new(plan: Plan, progress: Progress) -> io::Result<Driver> {
-        let server_cpu = plan.server_pid.map(CpuWindow::new);
-        let server_rss_before = plan
-            .server_pid
-            .and_then(|pid| server_memory::resident_kib(pid).ok());
+    pub(crate) fn new(plan: Plan, instruments: Instruments) -> io::Result<Driver> {
         let pattern = Pattern::new(plan.expect, BUFFER);
         Ok(Driver {
             to_open: plan.connections,
@@ -188,115 +146,128 @@ impl Driver {
             connecting: 0,
             next_source: 0,
             next_seed: 0,
-            phase: RunPhase::Opening,
+            period: Period::Opening,
             outcome: Outcome::new()?,
-            progress,
+            instruments,
             next_send: None,
             round_robin: 0,
-            server_cpu,
-            own_cpu: CpuWindow::own(),
-            kernel_before: KernelReading::now(),
-            started: Instant::now(),
-            next_expiry_check: Instant::now(),
-            server_rss_before,
+            connect_sweeper: Sweeper::default(),
         })
     }
 
-    /// Runs the plan to the end.
+    /// Runs the plan to the end: the loop, in its four phases.
     ///
     /// # Errors
-    /// Only if `Poll::poll` fails.
-    pub fn run(mut self) -> io::Result<Outcome> {
-        let mut events = Events::with_capacity(1024);
+    /// Only if `Poll::poll` fails, or a process of several loses its parent.
+    pub(crate) fn run(mut self) -> io::Result<Outcome> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
         if !self.plan.role.opens_all_first() {
             self.wait_for_parent()?;
             self.start_clock(Instant::now());
         }
         // One clock read per wake-up, after the sleep: the same moment serves
-        // this batch's dispatch and the next turn's steps 1 to 4.
+        // this batch's dispatch and timers and the next turn's before-sleep.
         let mut now = Instant::now();
-        loop {
-            // 1. Open.
-            self.open_more(now);
-            // 2. Advance.
-            if self.phase == RunPhase::Opening && self.to_open == 0 && self.connecting == 0 {
-                self.all_open()?;
-                now = Instant::now();
-            }
-            self.advance(now);
-            if self.phase == RunPhase::Done {
-                break;
-            }
-            // 3. Schedule.
-            self.send_scheduled(now);
-            self.progress
-                .tick(now, self.open_count(), self.plan.connections);
-            // 4. Sleep.
-            let timeout = self.timeout(now);
-            if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
-                if e.kind() == io::ErrorKind::Interrupted {
-                    now = Instant::now();
-                    continue;
-                }
-                return Err(e);
-            }
-            // 5. Dispatch.
-            now = Instant::now();
+        while let Some(timeout) = self.before_sleep(now)? {
+            now = self.sleep(&mut events, timeout)?;
             let wake = self.wake(now);
             for event in events.iter() {
-                let key = event.token().0;
-                if event.is_writable() || event.is_error() {
-                    self.on_writable(key, wake);
-                }
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    let fin_hinted = event.is_read_closed() || event.is_error();
-                    self.on_readable(key, wake, fin_hinted);
-                }
+                self.dispatch(event, wake);
             }
-            // 6. Expire.
-            self.expire_connects(now);
+            self.timers(now);
         }
         Ok(self.outcome)
     }
 
-    /// The one place the run's phase changes, so that `RUST_LOG=trace`
-    /// shows every step of a run.
-    fn set_phase(&mut self, next: RunPhase) {
-        trace!("bench phase {:?} => {next:?}", self.phase);
-        // CPU times are read as the window opens and closes.
-        match (self.phase, next) {
-            (RunPhase::Measuring { .. }, _) => {
-                self.outcome.server_cpu = self.server_cpu.as_mut().and_then(CpuWindow::window_ends);
-                self.outcome.bench_cpu = self.own_cpu.window_ends();
-            }
-            (_, RunPhase::Measuring { .. }) => {
-                if let Some(cpu) = self.server_cpu.as_mut() {
-                    cpu.window_starts();
-                }
-                self.own_cpu.window_starts();
-            }
-            _ => {}
+    /// Phase 1: open, move the run on, send what the schedule says, and
+    /// choose the timeout. `None`: the run is over.
+    fn before_sleep(&mut self, now: Instant) -> io::Result<Option<Duration>> {
+        self.open_more(now);
+        let now = if self.period == Period::Opening && self.to_open == 0 && self.connecting == 0 {
+            // Waiting for the parent's word may take a while: the run goes
+            // on from the moment its clock started.
+            self.all_open()?
+        } else {
+            now
+        };
+        self.advance(now);
+        if self.period == Period::Done {
+            return Ok(None);
         }
-        self.phase = next;
+        self.send_scheduled(now);
+        let up = self.conns.len() - self.connecting;
+        self.instruments
+            .progress
+            .tick(now, up, self.plan.connections);
+        let wake = [
+            Some(now + MAX_SLEEP),
+            self.period.ends_at(),
+            self.next_send,
+            self.connect_sweeper.next(),
+        ];
+        Ok(Some(
+            wake.into_iter()
+                .flatten()
+                .min()
+                .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now)),
+        ))
     }
 
-    /// Every connection is open (or has failed): the kernel's side is read,
-    /// and a process of several waits for its parent's word to go on.
-    fn all_open(&mut self) -> io::Result<()> {
-        self.outcome.opened_in = Some(self.started.elapsed());
-        self.outcome.kernel = Some(KernelSide {
-            before: self.kernel_before,
-            during: KernelReading::now(),
-        });
-        self.outcome.server_rss = match (self.plan.server_pid, self.server_rss_before) {
-            (Some(pid), Some(before)) => server_memory::resident_kib(pid)
-                .ok()
-                .map(|open| OpenCost { before, open }),
-            _ => None,
-        };
+    /// Phase 2: sleep until readiness or the timeout; a signal that
+    /// interrupts the sleep is an empty wake-up. Returns the moment it woke.
+    fn sleep(&mut self, events: &mut Events, timeout: Duration) -> io::Result<Instant> {
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => return Err(e),
+        }
+        Ok(Instant::now())
+    }
+
+    /// Phase 3: one event to its connection. Errors and hang-ups are only
+    /// hints (mio's docs): the verdict comes from the read or the write.
+    #[inline]
+    fn dispatch(&mut self, event: &Event, wake: Wake) {
+        let key = event.token().0;
+        if event.is_writable() || event.is_error() {
+            self.on_writable(key, wake);
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            let until = if event.is_read_closed() || event.is_error() {
+                ReadUntil::WouldBlock
+            } else {
+                ReadUntil::ShortRead
+            };
+            self.on_readable(key, wake, until);
+        }
+    }
+
+    /// Phase 4: connects past their timeout, when a sweep is due.
+    fn timers(&mut self, now: Instant) {
+        if self.connect_sweeper.is_due(now) {
+            self.sweep_connects(now);
+        }
+    }
+
+    /// The one place the run's period changes, so that `RUST_LOG=trace`
+    /// shows every step of a run; the instruments read the CPU times as the
+    /// measured window opens and closes.
+    fn set_period(&mut self, next: Period) {
+        trace!("bench period {:?} => {next:?}", self.period);
+        self.instruments
+            .period_changes(self.period, next, &mut self.outcome);
+        self.period = next;
+    }
+
+    /// Every connection is open (or has failed): the instruments read the
+    /// kernel's side, a process of several waits for its parent's word to
+    /// go on, and the clock starts. Returns the moment it started.
+    fn all_open(&mut self) -> io::Result<Instant> {
+        self.instruments.all_open(&mut self.outcome);
         self.wait_for_parent()?;
-        self.start_clock(Instant::now());
-        Ok(())
+        let now = Instant::now();
+        self.start_clock(now);
+        Ok(now)
     }
 
     fn wait_for_parent(&self) -> io::Result<()> {
@@ -306,32 +277,32 @@ impl Driver {
         Ok(())
     }
 
-    /// Step 2: moves the run on when the current phase is over.
+    /// Moves the run on when the current period is over.
     fn advance(&mut self, now: Instant) {
-        match self.phase {
-            RunPhase::Warmup { until } if now >= until => {
+        match self.period {
+            Period::Warmup { until } if now >= until => {
                 let end = until + self.plan.duration;
-                self.set_phase(RunPhase::Measuring {
+                self.set_period(Period::Measuring {
                     from: until,
                     until: end,
                 });
             }
-            RunPhase::Measuring { from, until } if now >= until => {
+            Period::Measuring { from, until } if now >= until => {
                 if self.plan.role.checks_after_hold() {
                     self.begin_idle_check(now);
                 } else {
                     self.outcome.measured = now.saturating_duration_since(from);
-                    self.set_phase(RunPhase::Done);
+                    self.set_period(Period::Done);
                 }
             }
-            RunPhase::IdleCheck { until } if now >= until => self.set_phase(RunPhase::Done),
+            Period::IdleCheck { until } if now >= until => self.set_period(Period::Done),
             _ => {}
         }
     }
 
     /// The clock starts: warm-up first (the open loop's schedule too).
     fn start_clock(&mut self, now: Instant) {
-        self.set_phase(RunPhase::Warmup {
+        self.set_period(Period::Warmup {
             until: now + self.plan.warmup,
         });
         if self.plan.role.scheduled_rate().is_some() {
@@ -342,7 +313,7 @@ impl Driver {
     /// `Idle`: the hold is over; one round trip on every connection.
     fn begin_idle_check(&mut self, now: Instant) {
         self.outcome.idle_ok = Some(0);
-        self.set_phase(RunPhase::IdleCheck {
+        self.set_period(Period::IdleCheck {
             until: now + self.plan.reply_timeout,
         });
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
@@ -356,25 +327,20 @@ impl Driver {
     /// measuring, and have their latency recorded then too and, for `Idle`,
     /// during the round trips after the hold.
     fn wake(&self, now: Instant) -> Wake {
-        let measuring =
-            matches!(self.phase, RunPhase::Measuring { from, until } if now >= from && now < until);
+        let measuring = self.period.counts(now);
         Wake {
             stamp: self.clock.stamp(now),
             measuring,
-            recording: measuring || matches!(self.phase, RunPhase::IdleCheck { .. }),
+            recording: measuring || matches!(self.period, Period::IdleCheck { .. }),
         }
     }
 
     /// Whether the run still starts new work (messages, connections).
     fn is_running(&self) -> bool {
-        self.phase != RunPhase::Done
+        self.period != Period::Done
     }
 
-    fn open_count(&self) -> usize {
-        self.conns.len() - self.connecting
-    }
-
-    /// Step 1: starts connects until the batch is full or all are started.
+    /// Starts connects until the window is full or all are started.
     fn open_more(&mut self, now: Instant) {
         while self.to_open > 0 && self.connecting < self.plan.connect_window {
             self.to_open -= 1;
@@ -386,31 +352,14 @@ impl Driver {
     }
 
     fn connect(&mut self, now: Instant) -> io::Result<()> {
-        let addr = self.plan.addr;
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-        socket.set_nonblocking(true)?;
-        socket.set_tcp_nodelay(true)?;
-        if !self.plan.sources.is_empty() {
-            // Each source address has its own ~28,000 ephemeral ports;
-            // bind() to port 0 picks one that is free on that address,
-            // whatever the destination, trying the odd ports first (the
-            // even ones are left to connect()). With at most PER_SOURCE
-            // (12,000) sockets per address the odd half still has room,
-            // and bind() finds a port at once; past about 14,000 it would
-            // scan the whole odd half for every socket (see PER_SOURCE).
-            // (The C load generator sets IP_BIND_ADDRESS_NO_PORT to leave
-            // the choice to connect(), which tries the even ports first;
-            // neither socket2 nor rustix offers the option.)
-            let source = self.plan.sources[self.next_source % self.plan.sources.len()];
+        // The source addresses in turn, if there are any.
+        let sources = &self.plan.sources;
+        let source = (!sources.is_empty()).then(|| {
+            let source = sources[self.next_source % sources.len()];
             self.next_source += 1;
-            socket.bind(&SocketAddr::new(source, 0).into())?;
-        }
-        match socket.connect(&addr.into()) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
-            Err(e) => return Err(e),
-        }
-        let mut stream = TcpStream::from_std(socket.into());
+            source
+        });
+        let mut stream = conn::start_connect(self.plan.addr, source)?;
         let entry = self.conns.vacant_entry();
         self.poll.registry().register(
             &mut stream,
@@ -418,17 +367,10 @@ impl Driver {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         self.next_seed += 1;
-        entry.insert(Conn {
-            stream,
-            state: ConnState::Connecting,
-            seed: self.next_seed * 7,
-            connect_started: now,
-            sent: 0,
-            queued: 0,
-            received: 0,
-            in_flight: InFlight::default(),
-            completed: 0,
-        });
+        entry.insert(Conn::connecting(stream, self.next_seed * 7, now));
+        // A sweep must come by its deadline (`wake_at` keeps the earliest).
+        self.connect_sweeper
+            .wake_at(now + self.plan.connect_timeout);
         Ok(())
     }
 
@@ -456,44 +398,35 @@ impl Driver {
         self.connect_failed();
     }
 
-    /// Step 6.
-    fn expire_connects(&mut self, now: Instant) {
-        // The check walks every connection: with 20,000 of them, on every
-        // wake-up of a connection storm it would cost more than the storm.
-        if self.connecting == 0 || now < self.next_expiry_check {
-            return;
+    /// The sweep of connects: those past their timeout fail, and the
+    /// earliest deadline of the others is noted for the next sweep. A
+    /// connect only ever finishes, so the noted deadline is a lower bound
+    /// (a sweep may find nothing to do, but none is missed), and sweeps are
+    /// spaced like the reactor's: a walk over 20,000 connections on every
+    /// wake-up of a connection storm would cost more than the storm.
+    fn sweep_connects(&mut self, now: Instant) {
+        let timeout = self.plan.connect_timeout;
+        let mut expired = Vec::new();
+        let mut earliest: Option<Instant> = None;
+        for (key, conn) in &self.conns {
+            if conn.state != ConnState::Connecting {
+                continue;
+            }
+            let deadline = conn.connect_started + timeout;
+            if now - conn.connect_started > timeout {
+                expired.push(key);
+            } else {
+                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+            }
         }
-        self.next_expiry_check = now + EXPIRY_CHECK_EVERY;
-        let expired: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| {
-                c.state == ConnState::Connecting
-                    && now - c.connect_started > self.plan.connect_timeout
-            })
-            .map(|(k, _)| k)
-            .collect();
         for key in expired {
             self.abandon_connect(key);
         }
+        self.connect_sweeper.swept(now, earliest);
     }
 
-    fn timeout(&self, now: Instant) -> Duration {
-        let phase_end = match self.phase {
-            RunPhase::Warmup { until }
-            | RunPhase::Measuring { until, .. }
-            | RunPhase::IdleCheck { until } => Some(until),
-            RunPhase::Opening | RunPhase::Done => None,
-        };
-        [Some(now + MAX_SLEEP), phase_end, self.next_send]
-            .into_iter()
-            .flatten()
-            .min()
-            .map_or(MAX_SLEEP, |wake| wake.saturating_duration_since(now))
-    }
-
-    /// Step 3, the open loop: send every message whose scheduled time has
-    /// come, each on the next open connection in turn.
+    /// The open loop: send every message whose scheduled time has come,
+    /// each on the next open connection in turn.
     fn send_scheduled(&mut self, now: Instant) {
         let (Some(rate), Some(mut next)) = (self.plan.role.scheduled_rate(), self.next_send) else {
             return;
@@ -525,7 +458,7 @@ impl Driver {
         };
         conn.in_flight.push(at);
         conn.queued += size;
-        if flush(conn, &self.pattern).is_err() {
+        if conn.flush(&self.pattern).is_err() {
             self.lose(key);
         }
     }
@@ -535,7 +468,7 @@ impl Driver {
             return;
         };
         if conn.state == ConnState::Open {
-            if conn.sent < conn.queued && flush(conn, &self.pattern).is_err() {
+            if conn.sent < conn.queued && conn.flush(&self.pattern).is_err() {
                 self.lose(key);
             }
             return;
@@ -564,7 +497,7 @@ impl Driver {
         }
     }
 
-    fn on_readable(&mut self, key: usize, wake: Wake, fin_hinted: bool) {
+    fn on_readable(&mut self, key: usize, wake: Wake, until: ReadUntil) {
         loop {
             let Some(conn) = self.conns.get_mut(key) else {
                 return;
@@ -596,7 +529,7 @@ impl Driver {
                 };
                 conn.completed += 1;
                 finished += 1;
-                self.progress.count_message();
+                self.instruments.progress.count_message();
                 if wake.recording {
                     let micros = wake.stamp.micros_since(started);
                     let _ = self.outcome.latency.record(micros.max(1));
@@ -606,11 +539,7 @@ impl Driver {
             for _ in 0..finished {
                 self.on_reply(key, wake.stamp);
             }
-            if n < self.buffer.len() && !fin_hinted {
-                // A short read means drained: Linux's rule (see
-                // reactor/connection.rs). Unlike the reactor, the load
-                // generator applies it on every system, with no portable
-                // loop: it is built and measured on Linux only.
+            if n < self.buffer.len() && until == ReadUntil::ShortRead {
                 return;
             }
         }
@@ -629,7 +558,7 @@ impl Driver {
                 }
                 if self.outcome.idle_ok == Some(self.outcome.established) {
                     // Every round trip is back: the check is over.
-                    self.set_phase(RunPhase::Done);
+                    self.set_period(Period::Done);
                 }
             }
             AfterReply::SendAnother | AfterReply::Wait => {}
@@ -642,18 +571,4 @@ impl Driver {
             self.outcome.errors += 1;
         }
     }
-}
-
-/// Writes queued request bytes, straight from the pattern, until done or
-/// the socket would block.
-fn flush(conn: &mut Conn, pattern: &Pattern) -> io::Result<()> {
-    while conn.sent < conn.queued {
-        let len = ((conn.queued - conn.sent) as usize).min(pattern.max_len());
-        match syscall::send(&conn.stream, pattern.request(conn.seed, conn.sent, len)) {
-            Sent::Bytes(n) => conn.sent += n as u64,
-            Sent::WouldBlock => return Ok(()),
-            Sent::Failed(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -1,28 +1,45 @@
 //! The load generator's UDP engine: N sockets, each with one datagram in
-//! flight (stop and wait), on the same kind of single-threaded mio loop.
+//! flight (stop and wait), on the same single-threaded mio loop as the TCP
+//! engine, in the same four phases (`driver.rs` says what each does):
+//! before sleep (move the run to its next [`Period`], the progress line,
+//! the timeout), sleep, dispatch (each socket's replies, checked, and its
+//! next datagram), timers (the sweep for lost datagrams).
 //!
-//! UDP may lose a datagram (or its reply), so each socket waits at most
-//! [`LOSS_TIMEOUT`] for a reply, counts the datagram as lost, and sends the
-//! next. A reply that comes after its datagram was given up on is recognised
-//! by its content (every datagram's bytes depend on its sequence number) and
-//! ignored rather than counted as a mismatch.
+//! UDP may lose a datagram (or its reply), so a socket whose datagram has
+//! had no reply for [`LOSS_TIMEOUT`] counts it as lost and sends the next.
+//! The deadlines are kept like the reactor's idle deadlines (`Sweeper`):
+//! the earliest is noted, and when it is due one walk over the sockets
+//! finds every datagram that waited too long (each is noticed at most
+//! `MIN_SWEEP_INTERVAL` after its deadline), rather than a walk on every
+//! wake-up. A reply only ever moves a socket's deadline later, so the noted
+//! one is a lower bound. A reply that comes after its datagram was given up
+//! on is recognised by its content (every datagram's bytes depend on its
+//! sequence number) and ignored rather than counted as a mismatch.
 
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use log::trace;
+use mio::event::Event;
 use mio::net::UdpSocket;
 use mio::{Events, Interest, Poll, Token};
 
+use super::period::Period;
 use super::plan::{Outcome, Plan};
-use crate::bench::measure::cpu_window::CpuWindow;
-use crate::bench::measure::progress::Progress;
+use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::bench::processes::link;
+use crate::reactor::deadlines::Sweeper;
 
 /// How long a socket waits for a reply before counting the datagram lost.
-pub const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const LOSS_TIMEOUT: Duration = Duration::from_secs(1);
+/// The longest the loop sleeps, so that the progress line keeps coming.
+const MAX_SLEEP: Duration = Duration::from_millis(100);
+/// Events taken from the kernel per poll.
+const EVENTS_CAPACITY: usize = 1024;
 
+/// One socket and its datagram in flight.
 #[derive(Debug)]
 struct Sender {
     socket: UdpSocket,
@@ -35,116 +52,215 @@ struct Sender {
 ///
 /// # Errors
 /// If sockets cannot be opened or the poll fails.
-pub fn run(plan: &Plan, mut progress: Progress) -> io::Result<(Outcome, u64)> {
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
-    let local: SocketAddr = if plan.addr.is_ipv4() {
-        ([127, 0, 0, 1], 0).into()
-    } else {
-        (std::net::Ipv6Addr::LOCALHOST, 0).into()
-    };
-    let mut outcome = Outcome::new()?;
-    let mut reply = vec![0u8; 65_536];
-    // A datagram is at most 65,507 bytes: one slice of the pattern each.
-    let pattern = Pattern::new(plan.expect, reply.len());
-    let mut senders = Vec::with_capacity(plan.connections);
-    let now = Instant::now();
-    for i in 0..plan.connections {
-        let mut socket = match UdpSocket::bind(local).and_then(|s| s.connect(plan.addr).map(|()| s))
-        {
-            Ok(socket) => socket,
-            Err(_) => {
+pub(crate) fn run(plan: &Plan, instruments: Instruments) -> io::Result<(Outcome, u64)> {
+    UdpDriver::open(plan, instruments)?.run()
+}
+
+/// The UDP engine's loop and what it keeps.
+#[derive(Debug)]
+struct UdpDriver<'a> {
+    plan: &'a Plan,
+    poll: Poll,
+    senders: Vec<Sender>,
+    /// Replies are read into it.
+    reply: Vec<u8>,
+    /// Requests are written from it, and replies checked against it.
+    pattern: Pattern,
+    period: Period,
+    outcome: Outcome,
+    lost: u64,
+    /// The progress line and the CPU times.
+    instruments: Instruments,
+    /// When datagrams must next be checked for their loss timeout.
+    loss_sweeper: Sweeper,
+}
+
+impl UdpDriver<'_> {
+    /// Opens and registers one socket per connection of the plan (a socket
+    /// that cannot be opened counts as a failed connection).
+    fn open(plan: &Plan, instruments: Instruments) -> io::Result<UdpDriver<'_>> {
+        let poll = Poll::new()?;
+        let local: SocketAddr = if plan.addr.is_ipv4() {
+            ([127, 0, 0, 1], 0).into()
+        } else {
+            (std::net::Ipv6Addr::LOCALHOST, 0).into()
+        };
+        let mut outcome = Outcome::new()?;
+        let reply = vec![0u8; 65_536];
+        // A datagram is at most 65,507 bytes: one slice of the pattern each.
+        let pattern = Pattern::new(plan.expect, reply.len());
+        let mut senders = Vec::with_capacity(plan.connections);
+        let now = Instant::now();
+        for i in 0..plan.connections {
+            let connected = UdpSocket::bind(local).and_then(|s| s.connect(plan.addr).map(|()| s));
+            let Ok(mut socket) = connected else {
                 outcome.failed += 1;
                 continue;
-            }
-        };
-        poll.registry()
-            .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
-        outcome.established += 1;
-        senders.push(Sender {
-            socket,
-            seed: i as u64 * 7,
-            sequence: 0,
-            sent_at: now,
-        });
-    }
-    if plan.is_coordinated {
-        link::ready_and_wait()?;
-    }
-    let now = Instant::now();
-    for sender in &mut senders {
-        sender.sent_at = now;
-        if sender
-            .socket
-            .send(pattern.request(sender.seed, 0, plan.size))
-            .is_err()
-        {
-            outcome.errors += 1;
-        }
-    }
-    let start = Instant::now() + plan.warmup;
-    let end = start + plan.duration;
-    let mut lost = 0;
-    let mut server_cpu = plan.server_pid.map(CpuWindow::new);
-    let mut own_cpu = CpuWindow::own();
-    let mut has_window_started = false;
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        if now >= start && !has_window_started {
-            has_window_started = true;
-            if let Some(cpu) = server_cpu.as_mut() {
-                cpu.window_starts();
-            }
-            own_cpu.window_starts();
-        }
-        progress.tick(now, senders.len(), plan.connections);
-        poll.poll(&mut events, Some(Duration::from_millis(100)))?;
-        let now = Instant::now();
-        let in_window = now >= start && now < end;
-        for event in events.iter() {
-            let Some(sender) = senders.get_mut(event.token().0) else {
-                continue;
             };
-            loop {
-                let n = match sender.socket.recv(&mut reply) {
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        outcome.errors += 1;
-                        break;
-                    }
-                };
-                let offset = sender.sequence * plan.size as u64;
-                let wrong = pattern.count_mismatches(sender.seed, offset, &reply[..n])
-                    + (n.abs_diff(plan.size)) as u64;
-                if wrong > 0 && is_stale(sender, &reply[..n], plan, &pattern) {
-                    continue;
-                }
-                outcome.mismatches += wrong;
-                progress.count_message();
-                if in_window {
-                    outcome.messages += 1;
-                    outcome.bytes += n as u64;
-                    let micros = now.saturating_duration_since(sender.sent_at).as_micros() as u64;
-                    let _ = outcome.latency.record(micros.max(1));
-                }
-                send_next(sender, &pattern, plan.size, now, &mut outcome);
+            poll.registry()
+                .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
+            outcome.established += 1;
+            senders.push(Sender {
+                socket,
+                seed: i as u64 * 7,
+                sequence: 0,
+                sent_at: now,
+            });
+        }
+        Ok(UdpDriver {
+            plan,
+            poll,
+            senders,
+            reply,
+            pattern,
+            period: Period::Opening,
+            outcome,
+            lost: 0,
+            instruments,
+            loss_sweeper: Sweeper::default(),
+        })
+    }
+
+    /// The first datagram on every socket, then the loop in its four phases.
+    fn run(mut self) -> io::Result<(Outcome, u64)> {
+        if self.plan.is_coordinated {
+            link::ready_and_wait()?;
+        }
+        let now = Instant::now();
+        for sender in &mut self.senders {
+            sender.sent_at = now;
+            let request = self.pattern.request(sender.seed, 0, self.plan.size);
+            if sender.socket.send(request).is_err() {
+                self.outcome.errors += 1;
             }
         }
-        for sender in &mut senders {
-            if now.saturating_duration_since(sender.sent_at) > LOSS_TIMEOUT {
-                lost += 1;
-                send_next(sender, &pattern, plan.size, now, &mut outcome);
+        self.loss_sweeper.wake_at(now + LOSS_TIMEOUT);
+        self.set_period(Period::Warmup {
+            until: Instant::now() + self.plan.warmup,
+        });
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        let mut now = Instant::now();
+        while let Some(timeout) = self.before_sleep(now) {
+            now = self.sleep(&mut events, timeout)?;
+            let counting = self.period.counts(now);
+            for event in events.iter() {
+                self.dispatch(event, now, counting);
             }
+            self.timers(now);
+        }
+        // The window as planned: the loop ends when it does.
+        self.outcome.measured = self.plan.duration;
+        Ok((self.outcome, self.lost))
+    }
+
+    /// Phase 1: move the run on, print the progress line, and choose the
+    /// timeout. `None`: the run is over.
+    fn before_sleep(&mut self, now: Instant) -> Option<Duration> {
+        match self.period {
+            Period::Warmup { until } if now >= until => self.set_period(Period::Measuring {
+                from: until,
+                until: until + self.plan.duration,
+            }),
+            Period::Measuring { until, .. } if now >= until => self.set_period(Period::Done),
+            _ => {}
+        }
+        if self.period == Period::Done {
+            return None;
+        }
+        self.instruments
+            .progress
+            .tick(now, self.senders.len(), self.plan.connections);
+        let wake = [
+            Some(now + MAX_SLEEP),
+            self.period.ends_at(),
+            self.loss_sweeper.next(),
+        ];
+        Some(
+            wake.into_iter()
+                .flatten()
+                .min()
+                .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now)),
+        )
+    }
+
+    /// Phase 2: sleep until readiness or the timeout; a signal that
+    /// interrupts the sleep is an empty wake-up. Returns the moment it woke.
+    fn sleep(&mut self, events: &mut Events, timeout: Duration) -> io::Result<Instant> {
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+            Err(e) => return Err(e),
+        }
+        Ok(Instant::now())
+    }
+
+    /// Phase 3: a socket's replies, each checked and, while `counting`,
+    /// counted; each answered datagram is followed by the next.
+    fn dispatch(&mut self, event: &Event, now: Instant, counting: bool) {
+        let size = self.plan.size;
+        let Some(sender) = self.senders.get_mut(event.token().0) else {
+            return;
+        };
+        loop {
+            let n = match sender.socket.recv(&mut self.reply) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => {
+                    self.outcome.errors += 1;
+                    break;
+                }
+            };
+            let reply = &self.reply[..n];
+            let offset = sender.sequence * size as u64;
+            let wrong = self.pattern.count_mismatches(sender.seed, offset, reply)
+                + (n.abs_diff(size)) as u64;
+            if wrong > 0 && is_stale(sender, reply, size, &self.pattern) {
+                continue;
+            }
+            self.outcome.mismatches += wrong;
+            self.instruments.progress.count_message();
+            if counting {
+                self.outcome.messages += 1;
+                self.outcome.bytes += n as u64;
+                let micros = now.saturating_duration_since(sender.sent_at).as_micros() as u64;
+                let _ = self.outcome.latency.record(micros.max(1));
+            }
+            send_next(sender, &self.pattern, size, now, &mut self.outcome);
         }
     }
-    outcome.measured = plan.duration;
-    outcome.server_cpu = server_cpu.as_mut().and_then(CpuWindow::window_ends);
-    outcome.bench_cpu = own_cpu.window_ends();
-    Ok((outcome, lost))
+
+    /// Phase 4: when the sweep is due, every datagram that has waited past
+    /// [`LOSS_TIMEOUT`] is lost and the next one sent; the earliest
+    /// deadline left is noted for the next sweep.
+    fn timers(&mut self, now: Instant) {
+        if !self.loss_sweeper.is_due(now) {
+            return;
+        }
+        let mut earliest: Option<Instant> = None;
+        for sender in &mut self.senders {
+            if now.saturating_duration_since(sender.sent_at) > LOSS_TIMEOUT {
+                self.lost += 1;
+                send_next(
+                    sender,
+                    &self.pattern,
+                    self.plan.size,
+                    now,
+                    &mut self.outcome,
+                );
+            }
+            let deadline = sender.sent_at + LOSS_TIMEOUT;
+            earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
+        }
+        self.loss_sweeper.swept(now, earliest);
+    }
+
+    /// The one place the run's period changes (see `driver.rs`).
+    fn set_period(&mut self, next: Period) {
+        trace!("bench udp period {:?} => {next:?}", self.period);
+        self.instruments
+            .period_changes(self.period, next, &mut self.outcome);
+        self.period = next;
+    }
 }
 
 fn send_next(
@@ -163,14 +279,11 @@ fn send_next(
 }
 
 /// Whether `reply` answers one of the last few datagrams given up on.
-fn is_stale(sender: &Sender, reply: &[u8], plan: &Plan, pattern: &Pattern) -> bool {
+fn is_stale(sender: &Sender, reply: &[u8], size: usize, pattern: &Pattern) -> bool {
     (1..=4).any(|back| {
         sender.sequence >= back
-            && reply.len() == plan.size
-            && pattern.count_mismatches(
-                sender.seed,
-                (sender.sequence - back) * plan.size as u64,
-                reply,
-            ) == 0
+            && reply.len() == size
+            && pattern.count_mismatches(sender.seed, (sender.sequence - back) * size as u64, reply)
+                == 0
     })
 }
