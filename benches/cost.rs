@@ -15,12 +15,13 @@
 //!   the page tables) with 10,000 idle connections, divided by 10,000
 //!   (medians of three rounds, the servers interleaved);
 //! * **the kernel's share** of the same idle connections, which user space
-//!   does not see: how far `MemAvailable` fell (from the mean of a reading
-//!   before and one after, so that a steady drift cancels), divided by
-//!   10,000, and the pages TCP buffers hold (`/proc/net/sockstat`, `TCP:
-//!   mem`) before and with them open. Both are machine-wide, so both ends
-//!   of each loopback connection are in them (the load generator's socket
-//!   as well as the server's), and whatever else the machine did meanwhile.
+//!   does not see: how far the kernel's slab grew and `MemAvailable` fell
+//!   (each from the mean of a reading before and one after, so that a
+//!   steady drift cancels), divided by 10,000, and the pages TCP buffers
+//!   hold (`/proc/net/sockstat`, `TCP: mem`) before and with them open. All
+//!   are machine-wide, so both ends of each loopback connection are in them
+//!   (the load generator's socket as well as the server's), and whatever
+//!   else the machine did meanwhile (`MemAvailable` most).
 //!
 //! And for the two load generators, `reactor-echo bench` and the C one,
 //! against the same C server: **user-space instructions per message** of
@@ -138,8 +139,9 @@ fn main() {
     );
     out += &format!(
         "| server | user-space instructions per message | syscalls per message | RSS bytes per idle connection ({idle_conns} idle) \
+         | kernel: slab growth per idle connection, both ends (bytes) \
          | kernel: `MemAvailable` fall per idle connection, both ends (bytes) | kernel: TCP `mem` pages, before / with them open |\n\
-         |---|---:|---:|---:|---:|---:|\n"
+         |---|---:|---:|---:|---:|---:|---:|\n"
     );
     // Each server's callgrind profiles, by name, for the breakdowns below.
     let mut profiles_of = BTreeMap::new();
@@ -164,9 +166,10 @@ fn main() {
                 idle_cost_with_loadgen(server, &anchors.loadgen, idle_conns, &["--idle", "2"]);
             let figures = [
                 ("rss", cost.bytes_per_connection),
-                ("kernel", cost.kernel_bytes_per_connection(idle_conns)),
-                ("pages before", cost.kernel[0].tcp_mem_pages as f64),
-                ("pages open", cost.kernel[1].tcp_mem_pages as f64),
+                ("slab", cost.slab_growth_per_connection(idle_conns)),
+                ("available", cost.available_fall_per_connection(idle_conns)),
+                ("pages before", cost.kernel[0].reading.tcp_mem_pages as f64),
+                ("pages open", cost.kernel[1].reading.tcp_mem_pages as f64),
             ];
             eprintln!("round {round} {}: idle {figures:?}", server.name);
             for (name, value) in figures {
@@ -178,12 +181,13 @@ fn main() {
         let (instructions, syscalls) = per_message[k];
         let med = |name: &str| median(idle[k].get(name).cloned().unwrap_or_default());
         out += &format!(
-            "| {} | {} | {} | {:.0} | {:.0} | {:.0} / {:.0} |\n",
+            "| {} | {} | {} | {:.0} | {:.0} | {:.0} | {:.0} / {:.0} |\n",
             server.name,
             shown(instructions, 0),
             shown(syscalls, 3),
             med("rss"),
-            med("kernel"),
+            med("slab"),
+            med("available"),
             med("pages before"),
             med("pages open"),
         );
@@ -194,13 +198,16 @@ fn main() {
          10,000 messages on 100 connections, divided by 90,000 (for the io_uring servers nearly all \
          are `io_uring_enter`). The idle columns are medians of {IDLE_ROUNDS} rounds, the servers \
          interleaved, each read half a second after the {idle_conns} connections were open. The \
-         kernel's columns: how far `MemAvailable` (`/proc/meminfo`) fell with them open, from the \
-         mean of a reading before the first connection and one half a second after the last closed \
-         (which cancels a steady drift of the rest of the machine), divided by {idle_conns}; and the \
-         pages TCP buffers hold (`/proc/net/sockstat`), before and with them open. Both are the \
-         whole machine's: on loopback they count both ends of every connection (the load \
-         generator's sockets and memory as well as the server's), so a server's own kernel share \
-         is part of the figure, and the difference between two servers is theirs.\n",
+         kernel's columns: how far the kernel's object caches (`Slab` in `/proc/meminfo`: sockets, \
+         their inodes, files and dentries, epoll items, io_uring requests) grew and how far \
+         `MemAvailable` fell with them open, each from the mean of a reading before the first \
+         connection and one half a second after the last closed (which cancels a steady drift of \
+         the rest of the machine), divided by {idle_conns}; and the pages TCP buffers hold \
+         (`/proc/net/sockstat`), before and with them open. All are the whole machine's: on \
+         loopback they count both ends of every connection (the load generator's sockets, and for \
+         `MemAvailable` its memory too, as well as the server's), so a server's own kernel share is \
+         part of the figure, and the difference between two servers is theirs. `MemAvailable` also \
+         moves with whatever else the machine does; the slab far less.\n",
         messages - 1
     );
     let mut take_profiles = |name: &str| profiles_of.remove(name).flatten();

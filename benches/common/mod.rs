@@ -16,6 +16,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use reactor_echo::bench::kernel::KernelReading;
+use reactor_echo::bench::procfs;
 use reactor_echo::listening::Listening;
 use reactor_echo::stats::Stats;
 
@@ -516,31 +517,66 @@ pub struct IdleCost {
     pub threads: u64,
     /// Connections whose round trip after the idle period succeeded.
     pub round_trips_ok: f64,
-    /// The kernel's figures before the first connection, with them all
+    /// The machine's memory before the first connection, with them all
     /// open (at the moment of the RSS reading), and half a second after the
-    /// load generator closed them and exited. They are the whole machine's:
+    /// load generator closed them and exited. It is the whole machine's:
     /// both ends of each loopback connection, the generator's as well as
     /// the server's.
-    pub kernel: [KernelReading; 3],
+    pub kernel: [MachineMemory; 3],
+}
+
+/// One reading of the machine's memory, for the kernel's share of idle
+/// connections.
+#[derive(Debug, Clone, Copy)]
+pub struct MachineMemory {
+    /// `/proc/net/sockstat` and `MemAvailable`.
+    pub reading: KernelReading,
+    /// `Slab` of `/proc/meminfo` in KiB: the kernel's object caches, where
+    /// a socket, its inode, file and dentry, an epoll item or an io_uring
+    /// request live. Other programs' memory moves it far less than it moves
+    /// `MemAvailable`.
+    pub slab_kib: u64,
+}
+
+impl MachineMemory {
+    /// Reads it now.
+    pub fn now() -> MachineMemory {
+        MachineMemory {
+            reading: KernelReading::now(),
+            slab_kib: procfs::meminfo_kib("Slab:").unwrap_or(0),
+        }
+    }
 }
 
 impl IdleCost {
     /// How far `MemAvailable` fell per connection with them open, in bytes
     /// (both ends; it may come out negative when the rest of the machine
-    /// freed more meanwhile): from the mean of the readings before and
-    /// after, which cancels a steady drift of the rest of the machine's
-    /// memory over the few seconds of the run.
-    pub fn kernel_bytes_per_connection(&self, conns: usize) -> f64 {
-        let [before, open, after] = self.kernel.map(|r| r.mem_available_kib as f64);
-        ((before + after) / 2.0 - open) * 1024.0 / conns as f64
+    /// freed more meanwhile).
+    pub fn available_fall_per_connection(&self, conns: usize) -> f64 {
+        -self.change_per_connection(conns, |m| m.reading.mem_available_kib)
+    }
+
+    /// How far the kernel's slab grew per connection with them open, in
+    /// bytes (both ends).
+    pub fn slab_growth_per_connection(&self, conns: usize) -> f64 {
+        self.change_per_connection(conns, |m| m.slab_kib)
+    }
+
+    /// The change of a figure in KiB with the connections open, per
+    /// connection in bytes: from the mean of the readings before and after,
+    /// which cancels a steady drift of the rest of the machine over the few
+    /// seconds of the run.
+    fn change_per_connection(&self, conns: usize, kib: impl Fn(&MachineMemory) -> u64) -> f64 {
+        let [before, open, after] = self.kernel.each_ref().map(|m| kib(m) as f64);
+        (open - (before + after) / 2.0) * 1024.0 / conns as f64
     }
 }
 
 /// Starts `kind`, has the C load generator hold `conns` idle connections
 /// (`loadgen --idle`, plus `extra` arguments), and measures the server's RSS
-/// growth and threads, and the kernel's side (`/proc/net/sockstat`,
-/// `MemAvailable`), half a second after they are all established (and the
-/// kernel's side again half a second after they closed).
+/// growth and threads, and the machine's memory ([`MachineMemory`]), half
+/// a second after they are all established (and the machine's memory again
+/// half a second after they closed).
 pub fn idle_cost_with_loadgen(
     kind: &ServerSpec,
     lg: &Path,
@@ -550,7 +586,7 @@ pub fn idle_cost_with_loadgen(
     let server = Running::start(kind, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = server.rss_bytes();
-    let kernel_before = KernelReading::now();
+    let kernel_before = MachineMemory::now();
     let mut cost = IdleCost {
         bytes_per_connection: f64::NAN,
         threads: 0,
@@ -574,7 +610,7 @@ pub fn idle_cost_with_loadgen(
                     thread::sleep(Duration::from_millis(500));
                     cost.bytes_per_connection =
                         server.rss_bytes().saturating_sub(before) as f64 / conns as f64;
-                    cost.kernel[1] = KernelReading::now();
+                    cost.kernel[1] = MachineMemory::now();
                     cost.threads = server.threads();
                 }
                 if line.starts_with('{') {
@@ -587,7 +623,7 @@ pub fn idle_cost_with_loadgen(
         }
         let _ = child.wait();
         thread::sleep(Duration::from_millis(500));
-        cost.kernel[2] = KernelReading::now();
+        cost.kernel[2] = MachineMemory::now();
     }
     server.stop();
     cost
