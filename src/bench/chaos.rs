@@ -10,12 +10,23 @@
 //! what the server did to it. With `--server-pid`, the server's resident
 //! memory before, at its peak and after the peers left.
 //!
-//! The kinds and their scripts: `chaos/kind.rs`, `chaos/tcp_peer.rs`,
-//! `chaos/datagram_peer.rs`; their counts: `chaos/tally.rs`.
+//! This file starts and stops the peers' thread and says what they share
+//! ([`Stage`]). The rest, one job a file:
+//!
+//! * [`kind`]: the kinds of hostile peer and the mix of them;
+//! * `chaos/peer_loop.rs`: their loop, in the reactor's four phases, with
+//!   the peers' timers in a heap;
+//! * `chaos/tcp_peer.rs` and its state machine `tcp_peer/state.rs`: a TCP
+//!   peer's scripts, and where it is between one connection and the next;
+//! * `chaos/datagram_peer.rs`: a UDP peer's;
+//! * `chaos/jitter.rs`: their pauses, jittered so that they do not move
+//!   in step;
+//! * [`tally`]: what each kind met, as the report prints it.
 
 pub(crate) mod datagram_peer;
 pub(crate) mod jitter;
 pub mod kind;
+pub(crate) mod peer_loop;
 pub mod tally;
 pub(crate) mod tcp_peer;
 
@@ -24,14 +35,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mio::{Events, Poll, Registry, Token};
+use mio::{Poll, Registry, Token, Waker};
 
 use super::measure::server_memory::PeakWatch;
 use super::payload::{Expect, Pattern};
 use datagram_peer::{DatagramPeer, HUGE_DATAGRAM};
 use kind::{Kind, Mix};
+use peer_loop::{Peer, PeerLoop, Timers};
 use tally::Tally;
 use tcp_peer::TcpPeer;
 
@@ -69,10 +81,10 @@ fn yield_to_the_honest_clients() {
     }
 }
 
-/// How often the loop wakes to run the peers' timers, at the least: finer
-/// than the shortest pause (5 ms), so that jittered pauses fall on
-/// different ticks rather than together on the next one.
-const TICK: Duration = Duration::from_millis(1);
+/// A peer that stopped short (its write budget spent, or its socket full
+/// for a paced byte or datagram) goes on this much later: soon, but not
+/// before the other peers and the memory sampler have had the thread.
+pub(crate) const RESUME_PAUSE: Duration = Duration::from_millis(1);
 
 /// What the hostile peers are asked to do.
 #[derive(Debug, Clone)]
@@ -162,6 +174,8 @@ pub struct Stage<'a> {
 #[derive(Debug)]
 pub struct Chaos {
     stop: Arc<AtomicBool>,
+    /// Wakes the peers' poll to say the run is over.
+    waker: Arc<Waker>,
     thread: JoinHandle<io::Result<ChaosOutcome>>,
 }
 
@@ -169,14 +183,20 @@ impl Chaos {
     /// Sets the peers loose on their own thread.
     ///
     /// # Errors
-    /// If the thread cannot be started.
+    /// If the poll or the thread cannot be started.
     pub fn start(plan: ChaosPlan) -> io::Result<Chaos> {
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), peer_loop::STOP)?);
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
         let thread = std::thread::Builder::new()
             .name("chaos".into())
-            .spawn(move || run(&plan, &flag))?;
-        Ok(Chaos { stop, thread })
+            .spawn(move || run(&plan, poll, &flag))?;
+        Ok(Chaos {
+            stop,
+            waker,
+            thread,
+        })
     }
 
     /// Ends the run: every peer closes its connection, and the tallies come
@@ -186,43 +206,19 @@ impl Chaos {
     /// If the peers' loop failed (its poll), or the thread panicked.
     pub fn finish(self) -> io::Result<ChaosOutcome> {
         self.stop.store(true, Ordering::Relaxed);
+        self.waker.wake()?;
         self.thread
             .join()
             .map_err(|_| io::Error::other("the chaos thread panicked"))?
     }
 }
 
-/// A peer of either transport.
-#[derive(Debug)]
-enum Peer {
-    Tcp(TcpPeer),
-    Datagram(DatagramPeer),
-}
-
-impl Peer {
-    fn timer_due(&self, now: Instant) -> bool {
-        match self {
-            Peer::Tcp(p) => p.timer_due(now),
-            Peer::Datagram(p) => p.timer_due(now),
-        }
-    }
-
-    fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
-        match self {
-            Peer::Tcp(p) => p.step(now, stage, tally),
-            Peer::Datagram(p) => p.step(now, stage, tally),
-        }
-    }
-}
-
-/// The peers' loop: readiness events step a peer; every tick, the peers
-/// whose timer is due step too; the server's memory is sampled.
-fn run(plan: &ChaosPlan, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
+/// The peers' thread: it sets the peers up, runs their loop
+/// (`chaos/peer_loop.rs`) until told to stop, and hands back their tallies.
+fn run(plan: &ChaosPlan, poll: Poll, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
     if plan.beside_open_loop {
         yield_to_the_honest_clients();
     }
-    let mut poll = Poll::new()?;
-    let mut events = Events::with_capacity(1024);
     let pattern = Pattern::new(plan.expect, HUGE_DATAGRAM.max(plan.size));
     let text = SplitText::new(plan.expect);
     let mut buf = vec![0u8; 64 * 1024];
@@ -230,7 +226,7 @@ fn run(plan: &ChaosPlan, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
     // The peers register new connections while the loop polls: a second
     // handle on the same epoll instance.
     let registry = poll.registry().try_clone()?;
-    let mut stage = Stage {
+    let stage = Stage {
         registry: &registry,
         addr: plan.addr,
         pattern: &pattern,
@@ -258,43 +254,22 @@ fn run(plan: &ChaosPlan, stop: &AtomicBool) -> io::Result<ChaosOutcome> {
             peers.push((kind, peer));
         }
     }
-    let mut memory = plan.server_pid.map(PeakWatch::new);
-    let mut next_tick = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        match poll.poll(&mut events, Some(TICK)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        }
-        let now = Instant::now();
-        for event in events.iter() {
-            if let Some((kind, peer)) = peers.get_mut(event.token().0) {
-                peer.step(now, &mut stage, &mut tallies[kind.index()]);
-            }
-        }
-        if now >= next_tick {
-            next_tick = now + TICK;
-            for (kind, peer) in &mut peers {
-                if peer.timer_due(now) {
-                    peer.step(now, &mut stage, &mut tallies[kind.index()]);
-                }
-            }
-            if let Some(memory) = memory.as_mut() {
-                memory.sample(now);
-            }
-        }
-    }
-    for (_, peer) in &mut peers {
-        if let Peer::Tcp(p) = peer {
-            p.leave(&mut stage);
-        }
-    }
+    let mut peer_loop = PeerLoop {
+        poll,
+        stage,
+        peers,
+        tallies,
+        timers: Timers::default(),
+        memory: plan.server_pid.map(PeakWatch::new),
+        stop,
+    };
+    peer_loop.run()?;
     Ok(ChaosOutcome {
         kinds: split
             .iter()
             .filter(|&&(_, count)| count > 0)
-            .map(|&(kind, _)| (kind, tallies[kind.index()]))
+            .map(|&(kind, _)| (kind, peer_loop.tallies[kind.index()]))
             .collect(),
-        peak_rss_kib: memory.map(|m| m.peak()),
+        peak_rss_kib: peer_loop.memory.map(|m| m.peak()),
     })
 }

@@ -76,7 +76,7 @@ impl Pattern {
 
     /// The request bytes from `offset`, `len` of them (at most `max_len`).
     pub fn request(&self, seed: u64, offset: u64, len: usize) -> &[u8] {
-        let start = phase(seed, offset);
+        let start = alphabet_index(seed, offset);
         &self.request[start..start + len.min(self.max_len)]
     }
 
@@ -84,12 +84,12 @@ impl Pattern {
     /// are not what the server must send back.
     pub fn count_mismatches(&self, seed: u64, offset: u64, reply: &[u8]) -> u64 {
         if reply.len() <= self.max_len {
-            return self.count_in_piece(phase(seed, offset), reply);
+            return self.count_in_piece(alphabet_index(seed, offset), reply);
         }
         let mut wrong = 0;
         for (i, piece) in reply.chunks(self.max_len).enumerate() {
             let at = offset + (i * self.max_len) as u64;
-            wrong += self.count_in_piece(phase(seed, at), piece);
+            wrong += self.count_in_piece(alphabet_index(seed, at), piece);
         }
         wrong
     }
@@ -108,7 +108,7 @@ impl Pattern {
 }
 
 /// Where in the alphabet the byte at `offset` of stream `seed` falls.
-fn phase(seed: u64, offset: u64) -> usize {
+fn alphabet_index(seed: u64, offset: u64) -> usize {
     ((offset + seed) % PERIOD as u64) as usize
 }
 

@@ -14,20 +14,20 @@ use log::debug;
 use mio::net::UdpSocket;
 use mio::{Interest, Token};
 
-use super::Stage;
 use super::jitter::Jitter;
 use super::kind::Kind;
 use super::tally::Tally;
+use super::{RESUME_PAUSE, Stage};
 use crate::bench::engine::udp::LOSS_TIMEOUT;
 
 /// The largest UDP payload over IPv4: 65,535 less the IPv4 and UDP headers.
-pub const HUGE_DATAGRAM: usize = 65_507;
+pub(crate) const HUGE_DATAGRAM: usize = 65_507;
 /// Between an answered datagram and the next.
-pub const DATAGRAM_PAUSE: Duration = Duration::from_millis(50);
+pub(crate) const DATAGRAM_PAUSE: Duration = Duration::from_millis(50);
 
 /// One hostile UDP peer and its socket.
 #[derive(Debug)]
-pub struct DatagramPeer {
+pub(crate) struct DatagramPeer {
     kind: Kind,
     socket: UdpSocket,
     /// The sequence number of the last datagram sent (its pattern's seed).
@@ -44,7 +44,7 @@ impl DatagramPeer {
     ///
     /// # Errors
     /// If the socket cannot be opened or registered.
-    pub fn open(
+    pub(crate) fn open(
         kind: Kind,
         token: Token,
         stage: &Stage<'_>,
@@ -73,18 +73,19 @@ impl DatagramPeer {
         })
     }
 
-    /// Whether the peer waits for time (to send, or to give up on a reply)
-    /// and the time has come.
-    pub fn timer_due(&self, now: Instant) -> bool {
-        self.timer.is_some_and(|t| t <= now)
-            || self
-                .waiting_since
-                .is_some_and(|t| now.duration_since(t) >= LOSS_TIMEOUT)
+    /// When the peer next waits for time, if it does: to send, or to give
+    /// up on a reply.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let loss = self.waiting_since.map(|t| t + LOSS_TIMEOUT);
+        match (self.timer, loss) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Reads and checks the replies, gives up on a datagram that waited too
     /// long, and sends the next when it is time.
-    pub fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
+    pub(crate) fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
         loop {
             match self.socket.recv(stage.buf) {
                 Ok(n) => self.check_reply(n, now, stage, tally),
@@ -152,7 +153,9 @@ impl DatagramPeer {
                 self.waiting_since = Some(now);
                 self.timer = None;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.timer = Some(now),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.timer = Some(now + RESUME_PAUSE);
+            }
             Err(e) => {
                 debug!("chaos {}: send failed: {e}", self.kind.name());
                 self.timer = Some(now + self.jitter.around(DATAGRAM_PAUSE));

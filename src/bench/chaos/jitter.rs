@@ -2,9 +2,9 @@
 //!
 //! Every peer's script waits between its steps (a slowloris byte every
 //! 200 ms, a new cycle every 100 ms, ...). With fixed pauses a thousand
-//! peers started together stay together: each wakes on the same tick of
-//! their loop, and the server receives a thousand one-byte writes or a
-//! thousand resets at the same instant, then nothing. A burst like that is
+//! peers started together stay together: each wakes at the same moment,
+//! and the server receives a thousand one-byte writes or a thousand resets
+//! at the same instant, then nothing. A burst like that is
 //! one attack (and makes every honest message that arrives with it wait for
 //! the whole burst), but it is not what these kinds describe: slow senders,
 //! resetters and slicers on a real network arrive at their own times. So

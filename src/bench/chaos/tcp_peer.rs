@@ -2,15 +2,23 @@
 //! script ends (a reset, a finished half-close) or the server ends it, it
 //! connects again after a pause, until the run is over.
 //!
+//! Where it is between one connection and the next is an explicit state
+//! machine (`tcp_peer/state.rs`: `Waiting`, `Connecting`, `Playing`,
+//! `Stalled`, `WriteShut`, `Left`), whose pure `State::next` decides each
+//! transition and names its action; this file does the I/O, feeds the
+//! machine what it found ([`TcpPeer::feed`]), and carries out the actions.
+//!
 //! Like the verified clients it is non-blocking and edge-triggered, so each
 //! step reads until `WouldBlock` and writes until the script says stop or
 //! the socket is full. Some kinds are paced by time instead (a slow byte
-//! every [`SLOW_PAUSE`]): those wait on a timer that the chaos loop checks
-//! every tick, not on readiness.
+//! every [`SLOW_PAUSE`]): those wait on their timer, which the chaos loop
+//! keeps with the others' (`chaos/peer_loop.rs`), not on readiness.
 //!
 //! Every kind checks what it can: a reply byte is compared with what the
 //! server owes (the verified clients' pattern, or the UTF-8 text), and an
 //! end of stream with bytes still owed counts those bytes as mismatched.
+
+mod state;
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -21,31 +29,32 @@ use mio::net::TcpStream;
 use mio::{Interest, Token};
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::Stage;
 use super::jitter::Jitter;
 use super::kind::Kind;
 use super::tally::Tally;
+use super::{RESUME_PAUSE, Stage};
+use state::{Action, Input, State};
 
 /// Slowloris: one byte every this long.
-pub const SLOW_PAUSE: Duration = Duration::from_millis(200);
+pub(crate) const SLOW_PAUSE: Duration = Duration::from_millis(200);
 /// The UTF-8 kind: between the bytes of a message, so that the server reads
 /// them apart and characters are split across its reads.
-pub const SPLIT_PAUSE: Duration = Duration::from_millis(5);
+pub(crate) const SPLIT_PAUSE: Duration = Duration::from_millis(5);
 /// Between one script and the next (a reset, a half-close, a sliced or a
 /// split message), and before connecting again after a failure.
-pub const CYCLE_PAUSE: Duration = Duration::from_millis(100);
+pub(crate) const CYCLE_PAUSE: Duration = Duration::from_millis(100);
 /// The reset kind sends this much, then resets with the reply on its way.
-pub const RESET_BYTES: u64 = 16 * 1024;
+pub(crate) const RESET_BYTES: u64 = 16 * 1024;
 /// The half-close kind sends this much before shutting its write side.
-pub const HALF_CLOSE_BYTES: u64 = 8 * 1024;
+pub(crate) const HALF_CLOSE_BYTES: u64 = 8 * 1024;
 /// The slice kind's longest message (`--size`, up to this): one write per
 /// byte, so a megabyte message would be a million writes in one step.
-pub const SLICE_MAX: usize = 4096;
+pub(crate) const SLICE_MAX: usize = 4096;
 /// The never-reading kind's writes per step (each up to 64 KiB).
-pub const NEVER_READ_WRITES_PER_STEP: usize = 4;
+pub(crate) const NEVER_READ_WRITES_PER_STEP: usize = 4;
 /// The never-reading kind's receive buffer (the kernel doubles it, and
 /// keeps it above its minimum).
-pub const NEVER_READ_RECEIVE_BUFFER: usize = 4 * 1024;
+pub(crate) const NEVER_READ_RECEIVE_BUFFER: usize = 4 * 1024;
 
 /// How a connection ended, from the peer's side.
 #[derive(Debug)]
@@ -58,12 +67,15 @@ enum Ended {
 
 /// One hostile TCP peer and its current connection.
 #[derive(Debug)]
-pub struct TcpPeer {
+pub(crate) struct TcpPeer {
     kind: Kind,
     token: Token,
+    /// Where it is; `stream` is `Some` in every state but `Waiting` and
+    /// `Left`.
+    state: State,
     stream: Option<TcpStream>,
-    connected: bool,
-    /// Chooses the pattern's phase; a new one per connection.
+    /// Chooses where in the alphabet the pattern starts; a new one per
+    /// connection.
     seed: u64,
     /// Bytes sent on this connection (the UTF-8 kind: of this message).
     sent: u64,
@@ -71,8 +83,6 @@ pub struct TcpPeer {
     received: u64,
     /// The slice kind: where the message being written ends.
     message_end: u64,
-    shut_write: bool,
-    stalled: bool,
     /// When the script (or the next connect) waits for time.
     timer: Option<Instant>,
     /// Draws this peer's pauses (`jitter.rs`).
@@ -81,81 +91,151 @@ pub struct TcpPeer {
 
 impl TcpPeer {
     /// A peer of `kind`, registered under `token` once it connects, which it
-    /// does on the first tick.
-    pub fn new(kind: Kind, token: Token, seed: u64) -> TcpPeer {
+    /// does when its first timer is due.
+    pub(crate) fn new(kind: Kind, token: Token, seed: u64) -> TcpPeer {
         let mut jitter = Jitter::new(seed);
         let first = Instant::now() + jitter.within(CYCLE_PAUSE);
         TcpPeer {
             kind,
             token,
+            state: State::Waiting,
             stream: None,
-            connected: false,
             seed,
             sent: 0,
             received: 0,
             message_end: 0,
-            shut_write: false,
-            stalled: false,
             timer: Some(first),
             jitter,
         }
     }
 
-    /// Whether the peer waits for time and the time has come.
-    pub fn timer_due(&self, now: Instant) -> bool {
-        self.timer.is_some_and(|t| t <= now)
+    /// When the peer next waits for time, if it does.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.timer
     }
 
     /// One step: connect if due, finish connecting, read what came back,
     /// write what the script allows now. Called on every readiness event
     /// and when the timer is due.
-    pub fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
-        let due = self.timer_due(now);
+    pub(crate) fn step(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
+        let mut due = self.timer.is_some_and(|t| t <= now);
         if due {
             self.timer = None;
         }
-        if self.stream.is_none() {
-            if due {
-                self.connect(now, stage, tally);
-            }
-            return;
-        }
-        if !self.connected {
-            match self.connect_result() {
-                None => return,
+        let result = match self.state {
+            State::Waiting if due => self.feed(Input::TimerDue, now, stage, tally),
+            State::Connecting => match self.connect_result() {
+                None => Ok(()),
                 Some(Ok(())) => {
-                    self.connected = true;
-                    tally.connects += 1;
-                    if self.kind == Kind::Vanish {
-                        tally.cycles += 1;
-                    }
+                    // The paced kinds start at once.
+                    due = true;
+                    self.feed(Input::Connected, now, stage, tally)
                 }
                 Some(Err(e)) => {
                     debug!("chaos {}: connect failed: {e}", self.kind.name());
-                    tally.connect_failures += 1;
-                    let retry_at = now + self.jitter.around(CYCLE_PAUSE);
-                    self.disconnect(stage, retry_at);
-                    return;
+                    self.feed(Input::ConnectFailed, now, stage, tally)
                 }
+            },
+            _ => Ok(()),
+        };
+        let result = result.and_then(|()| {
+            if !self.state.is_connected() {
+                return Ok(());
             }
-        }
-        let result = self
-            .read_replies(now, stage, tally)
-            .and_then(|()| self.write_what_is_due(now, due, stage, tally));
-        if let Err(end) = result {
-            self.on_end(end, now, stage, tally);
-        }
+            self.read_replies(now, stage, tally)?;
+            self.write_what_is_due(now, due, stage, tally)
+        });
+        let end = match result {
+            Ok(()) => return,
+            Err(Ended::Eof) => Input::Eof,
+            Err(Ended::Failed(e)) => {
+                debug!("chaos {}: connection failed: {e}", self.kind.name());
+                Input::Failed
+            }
+        };
+        // Ending a connection does no I/O that can fail.
+        let _ = self.feed(end, now, stage, tally);
     }
 
     /// Closes the connection at the end of the run (a never-reading peer's
     /// close becomes a reset, because its receive queue is not empty).
-    pub fn leave(&mut self, stage: &mut Stage<'_>) {
-        if let Some(mut stream) = self.stream.take() {
-            let _ = stage.registry.deregister(&mut stream);
-        }
+    pub(crate) fn leave(&mut self, stage: &mut Stage<'_>, tally: &mut Tally) {
+        let _ = self.feed(Input::RunOver, Instant::now(), stage, tally);
     }
 
-    fn connect(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
+    /// Moves the machine on with `input` and carries out the action. Only
+    /// the half-close's shutdown can fail, and its failure ends the
+    /// connection like any other.
+    fn feed(
+        &mut self,
+        input: Input,
+        now: Instant,
+        stage: &mut Stage<'_>,
+        tally: &mut Tally,
+    ) -> Result<(), Ended> {
+        let (to, action) = self.state.next(input, self.kind);
+        self.state = to;
+        match action {
+            Action::None => {}
+            Action::Connect => return self.connect(now, stage, tally),
+            Action::Start => {
+                tally.connects += 1;
+                if self.kind == Kind::Vanish {
+                    tally.cycles += 1;
+                }
+            }
+            Action::CountStall => tally.cycles += 1,
+            Action::Reset => {
+                if let Some(stream) = self.stream.as_ref() {
+                    // SO_LINGER 0: close() sends a RST at once, with the
+                    // server's reply still on its way.
+                    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
+                }
+                tally.cycles += 1;
+                self.close_and_pause(now, stage);
+            }
+            Action::ShutWrite => {
+                if let Some(stream) = self.stream.as_ref() {
+                    stream.shutdown(Shutdown::Write).map_err(Ended::Failed)?;
+                }
+            }
+            Action::FinAnswered => {
+                // The FIN it asked for: every byte owed must have come first.
+                let owed = self.owed(stage);
+                if owed == 0 {
+                    tally.cycles += 1;
+                }
+                tally.mismatches += owed;
+                self.close_and_pause(now, stage);
+            }
+            Action::ServerClosed => {
+                tally.server_closed += 1;
+                if !matches!(self.kind, Kind::NeverRead | Kind::Reset) {
+                    tally.mismatches += self.owed(stage);
+                }
+                self.close_and_pause(now, stage);
+            }
+            Action::ServerReset => {
+                tally.server_reset += 1;
+                self.close_and_pause(now, stage);
+            }
+            Action::ConnectFailed => {
+                tally.connect_failures += 1;
+                self.close_and_pause(now, stage);
+            }
+            Action::Leave => self.close(stage),
+        }
+        Ok(())
+    }
+
+    /// Opens a socket and starts connecting, with a new seed and zeroed
+    /// counts; a connect that fails at once is fed back to the machine.
+    fn connect(
+        &mut self,
+        now: Instant,
+        stage: &mut Stage<'_>,
+        tally: &mut Tally,
+    ) -> Result<(), Ended> {
         let registered = self.open(stage.addr).and_then(|mut stream| {
             stage.registry.register(
                 &mut stream,
@@ -167,20 +247,15 @@ impl TcpPeer {
         match registered {
             Ok(stream) => {
                 self.stream = Some(stream);
-                self.connected = false;
                 self.seed += 1;
                 self.sent = 0;
                 self.received = 0;
                 self.message_end = 0;
-                self.shut_write = false;
-                self.stalled = false;
-                // The paced kinds start at once.
-                self.timer = Some(now);
+                Ok(())
             }
             Err(e) => {
                 debug!("chaos {}: connect failed: {e}", self.kind.name());
-                tally.connect_failures += 1;
-                self.timer = Some(now + self.jitter.around(CYCLE_PAUSE));
+                self.feed(Input::ConnectFailed, now, stage, tally)
             }
         }
     }
@@ -219,10 +294,29 @@ impl TcpPeer {
         }
     }
 
-    fn disconnect(&mut self, stage: &mut Stage<'_>, retry_at: Instant) {
-        self.leave(stage);
-        self.connected = false;
-        self.timer = Some(retry_at);
+    /// Closes the connection (if any): deregistered, then dropped.
+    fn close(&mut self, stage: &mut Stage<'_>) {
+        if let Some(mut stream) = self.stream.take() {
+            let _ = stage.registry.deregister(&mut stream);
+        }
+    }
+
+    /// Closes the connection, and connects again after a pause.
+    fn close_and_pause(&mut self, now: Instant, stage: &mut Stage<'_>) {
+        self.close(stage);
+        self.timer = Some(now + self.jitter.around(CYCLE_PAUSE));
+    }
+
+    /// Reply bytes still owed on this connection.
+    fn owed(&self, stage: &Stage<'_>) -> u64 {
+        if self.kind != Kind::Utf8 {
+            return self.sent - self.received;
+        }
+        if self.sent > 0 {
+            (stage.text.reply.len() as u64).saturating_sub(self.received)
+        } else {
+            0
+        }
     }
 
     fn read_replies(
@@ -291,8 +385,8 @@ impl TcpPeer {
         match self.kind {
             Kind::Slow if due => {
                 if self.write_pattern(1, stage, tally)? == 0 {
-                    // Full (unlikely for one byte): try again next tick.
-                    self.timer = Some(now);
+                    // Full (unlikely for one byte): try again shortly.
+                    self.timer = Some(now + RESUME_PAUSE);
                 } else {
                     tally.cycles += 1;
                     self.timer = Some(now + self.jitter.around(SLOW_PAUSE));
@@ -303,19 +397,15 @@ impl TcpPeer {
                 // kernel buffers of megabytes, so "until full" could keep
                 // this one peer writing for seconds while the others (and
                 // the memory sampler) wait. Past the budget, the timer
-                // brings it back next tick: edge-triggered, no new
-                // writable event would come while the socket has room.
+                // brings it back shortly: edge-triggered, no new writable
+                // event would come while the socket has room.
                 for _ in 0..NEVER_READ_WRITES_PER_STEP {
                     if self.write_pattern(stage.pattern.max_len(), stage, tally)? == 0 {
+                        // The socket is full: the server has stopped reading.
                         self.timer = None;
-                        break;
+                        return self.feed(Input::SocketFull, now, stage, tally);
                     }
-                    self.timer = Some(now);
-                }
-                if self.timer.is_none() && !self.stalled {
-                    // The socket is full: the server has stopped reading.
-                    self.stalled = true;
-                    tally.cycles += 1;
+                    self.timer = Some(now + RESUME_PAUSE);
                 }
             }
             Kind::Reset => {
@@ -325,26 +415,16 @@ impl TcpPeer {
                         return Ok(());
                     }
                 }
-                if let Some(stream) = self.stream.as_ref() {
-                    // SO_LINGER 0: close() sends a RST at once, with the
-                    // server's reply still on its way.
-                    let _ = socket2::SockRef::from(stream).set_linger(Some(Duration::ZERO));
-                }
-                tally.cycles += 1;
-                let retry_at = now + self.jitter.around(CYCLE_PAUSE);
-                self.disconnect(stage, retry_at);
+                return self.feed(Input::BurstSent, now, stage, tally);
             }
-            Kind::HalfClose if !self.shut_write => {
+            Kind::HalfClose if self.state == State::Playing => {
                 while self.sent < HALF_CLOSE_BYTES {
                     let left = (HALF_CLOSE_BYTES - self.sent) as usize;
                     if self.write_pattern(left, stage, tally)? == 0 {
                         return Ok(());
                     }
                 }
-                if let Some(stream) = self.stream.as_ref() {
-                    stream.shutdown(Shutdown::Write).map_err(Ended::Failed)?;
-                }
-                self.shut_write = true;
+                return self.feed(Input::BurstSent, now, stage, tally);
             }
             Kind::Slice => {
                 if due && self.received == self.sent {
@@ -361,7 +441,7 @@ impl TcpPeer {
             Kind::Utf8 if due && (self.sent as usize) < stage.text.request.len() => {
                 let byte = stage.text.request[self.sent as usize];
                 if self.write_bytes(&[byte], tally)? == 0 {
-                    self.timer = Some(now);
+                    self.timer = Some(now + RESUME_PAUSE);
                 } else {
                     self.sent += 1;
                     if (self.sent as usize) < stage.text.request.len() {
@@ -402,38 +482,5 @@ impl TcpPeer {
                 Err(e) => return Err(Ended::Failed(e)),
             }
         }
-    }
-
-    fn on_end(&mut self, end: Ended, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
-        let owed = if self.kind == Kind::Utf8 {
-            if self.sent > 0 {
-                (stage.text.reply.len() as u64).saturating_sub(self.received)
-            } else {
-                0
-            }
-        } else {
-            self.sent - self.received
-        };
-        match end {
-            Ended::Eof if self.kind == Kind::HalfClose && self.shut_write => {
-                // The FIN it asked for: every byte owed must have come first.
-                if owed == 0 {
-                    tally.cycles += 1;
-                }
-                tally.mismatches += owed;
-            }
-            Ended::Eof => {
-                tally.server_closed += 1;
-                if !matches!(self.kind, Kind::NeverRead | Kind::Reset) {
-                    tally.mismatches += owed;
-                }
-            }
-            Ended::Failed(e) => {
-                debug!("chaos {}: connection failed: {e}", self.kind.name());
-                tally.server_reset += 1;
-            }
-        }
-        let retry_at = now + self.jitter.around(CYCLE_PAUSE);
-        self.disconnect(stage, retry_at);
     }
 }

@@ -198,7 +198,7 @@ impl Driver {
         let up = self.conns.len() - self.connecting;
         self.instruments
             .progress
-            .tick(now, up, self.plan.connections);
+            .line_if_due(now, up, self.plan.connections);
         let wake = [
             Some(now + MAX_SLEEP),
             self.period.ends_at(),

@@ -6,7 +6,7 @@
 //! question, not a second set of branches through the driver. The hostile
 //! peers of `--chaos` are not roles: their scripts are paced by time and
 //! end connections on purpose, so they run on a loop of their own in a
-//! second thread (`bench/chaos.rs`), and the driver's clock and phases stay
+//! second thread (`bench/chaos.rs`), and the driver's clock and periods stay
 //! exactly those of a run without them (`docs/architecture.md` says why).
 
 /// What the connections do.

@@ -169,7 +169,7 @@ impl UdpDriver<'_> {
         }
         self.instruments
             .progress
-            .tick(now, self.senders.len(), self.plan.connections);
+            .line_if_due(now, self.senders.len(), self.plan.connections);
         let wake = [
             Some(now + MAX_SLEEP),
             self.period.ends_at(),

@@ -56,7 +56,7 @@ impl Progress {
     /// Prints the line if a second has passed since the last one. (Called
     /// on every wake-up of the load generator: the common case is one
     /// comparison.)
-    pub fn tick(&mut self, now: Instant, up: usize, total: usize) {
+    pub fn line_if_due(&mut self, now: Instant, up: usize, total: usize) {
         if now < self.next_line {
             return;
         }

@@ -88,6 +88,11 @@ impl PeakWatch {
         }
     }
 
+    /// When the next sample is due.
+    pub fn next_sample(&self) -> Instant {
+        self.next
+    }
+
     /// The largest sample so far.
     pub fn peak(&self) -> u64 {
         self.peak
