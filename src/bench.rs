@@ -1,19 +1,49 @@
 //! `reactor-echo bench`: a verifying load generator for many connections.
 //!
-//! It is its own single-threaded mio reactor (`bench/driver.rs`, the client
-//! side of the pattern), so that it costs one core and can be pinned to the
-//! core the server does not use. Every reply byte is checked; a run with
-//! mismatches exits with status 1.
+//! It is its own single-threaded mio reactor, the client side of the
+//! pattern, so that it costs one core and can be pinned to the core the
+//! server does not use. Every reply byte is checked; a run with mismatches
+//! exits with status 1.
 //!
-//! This file owns the plan: the flags, the open-file limit (raised to the
-//! hard limit), the number of processes (more than one when the
-//! connections need more descriptors than one process has:
-//! `bench/processes.rs`), the choice of source addresses (see
-//! [`PER_SOURCE`]), and the report. `bench merge` combines the JSON reports
-//! of runs taken on several machines (`bench/report/merge.rs`).
-//! With `--chaos`, it also starts the hostile peers (`bench/chaos.rs`) on
-//! their own thread before the verified clients, stops them after, and
-//! reads the server's memory before and after (`bench/server_memory.rs`).
+//! # Reading order
+//! The load generator is built like the server, and read the same way:
+//! the loop first, then outwards. Before the code, read the section "The
+//! load generator" of `docs/architecture.md`, its map beside the reactor's.
+//!
+//! 1. `bench/engine/driver.rs`: the TCP engine, a client-side reactor whose
+//!    loop has the reactor's four phases (before sleep, sleep, dispatch,
+//!    timers), each a method; `engine/driver/conn.rs`, one connection;
+//!    `engine/role.rs`, what a connection does for each kind of load;
+//!    `engine/period.rs`, where the whole run is (opening, warm-up,
+//!    measuring, idle check, done); `engine/plan.rs`, what an engine is
+//!    asked and what it answers; `engine/udp.rs`, the same loop over
+//!    datagram sockets.
+//! 2. [`payload`]: every byte a function of its offset, so that every
+//!    reply byte is checked with nothing stored; `engine/stamp.rs` and
+//!    `engine/in_flight.rs`, a message's start time as one `u64`.
+//! 3. [`measure`]: what is read beside the replies (CPU times, the kernel,
+//!    the server's memory, the progress line), carried by each engine as
+//!    one `Instruments`; [`procfs`], the one module that reads `/proc`.
+//! 4. [`report`]: the model, the human report, the one JSON schema (shared
+//!    by `bench --json`, `bench merge` and the benches), the merge.
+//! 5. [`chaos`]: hostile peers on a loop and a thread of their own, each
+//!    TCP peer an explicit state machine (`chaos/tcp_peer/state.rs`).
+//! 6. `bench/processes.rs`: one load over N processes of this same engine,
+//!    and its parent's three-line protocol (`processes/link.rs`).
+//!
+//! This file owns the flags and the plan of a run: the open-file limit
+//! (raised to the hard limit), the number of processes (more than one when
+//! the connections need more descriptors than one process has), the source
+//! addresses (see [`PER_SOURCE`]), and [`run`], which checks the flags,
+//! chooses one process or several, runs the engine (with the hostile peers
+//! beside it: `chaos::alongside`) and prints the report. `bench merge`
+//! combines the JSON reports of runs taken on several machines.
+//!
+//! # What is public, and for whom
+//! The flags and [`run`] (for `main.rs`), and what the tests and benches
+//! read: [`report`] (the JSON schema and `parse_json_numbers`), [`procfs`],
+//! [`measure`]'s readers, [`chaos::kind`], [`payload`]'s `Expect`. The
+//! engines, the processes' plumbing and the peers are crate-private.
 
 pub mod chaos;
 pub(crate) mod engine;
@@ -29,15 +59,13 @@ pub use measure::{cpu_window, kernel, server_memory};
 pub use report::interchange;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
-use std::time::Duration;
 
 use clap::{Args, Subcommand};
 
-use crate::fd_limit;
-use chaos::{Chaos, ChaosPlan, kind::Mix};
+use crate::fd_limit::{self, FdLimits};
+use chaos::{ChaosOutcome, ChaosPlan};
 use engine::driver::Driver;
-use engine::plan::{self, Plan};
-use engine::role::Role;
+use engine::plan::{Outcome, Plan};
 use measure::instruments::Instruments;
 use measure::progress::Progress;
 use payload::Expect;
@@ -86,8 +114,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pipeline: u64,
     /// The server's mode: the replies are checked against it.
-    #[arg(long, value_enum, default_value_t = Expect::Echo)]
-    pub mode: Expect,
+    #[arg(long = "mode", value_name = "MODE", value_enum, default_value_t = Expect::Echo)]
+    pub expect: Expect,
     /// Open loop: this many messages per second in total, latency measured
     /// from each message's scheduled time.
     #[arg(long, conflicts_with_all = ["churn", "idle", "udp"])]
@@ -192,6 +220,11 @@ impl std::error::Error for BenchError {}
 /// Runs the benchmark and prints the report. Returns whether every reply
 /// byte was right.
 ///
+/// The steps, each a function below: check the flags, decide how many
+/// processes the connections need (and which source addresses they bind),
+/// then either hand the run to several processes (`processes.rs`) or run
+/// it here.
+///
 /// # Errors
 /// A [`BenchError`] for bad flags, too many connections for the fd limit, or
 /// a failure of the poll itself.
@@ -200,31 +233,53 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         return run_merge(merge);
     }
     let addr = resolve(&args.addr)?;
-    let connections = args.connections as usize;
-    let hostile = args.chaos.unwrap_or(0) as usize;
     let limits = fd_limit::raise_to_hard_limit();
-    let room = limits.soft.saturating_sub(RESERVED_FDS) as usize;
-    if !(args.duration.is_finite()
-        && args.duration > 0.0
+    check_times(args)?;
+    let processes = processes_needed(args, &limits)?;
+    let sources = match &args.source_addrs {
+        Some(list) => list.clone(),
+        None => choose_sources(
+            addr,
+            args.connections as usize,
+            processes.max(1),
+            args.sources,
+        ),
+    };
+    if processes > 1 {
+        limits.log();
+        return processes::run(args, addr, processes, &sources);
+    }
+    run_here(args, addr, sources, limits)
+}
+
+/// The times must be numbers a run can take.
+fn check_times(args: &BenchArgs) -> Result<(), BenchError> {
+    let positive = |t: f64| t.is_finite() && t > 0.0;
+    if positive(args.duration)
         && args.warmup.is_finite()
         && args.warmup >= 0.0
-        && [args.connect_timeout, args.reply_timeout]
-            .iter()
-            .all(|t| t.is_finite() && *t > 0.0))
+        && positive(args.connect_timeout)
+        && positive(args.reply_timeout)
     {
-        return Err(BenchError::Usage(
-            "--duration, --connect-timeout and --reply-timeout must be positive and --warmup \
-             not negative"
-                .into(),
-        ));
+        return Ok(());
     }
+    Err(BenchError::Usage(
+        "--duration, --connect-timeout and --reply-timeout must be positive and --warmup \
+         not negative"
+            .into(),
+    ))
+}
+
+/// How many load-generator processes the connections need (`--processes`,
+/// or as many as the open-file limit requires), and whether each one's
+/// share fits under that limit.
+fn processes_needed(args: &BenchArgs, limits: &FdLimits) -> Result<usize, BenchError> {
+    let connections = args.connections as usize;
+    let hostile = args.chaos.unwrap_or(0) as usize;
+    let room = limits.soft.saturating_sub(RESERVED_FDS) as usize;
     let processes = match args.processes {
         Some(n) => n as usize,
         None => connections.div_ceil(room.max(1)),
-    };
-    let sources = match &args.source_addrs {
-        Some(list) => list.clone(),
-        None => choose_sources(addr, connections, processes.max(1), args.sources),
     };
     if processes > connections {
         return Err(BenchError::Usage(format!(
@@ -246,10 +301,7 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
                 limits.soft, limits.hard
             )));
         }
-        limits.log();
-        return processes::run(args, addr, processes, &sources);
-    }
-    if connections + hostile > room {
+    } else if connections + hostile > room {
         return Err(BenchError::Usage(format!(
             "{} connections cannot fit: the open-file limit is {} (hard {}), so at most {room} \
              connections in one process",
@@ -258,52 +310,19 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
             limits.hard
         )));
     }
-    let role = match (args.rate, args.churn, args.idle) {
-        (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Role::OpenLoop(rate),
-        (Some(_), _, _) => {
-            return Err(BenchError::Usage("--rate must be a positive number".into()));
-        }
-        (None, true, _) => Role::Churn,
-        (None, false, true) => Role::Idle,
-        (None, false, false) => Role::ClosedLoop,
-    };
-    let plan = Plan {
-        addr,
-        connections,
-        sources: sources.clone(),
-        size: args.size as usize,
-        pipeline: args.pipeline as usize,
-        expect: args.mode,
-        warmup: Duration::from_secs_f64(args.warmup),
-        duration: Duration::from_secs_f64(args.duration),
-        role,
-        server_pid: args.server_pid,
-        connect_window: args
-            .connect_window
-            .map_or_else(|| plan::connect_window(1), |n| n as usize),
-        connect_timeout: Duration::from_secs_f64(args.connect_timeout),
-        reply_timeout: Duration::from_secs_f64(args.reply_timeout),
-        is_coordinated: args.coordinated.is_some(),
-    };
-    let chaos_plan = match args.chaos {
-        Some(peers) => {
-            let mix = match &args.chaos_mix {
-                Some(text) => Mix::parse(text, args.udp)
-                    .map_err(|e| BenchError::Usage(format!("invalid --chaos-mix: {e}")))?,
-                None => Mix::every_kind(args.udp),
-            };
-            Some(ChaosPlan {
-                addr,
-                peers: peers as usize,
-                mix,
-                size: plan.size,
-                expect: plan.expect,
-                server_pid: args.server_pid,
-                beside_open_loop: args.rate.is_some(),
-            })
-        }
-        None => None,
-    };
+    Ok(processes)
+}
+
+/// The run in this process: the plan, the hostile peers beside the engine
+/// if asked (`chaos::alongside`), the engine, and the report.
+fn run_here(
+    args: &BenchArgs,
+    addr: SocketAddr,
+    sources: Vec<IpAddr>,
+    limits: FdLimits,
+) -> Result<bool, BenchError> {
+    let plan = Plan::from_args(args, addr, sources.clone()).map_err(BenchError::Usage)?;
+    let chaos_plan = ChaosPlan::from_args(args, &plan).map_err(BenchError::Usage)?;
     if let Some(parent) = args.coordinated {
         crate::children::watch_parent(parent)
             .map_err(|e| BenchError::Failed(format!("cannot stay tied to the parent: {e}")))?;
@@ -317,50 +336,34 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
         Progress::new(true)
     };
     let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
-    let rss_before = args
-        .server_pid
-        .filter(|_| chaos_plan.is_some())
-        .and_then(|pid| server_memory::resident_kib(pid).ok());
-    let chaos = chaos_plan.map(Chaos::start).transpose().map_err(failed)?;
-    let (outcome, lost) = if args.udp {
-        let instruments = Instruments::new(plan.server_pid, progress);
-        let (outcome, lost) = engine::udp::run(&plan, instruments).map_err(failed)?;
-        (outcome, Some(lost))
-    } else {
-        let instruments = Instruments::watching_the_opening(plan.server_pid, progress);
-        (
-            Driver::new(plan.clone(), instruments)
-                .map_err(failed)?
-                .run()
-                .map_err(failed)?,
-            None,
-        )
-    };
-    let chaos = chaos.map(Chaos::finish).transpose().map_err(failed)?;
-    let memory = match (args.server_pid, rss_before, &chaos) {
-        (Some(pid), Some(before), Some(chaos)) => {
-            // What the server keeps once every peer has gone.
-            std::thread::sleep(server_memory::SETTLE);
-            server_memory::resident_kib(pid)
-                .ok()
-                .map(|after| server_memory::RssSpan {
-                    before,
-                    peak: chaos.peak_rss_kib.unwrap_or(0).max(before).max(after),
-                    after,
-                })
-        }
-        _ => None,
-    };
-    let hostile_mismatches = chaos.as_ref().map_or(0, |c| c.mismatches());
+    let ((outcome, lost), chaos, memory) =
+        chaos::alongside(chaos_plan, || run_engine(&plan, args.udp, progress)).map_err(failed)?;
+    let hostile_mismatches = chaos.as_ref().map_or(0, ChaosOutcome::mismatches);
     let workload = if args.udp {
         Workload::Udp
     } else {
         Workload::of(plan.role)
     };
-    let report =
-        Report::new(workload, &plan, &outcome, lost, limits, &sources).with_chaos(chaos, memory);
-    report.print(args.json);
+    Report::new(workload, &plan, &outcome, lost, limits, &sources)
+        .with_chaos(chaos, memory)
+        .print(args.json);
     Ok(outcome.mismatches == 0 && hostile_mismatches == 0)
+}
+
+/// Runs the engine for the transport: what it measured, and for UDP the
+/// datagrams lost.
+fn run_engine(
+    plan: &Plan,
+    udp: bool,
+    progress: Progress,
+) -> std::io::Result<(Outcome, Option<u64>)> {
+    if udp {
+        let instruments = Instruments::new(plan.server_pid, progress);
+        let (outcome, lost) = engine::udp::run(plan, instruments)?;
+        return Ok((outcome, Some(lost)));
+    }
+    let instruments = Instruments::watching_the_opening(plan.server_pid, progress);
+    Ok((Driver::new(plan.clone(), instruments)?.run()?, None))
 }
 
 /// `bench merge`: reads the reports and prints the merged one.

@@ -39,8 +39,11 @@ use std::time::Duration;
 
 use mio::{Poll, Registry, Token, Waker};
 
-use super::measure::server_memory::PeakWatch;
+use super::BenchArgs;
+use super::engine::plan::Plan;
+use super::measure::server_memory::{PeakWatch, RssSpan, SETTLE};
 use super::payload::{Expect, Pattern};
+use super::procfs;
 use datagram_peer::{DatagramPeer, HUGE_DATAGRAM};
 use kind::{Kind, Mix};
 use peer_loop::{Peer, PeerLoop, Timers};
@@ -105,6 +108,69 @@ pub struct ChaosPlan {
     /// their sends, and the peers' thread yields the core to them (it runs
     /// in the `SCHED_IDLE` class: see `yield_to_the_honest_clients`).
     pub beside_open_loop: bool,
+}
+
+impl ChaosPlan {
+    /// The hostile peers `--chaos` and `--chaos-mix` ask for, if any, beside
+    /// the honest clients of `plan`.
+    ///
+    /// # Errors
+    /// A mix that does not parse, or names a kind of the other transport.
+    pub(crate) fn from_args(args: &BenchArgs, plan: &Plan) -> Result<Option<ChaosPlan>, String> {
+        let Some(peers) = args.chaos else {
+            return Ok(None);
+        };
+        let mix = match &args.chaos_mix {
+            Some(text) => {
+                Mix::parse(text, args.udp).map_err(|e| format!("invalid --chaos-mix: {e}"))?
+            }
+            None => Mix::every_kind(args.udp),
+        };
+        Ok(Some(ChaosPlan {
+            addr: plan.addr,
+            peers: peers as usize,
+            mix,
+            size: plan.size,
+            expect: plan.expect,
+            server_pid: plan.server_pid,
+            beside_open_loop: args.rate.is_some(),
+        }))
+    }
+}
+
+/// Runs `honest`, the verified clients' engine, with the hostile peers of
+/// `plan` beside it, if there are any: with `--server-pid` the server's
+/// memory is read first, then the peers start on their thread, `honest`
+/// runs, the peers stop, and once the server has had [`SETTLE`] to give
+/// back what they cost it, its memory is read again.
+///
+/// # Errors
+/// If the peers cannot start or their loop failed, or `honest` failed.
+pub(crate) fn alongside<T>(
+    plan: Option<ChaosPlan>,
+    honest: impl FnOnce() -> io::Result<T>,
+) -> io::Result<(T, Option<ChaosOutcome>, Option<RssSpan>)> {
+    let Some(plan) = plan else {
+        return Ok((honest()?, None, None));
+    };
+    let server_pid = plan.server_pid;
+    let before = server_pid.and_then(|pid| procfs::resident_kib(pid).ok());
+    let chaos = Chaos::start(plan)?;
+    let honest = honest()?;
+    let chaos = chaos.finish()?;
+    let memory = match (server_pid, before) {
+        (Some(pid), Some(before)) => {
+            // What the server keeps once every peer has gone.
+            std::thread::sleep(SETTLE);
+            procfs::resident_kib(pid).ok().map(|after| RssSpan {
+                before,
+                peak: chaos.peak_rss_kib.unwrap_or(0).max(before).max(after),
+                after,
+            })
+        }
+        _ => None,
+    };
+    Ok((honest, Some(chaos), memory))
 }
 
 /// What the hostile peers did, and the server's peak memory meanwhile.

@@ -293,7 +293,7 @@ fn child_arguments(
         "--connect-window".into(),
         connect_window(processes).to_string(),
     ];
-    if let Some(mode) = args.mode.to_possible_value() {
+    if let Some(mode) = args.expect.to_possible_value() {
         words.extend(["--mode".into(), mode.get_name().to_owned()]);
     }
     if let Some(rate) = args.rate {

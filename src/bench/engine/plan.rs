@@ -8,6 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 use super::role::Role;
+use crate::bench::BenchArgs;
 use crate::bench::measure::cpu_window::CpuTime;
 use crate::bench::measure::kernel::KernelSide;
 use crate::bench::measure::server_memory::OpenCost;
@@ -47,6 +48,38 @@ pub struct Plan {
     /// waits for its parent's word before its clock starts
     /// (`processes/link.rs`).
     pub is_coordinated: bool,
+}
+
+impl Plan {
+    /// The plan of one process's run: the flags, with the server's address
+    /// resolved and the source addresses chosen (`bench.rs`).
+    ///
+    /// # Errors
+    /// A sentence for a flag that is wrong (a rate that is not positive).
+    pub(crate) fn from_args(
+        args: &BenchArgs,
+        addr: SocketAddr,
+        sources: Vec<IpAddr>,
+    ) -> Result<Plan, String> {
+        Ok(Plan {
+            addr,
+            connections: args.connections as usize,
+            sources,
+            size: args.size as usize,
+            pipeline: args.pipeline as usize,
+            expect: args.expect,
+            warmup: Duration::from_secs_f64(args.warmup),
+            duration: Duration::from_secs_f64(args.duration),
+            role: Role::from_flags(args.rate, args.churn, args.idle)?,
+            server_pid: args.server_pid,
+            connect_window: args
+                .connect_window
+                .map_or_else(|| connect_window(1), |n| n as usize),
+            connect_timeout: Duration::from_secs_f64(args.connect_timeout),
+            reply_timeout: Duration::from_secs_f64(args.reply_timeout),
+            is_coordinated: args.coordinated.is_some(),
+        })
+    }
 }
 
 /// Connects in flight at once, summed over `processes` load generators.

@@ -39,6 +39,21 @@ pub enum AfterReply {
 }
 
 impl Role {
+    /// The role `--rate`, `--churn` and `--idle` ask for (clap keeps the
+    /// three apart); a closed loop without any.
+    ///
+    /// # Errors
+    /// A rate that is not a positive number.
+    pub fn from_flags(rate: Option<f64>, churn: bool, idle: bool) -> Result<Role, String> {
+        match (rate, churn, idle) {
+            (Some(rate), _, _) if rate.is_finite() && rate > 0.0 => Ok(Role::OpenLoop(rate)),
+            (Some(_), _, _) => Err("--rate must be a positive number".into()),
+            (None, true, _) => Ok(Role::Churn),
+            (None, false, true) => Ok(Role::Idle),
+            (None, false, false) => Ok(Role::ClosedLoop),
+        }
+    }
+
     /// Whether the run opens every connection before its clock starts. Churn
     /// does not: connecting is what it measures, all the time.
     pub fn opens_all_first(self) -> bool {
