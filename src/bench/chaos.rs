@@ -11,7 +11,7 @@
 //! memory before, at its peak and after the peers left.
 //!
 //! This file starts and stops the peers' thread and says what they share
-//! ([`Stage`]). The rest, one job a file:
+//! (`Stage`). The rest, one job a file:
 //!
 //! * [`kind`]: the kinds of hostile peer and the mix of them;
 //! * `chaos/peer_loop.rs`: their loop, in the reactor's four phases, with
@@ -91,7 +91,7 @@ pub(crate) const RESUME_PAUSE: Duration = Duration::from_millis(1);
 
 /// What the hostile peers are asked to do.
 #[derive(Debug, Clone)]
-pub struct ChaosPlan {
+pub(crate) struct ChaosPlan {
     /// The server (TCP, or UDP for the datagram kinds).
     pub addr: SocketAddr,
     /// How many hostile peers.
@@ -175,7 +175,7 @@ pub(crate) fn alongside<T>(
 
 /// What the hostile peers did, and the server's peak memory meanwhile.
 #[derive(Debug, Clone)]
-pub struct ChaosOutcome {
+pub(crate) struct ChaosOutcome {
     /// Per kind, in [`Kind::ALL`] order, the kinds that played.
     pub kinds: Vec<(Kind, Tally)>,
     /// The server's largest resident memory sample, in KiB.
@@ -184,14 +184,14 @@ pub struct ChaosOutcome {
 
 impl ChaosOutcome {
     /// Wrong or undelivered reply bytes, over every kind.
-    pub fn mismatches(&self) -> u64 {
+    pub(crate) fn mismatches(&self) -> u64 {
         self.kinds.iter().map(|(_, t)| t.mismatches).sum()
     }
 }
 
 /// The text of the UTF-8 kind, and what the server owes for it.
 #[derive(Debug, Clone)]
-pub struct SplitText {
+pub(crate) struct SplitText {
     /// Two-, three- and four-byte characters, a character whose uppercase
     /// is longer (`ß` → `SS`, `ﬃ` → `FFI`), a lone `FF`, a broken leader
     /// (`C3` then ASCII) and an encoded surrogate (invalid in UTF-8).
@@ -205,7 +205,7 @@ impl SplitText {
     /// reply is written out by hand (checked against Python's
     /// `decode('utf-8', 'surrogateescape').upper()`), not computed with the
     /// server's own transform.
-    pub fn new(expect: Expect) -> SplitText {
+    pub(crate) fn new(expect: Expect) -> SplitText {
         let request = b"stra\xc3\x9fe \xc3\xa9 \xef\xac\x83 \xf0\x9f\x98\x80 \xff\xc3a\xed\xa0\x80z \xc4\xb1\n";
         let upper = b"STRASSE \xc3\x89 FFI \xf0\x9f\x98\x80 \xff\xc3A\xed\xa0\x80Z I\n";
         SplitText {
@@ -221,7 +221,7 @@ impl SplitText {
 /// What every peer's step needs: the server, the bytes to send and expect,
 /// and one read buffer for all.
 #[derive(Debug)]
-pub struct Stage<'a> {
+pub(crate) struct Stage<'a> {
     /// Where new connections and sockets are registered.
     pub registry: &'a Registry,
     /// The server.
@@ -238,7 +238,7 @@ pub struct Stage<'a> {
 
 /// The hostile peers, running.
 #[derive(Debug)]
-pub struct Chaos {
+pub(crate) struct Chaos {
     stop: Arc<AtomicBool>,
     /// Wakes the peers' poll to say the run is over.
     waker: Arc<Waker>,
@@ -250,7 +250,7 @@ impl Chaos {
     ///
     /// # Errors
     /// If the poll or the thread cannot be started.
-    pub fn start(plan: ChaosPlan) -> io::Result<Chaos> {
+    pub(crate) fn start(plan: ChaosPlan) -> io::Result<Chaos> {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), peer_loop::STOP)?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -270,7 +270,7 @@ impl Chaos {
     ///
     /// # Errors
     /// If the peers' loop failed (its poll), or the thread panicked.
-    pub fn finish(self) -> io::Result<ChaosOutcome> {
+    pub(crate) fn finish(self) -> io::Result<ChaosOutcome> {
         self.stop.store(true, Ordering::Relaxed);
         self.waker.wake()?;
         self.thread

@@ -8,7 +8,7 @@
 //! `loadgen.c`).
 //!
 //! The rule repeats every 26 bytes, so any run of the stream is a slice of
-//! one buffer holding the alphabet over and over: [`Pattern`] lays out that
+//! one buffer holding the alphabet over and over: `Pattern` lays out that
 //! buffer once, for the requests and for the expected replies. A request is
 //! then written straight from the pattern, and a reply is verified with one
 //! slice comparison (`memcmp`, many bytes per instruction); only a reply
@@ -34,7 +34,7 @@ pub enum Expect {
 const PERIOD: usize = 26;
 
 /// The request byte at stream offset `offset` for a stream with `seed`: the
-/// rule itself, which [`Pattern`] lays out in advance.
+/// rule itself, which `Pattern` lays out in advance.
 pub fn request_byte(seed: u64, offset: u64) -> u8 {
     b'a' + ((offset + seed) % PERIOD as u64) as u8
 }
@@ -42,7 +42,7 @@ pub fn request_byte(seed: u64, offset: u64) -> u8 {
 /// The stream's bytes, laid out once: requests and expected replies for
 /// runs of up to `max_len` bytes at any offset.
 #[derive(Debug, Clone)]
-pub struct Pattern {
+pub(crate) struct Pattern {
     /// `abc...zabc...`, `max_len + 25` bytes.
     request: Box<[u8]>,
     /// The same, as the server must send it back (`Expect`).
@@ -53,7 +53,7 @@ pub struct Pattern {
 impl Pattern {
     /// The pattern for replies transformed as `expect` says, in runs of at
     /// most `max_len` bytes (longer runs are taken in pieces).
-    pub fn new(expect: Expect, max_len: usize) -> Pattern {
+    pub(crate) fn new(expect: Expect, max_len: usize) -> Pattern {
         let max_len = max_len.max(1);
         let request: Box<[u8]> = (0..max_len + PERIOD - 1)
             .map(|i| b'a' + (i % PERIOD) as u8)
@@ -70,19 +70,19 @@ impl Pattern {
     }
 
     /// The longest run [`Pattern::request`] gives in one slice.
-    pub fn max_len(&self) -> usize {
+    pub(crate) fn max_len(&self) -> usize {
         self.max_len
     }
 
     /// The request bytes from `offset`, `len` of them (at most `max_len`).
-    pub fn request(&self, seed: u64, offset: u64, len: usize) -> &[u8] {
+    pub(crate) fn request(&self, seed: u64, offset: u64, len: usize) -> &[u8] {
         let start = alphabet_index(seed, offset);
         &self.request[start..start + len.min(self.max_len)]
     }
 
     /// Counts the bytes of `reply` (starting at stream offset `offset`) that
     /// are not what the server must send back.
-    pub fn count_mismatches(&self, seed: u64, offset: u64, reply: &[u8]) -> u64 {
+    pub(crate) fn count_mismatches(&self, seed: u64, offset: u64, reply: &[u8]) -> u64 {
         if reply.len() <= self.max_len {
             return self.count_in_piece(alphabet_index(seed, offset), reply);
         }

@@ -115,13 +115,13 @@ impl Kind {
 
 /// How many of each kind: weights, shared out over the hostile peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Mix {
+pub(crate) struct Mix {
     weights: Vec<(Kind, u32)>,
 }
 
 impl Mix {
     /// Every kind of the transport, in equal shares.
-    pub fn every_kind(udp: bool) -> Mix {
+    pub(crate) fn every_kind(udp: bool) -> Mix {
         let kinds: &[Kind] = if udp { &Kind::UDP } else { &Kind::TCP };
         Mix {
             weights: kinds.iter().map(|&k| (k, 1)).collect(),
@@ -134,7 +134,7 @@ impl Mix {
     /// # Errors
     /// One line naming the unknown kind, the bad weight, or the kind that
     /// cannot play over this transport.
-    pub fn parse(text: &str, udp: bool) -> Result<Mix, String> {
+    pub(crate) fn parse(text: &str, udp: bool) -> Result<Mix, String> {
         let mut weights: Vec<(Kind, u32)> = Vec::new();
         for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (name, weight) = item.split_once('=').unwrap_or((item, "1"));
@@ -167,7 +167,7 @@ impl Mix {
 
     /// Shares `peers` out by weight (largest remainders, so the counts sum
     /// to `peers` exactly and every kind gets its fair share within one).
-    pub fn split(&self, peers: usize) -> Vec<(Kind, usize)> {
+    pub(crate) fn split(&self, peers: usize) -> Vec<(Kind, usize)> {
         let total: u64 = self.weights.iter().map(|&(_, w)| u64::from(w)).sum();
         let exact = |w: u32| peers as u64 * u64::from(w);
         let mut shares: Vec<(Kind, usize, u64)> = self

@@ -69,29 +69,29 @@ impl CpuTime {
 /// Samples a process's CPU time (and its descendants') at the start and the
 /// end of the window.
 #[derive(Debug)]
-pub struct CpuWindow {
+pub(crate) struct CpuWindow {
     pid: u32,
     start: Option<CpuTime>,
 }
 
 impl CpuWindow {
     /// A sampler for the process `pid`.
-    pub fn new(pid: u32) -> CpuWindow {
+    pub(crate) fn new(pid: u32) -> CpuWindow {
         CpuWindow { pid, start: None }
     }
 
     /// A sampler for this process, the load generator itself.
-    pub fn own() -> CpuWindow {
+    pub(crate) fn own() -> CpuWindow {
         CpuWindow::new(std::process::id())
     }
 
     /// The window begins.
-    pub fn window_starts(&mut self) {
+    pub(crate) fn window_starts(&mut self) {
         self.start = CpuTime::of_tree(self.pid).ok();
     }
 
     /// The window ends: the CPU time spent in it, if both readings worked.
-    pub fn window_ends(&mut self) -> Option<CpuTime> {
+    pub(crate) fn window_ends(&mut self) -> Option<CpuTime> {
         let start = self.start.take()?;
         Some(CpuTime::of_tree(self.pid).ok()?.since(start))
     }

@@ -7,7 +7,7 @@
 //! summed over the process and its running descendants (`serve --workers
 //! N`: the workers hold the connections), by
 //! [`procfs::resident_kib`](crate::bench::procfs::resident_kib),
-//! which says why not `VmRSS`. The peak is sampled every [`SAMPLE_EVERY`]
+//! which says why not `VmRSS`. The peak is sampled every `SAMPLE_EVERY`
 //! by whoever runs long enough to watch (the chaos thread). `VmHWM`, the
 //! kernel's own high-water mark, is not used: it covers the process's whole
 //! life, so a spike in an earlier run would show as this run's peak.
@@ -17,11 +17,11 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 /// How often the peak is sampled.
-pub const SAMPLE_EVERY: Duration = Duration::from_millis(100);
+pub(crate) const SAMPLE_EVERY: Duration = Duration::from_millis(100);
 
 /// How long after the peers leave the "after" figure is read: the reactor
 /// gives memory back on its next wake-up, the allocator on its next trim.
-pub const SETTLE: Duration = Duration::from_secs(1);
+pub(crate) const SETTLE: Duration = Duration::from_secs(1);
 
 /// Kept at this path for the benches that read it here (`procfs` is its
 /// home).
@@ -35,7 +35,7 @@ pub struct RssSpan {
     pub before: u64,
     /// The largest sample during the run.
     pub peak: u64,
-    /// [`SETTLE`] after every peer had gone.
+    /// `SETTLE` after every peer had gone.
     pub after: u64,
 }
 
@@ -62,7 +62,7 @@ impl OpenCost {
 
 /// Samples a process's resident memory, keeping the peak.
 #[derive(Debug)]
-pub struct PeakWatch {
+pub(crate) struct PeakWatch {
     pid: u32,
     peak: u64,
     next: Instant,
@@ -70,7 +70,7 @@ pub struct PeakWatch {
 
 impl PeakWatch {
     /// Watches `pid`, starting now.
-    pub fn new(pid: u32) -> PeakWatch {
+    pub(crate) fn new(pid: u32) -> PeakWatch {
         PeakWatch {
             pid,
             peak: resident_kib(pid).unwrap_or(0),
@@ -79,7 +79,7 @@ impl PeakWatch {
     }
 
     /// Samples if a sample is due.
-    pub fn sample(&mut self, now: Instant) {
+    pub(crate) fn sample(&mut self, now: Instant) {
         if now >= self.next {
             self.next = now + SAMPLE_EVERY;
             if let Ok(kib) = resident_kib(self.pid) {
@@ -89,12 +89,12 @@ impl PeakWatch {
     }
 
     /// When the next sample is due.
-    pub fn next_sample(&self) -> Instant {
+    pub(crate) fn next_sample(&self) -> Instant {
         self.next
     }
 
     /// The largest sample so far.
-    pub fn peak(&self) -> u64 {
+    pub(crate) fn peak(&self) -> u64 {
         self.peak
     }
 }
