@@ -49,3 +49,5 @@ mod processes;
 mod proactor;
 // Safe to expose: the UDP and TCP guards, exposed on loopback with --exposed.
 mod exposure;
+// A test process killed with SIGKILL leaves no server behind.
+mod leftovers;

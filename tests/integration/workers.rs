@@ -19,27 +19,6 @@ use reactor_echo::workers::SupervisedStats;
 
 use crate::support::*;
 
-/// The server's child processes (its workers).
-fn children(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|p| p.parse().ok())
-        .collect()
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie).
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit(')')
-                .next()
-                .map(|rest| !rest.trim_start().starts_with('Z'))
-        })
-        .unwrap_or(false)
-}
-
 fn kill(signal: &str, pid: u32) {
     let ok = Command::new("kill")
         .args([&format!("-{signal}"), &pid.to_string()])
@@ -84,7 +63,7 @@ server_test! {
         iterative: "the blocking servers take no --workers: one process, by design"
     ] {
         let server = Server::start(kind, &["--workers", "3"]);
-        assert_eq!(children(server.pid()).len(), 3, "{}", server.stderr());
+        assert_eq!(server.children().len(), 3, "{}", server.stderr());
         round_trips(&server, 300);
         let udp = UdpSocket::bind("127.0.0.1:0").expect("bind");
         udp.set_read_timeout(Some(PATIENCE)).expect("timeout");
@@ -153,7 +132,7 @@ fn a_dead_workers_connections_leave_active_and_are_counted_lost() {
     }
     // Every worker has reported its connections to the supervisor.
     wait_for_summed(&server, |s| s.stats.accepted == 20 && s.stats.active == 20);
-    let victim = children(server.pid())[0];
+    let victim = server.children()[0];
     kill("KILL", victim);
     assert!(eventually(PATIENCE, || !alive(victim)));
     // The clients of the dead worker find their connection reset (or
@@ -314,7 +293,7 @@ fn ctrl_c_to_the_process_group_gives_one_grace_period() {
 #[test]
 fn a_killed_worker_is_started_again_and_the_others_serve() {
     let server = Server::start(kind::reactor, &["--workers", "3", "--udp", "off"]);
-    let before = children(server.pid());
+    let before = server.children();
     kill("KILL", before[0]);
     // Until the killed worker is gone, its listener still takes its share
     // of new connections, and closing it resets them (docs/scaling.md: a
@@ -323,13 +302,13 @@ fn a_killed_worker_is_started_again_and_the_others_serve() {
     assert!(eventually(PATIENCE, || !alive(before[0])));
     round_trips(&server, 30);
     let restarted = eventually(PATIENCE, || {
-        let now = children(server.pid());
+        let now = server.children();
         now.len() == 3 && !now.contains(&before[0])
     });
     assert!(
         restarted,
         "no new worker: {:?}\n{}",
-        children(server.pid()),
+        server.children(),
         server.stderr()
     );
     round_trips(&server, 30);
@@ -342,7 +321,7 @@ fn a_killed_worker_is_started_again_and_the_others_serve() {
 #[test]
 fn killing_the_supervisor_leaves_no_worker() {
     let server = Server::start(kind::reactor, &["--workers", "3"]);
-    let workers = children(server.pid());
+    let workers = server.children();
     assert_eq!(workers.len(), 3);
     kill("KILL", server.pid());
     let gone = eventually(PATIENCE, || workers.iter().all(|&w| !alive(w)));

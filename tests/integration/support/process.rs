@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use reactor_echo::bench::procfs;
 use reactor_echo::listening::Listening;
 use reactor_echo::proactor::ProactorStats;
 use reactor_echo::stats::Stats;
@@ -20,6 +21,21 @@ use super::spec::ServerSpec;
 
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A command that runs `program` so that it dies with the thread that
+/// starts it, even if this test process is killed with SIGKILL and no
+/// `Drop` runs: `setpriv --pdeathsig KILL` (util-linux) asks the kernel,
+/// before it executes `program`, to send SIGKILL when the spawning thread
+/// exits (the parent-death signal follows the thread that forked, and
+/// survives `exec`). A test thread that ends has stopped its servers
+/// already (`Server`'s `Drop`); a test process killed by a harness, or by a
+/// hanging mutant's timeout, takes its servers with it. A server's own
+/// children (`serve --workers`) follow their supervisor the same way.
+pub fn tied_to_this_thread(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut command = Command::new("setpriv");
+    command.args(["--pdeathsig", "KILL", "--"]).arg(program);
+    command
+}
 
 /// A running server process.
 pub struct Server {
@@ -40,7 +56,7 @@ impl Server {
 
     /// Any server (a [`ServerSpec`]), on port 0, with `args` added.
     pub fn start_spec(spec: &ServerSpec, args: &[&str]) -> Server {
-        Server::start_command(Command::new(&spec.program), spec, args)
+        Server::start_command(tied_to_this_thread(&spec.program), spec, args)
     }
 
     /// The same as [`Server::start`], with the server leading a process
@@ -49,7 +65,7 @@ impl Server {
     /// would, without reaching this test.
     pub fn start_as_job(kind: Kind, args: &[&str]) -> Server {
         let spec = kind.spec();
-        let mut command = Command::new(&spec.program);
+        let mut command = tied_to_this_thread(&spec.program);
         command.process_group(0);
         Server::start_command(command, &spec, args)
     }
@@ -57,7 +73,7 @@ impl Server {
     /// A server run exactly as its spec says (`program args...`), with no
     /// addresses added: the course's steps take theirs as the argument.
     pub fn start_exact(spec: &ServerSpec) -> Server {
-        let mut command = Command::new(&spec.program);
+        let mut command = tied_to_this_thread(&spec.program);
         command.args(&spec.args);
         Server::spawn(command)
     }
@@ -65,7 +81,7 @@ impl Server {
     /// The same, with the program run through a wrapper (`prlimit ... PROGRAM`).
     pub fn start_wrapped(wrapper: &[&str], kind: Kind, args: &[&str]) -> Server {
         let spec = kind.spec();
-        let mut command = Command::new(wrapper[0]);
+        let mut command = tied_to_this_thread(wrapper[0]);
         command.args(&wrapper[1..]).arg(&spec.program);
         Server::start_command(command, &spec, args)
     }
@@ -114,6 +130,11 @@ impl Server {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Its running child processes (a supervisor's workers).
+    pub fn children(&self) -> Vec<u32> {
+        procfs::live_children(self.pid())
     }
 
     /// The TCP address (panics if TCP is off).
@@ -314,6 +335,11 @@ pub fn parse_stats(line: &str) -> Stats {
 /// Raises this test process's soft open-file limit to its hard limit.
 pub fn raise_fd_limit() -> u64 {
     rlimit::increase_nofile_limit(u64::MAX).expect("raise fd limit")
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie).
+pub fn alive(pid: u32) -> bool {
+    procfs::is_alive(pid)
 }
 
 /// Polls `check` until it holds or `timeout` passes.
