@@ -11,7 +11,9 @@
 //! * [`role`]: what a TCP connection does for each kind of load, asked by
 //!   the driver instead of branched on;
 //! * [`stamp`] and [`in_flight`]: a message's start time as one `u64`, and
-//!   the queue of them per connection.
+//!   the queue of them per connection;
+//! * this file: the sleep phase every loop shares ([`sleep`]), and the
+//!   timeout it sleeps ([`timeout_until`]).
 
 pub(crate) mod driver;
 pub(crate) mod in_flight;
@@ -20,3 +22,42 @@ pub(crate) mod plan;
 pub(crate) mod role;
 pub(crate) mod stamp;
 pub(crate) mod udp;
+
+use std::io;
+use std::time::{Duration, Instant};
+
+use mio::{Events, Poll};
+
+/// The sleep phase of every loop of the load generator (the TCP and UDP
+/// engines, the hostile peers'): `Poll::poll` until readiness or
+/// `timeout`, a signal that interrupts it (`EINTR`) taken as an empty
+/// wake-up, and the clock read once, after, for the whole batch.
+///
+/// # Errors
+/// If the poll fails: the one error that ends a loop.
+pub(crate) fn sleep(
+    poll: &mut Poll,
+    events: &mut Events,
+    timeout: Option<Duration>,
+) -> io::Result<Instant> {
+    match poll.poll(events, timeout) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
+        Err(e) => return Err(e),
+    }
+    Ok(Instant::now())
+}
+
+/// How long a loop may sleep from `now`: until the earliest of `wakes`,
+/// and at most `longest`.
+pub(crate) fn timeout_until(
+    now: Instant,
+    wakes: impl IntoIterator<Item = Option<Instant>>,
+    longest: Duration,
+) -> Duration {
+    wakes
+        .into_iter()
+        .flatten()
+        .min()
+        .map_or(longest, |at| at.saturating_duration_since(now).min(longest))
+}

@@ -5,8 +5,8 @@
 //!    sleep: until the earliest peer timer or memory sample, or, with
 //!    neither, until an event (the stop is an event too: `Chaos::finish`
 //!    wakes the poll);
-//! 2. **sleep** (`PeerLoop::sleep`): `Poll::poll`, then the clock is read
-//!    once for the batch;
+//! 2. **sleep** (`engine::sleep`, every loop's): `Poll::poll`, then the
+//!    clock is read once for the batch;
 //! 3. **dispatch** (`PeerLoop::dispatch`): a readiness event steps its
 //!    peer;
 //! 4. **timers** (`PeerLoop::timers`): the peers whose timer is due step
@@ -33,6 +33,7 @@ use super::datagram_peer::DatagramPeer;
 use super::kind::Kind;
 use super::tally::Tally;
 use super::tcp_peer::TcpPeer;
+use crate::bench::engine::sleep;
 use crate::bench::measure::server_memory::PeakWatch;
 
 /// The token of the waker that says the run is over.
@@ -124,7 +125,7 @@ impl PeerLoop<'_> {
         let mut due = Vec::new();
         while !self.stop.load(Ordering::Relaxed) {
             let timeout = self.before_sleep(Instant::now());
-            let now = self.sleep(&mut events, timeout)?;
+            let now = sleep(&mut self.poll, &mut events, timeout)?;
             for event in events.iter() {
                 self.dispatch(event, now);
             }
@@ -147,17 +148,6 @@ impl PeerLoop<'_> {
             .flatten()
             .min()
             .map(|at| at.saturating_duration_since(now))
-    }
-
-    /// Phase 2: sleep until readiness, a timer or the stop; a signal that
-    /// interrupts the sleep is an empty wake-up.
-    fn sleep(&mut self, events: &mut Events, timeout: Option<Duration>) -> io::Result<Instant> {
-        match self.poll.poll(events, timeout) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
-            Err(e) => return Err(e),
-        }
-        Ok(Instant::now())
     }
 
     /// Phase 3: a readiness event steps its peer (the stop's wakes the

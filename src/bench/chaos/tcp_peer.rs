@@ -122,62 +122,61 @@ impl TcpPeer {
         if due {
             self.timer = None;
         }
-        let result = match self.state {
+        match self.state {
             State::Waiting if due => self.feed(Input::TimerDue, now, stage, tally),
             State::Connecting => match self.connect_result() {
-                None => Ok(()),
+                None => {}
                 Some(Ok(())) => {
                     // The paced kinds start at once.
                     due = true;
-                    self.feed(Input::Connected, now, stage, tally)
+                    self.feed(Input::Connected, now, stage, tally);
                 }
                 Some(Err(e)) => {
                     debug!("chaos {}: connect failed: {e}", self.kind.name());
-                    self.feed(Input::ConnectFailed, now, stage, tally)
+                    self.feed(Input::ConnectFailed, now, stage, tally);
                 }
             },
-            _ => Ok(()),
-        };
-        let result = result.and_then(|()| {
-            if !self.state.is_connected() {
-                return Ok(());
-            }
-            self.read_replies(now, stage, tally)?;
-            self.write_what_is_due(now, due, stage, tally)
-        });
-        let end = match result {
-            Ok(()) => return,
-            Err(Ended::Eof) => Input::Eof,
-            Err(Ended::Failed(e)) => {
+            _ => {}
+        }
+        if !self.state.is_connected() {
+            return;
+        }
+        let played = self
+            .read_replies(now, stage, tally)
+            .and_then(|()| self.write_what_is_due(now, due, stage, tally));
+        if let Err(end) = played {
+            self.end(end, now, stage, tally);
+        }
+    }
+
+    /// The connection ended under the script: the server's FIN, or a
+    /// failure.
+    fn end(&mut self, end: Ended, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
+        let input = match end {
+            Ended::Eof => Input::Eof,
+            Ended::Failed(e) => {
                 debug!("chaos {}: connection failed: {e}", self.kind.name());
                 Input::Failed
             }
         };
-        // Ending a connection does no I/O that can fail.
-        let _ = self.feed(end, now, stage, tally);
+        self.feed(input, now, stage, tally);
     }
 
     /// Closes the connection at the end of the run (a never-reading peer's
     /// close becomes a reset, because its receive queue is not empty).
     pub(crate) fn leave(&mut self, stage: &mut Stage<'_>, tally: &mut Tally) {
-        let _ = self.feed(Input::RunOver, Instant::now(), stage, tally);
+        self.feed(Input::RunOver, Instant::now(), stage, tally);
     }
 
     /// Moves the machine on with `input` and carries out the action. Only
     /// the half-close's shutdown can fail, and its failure ends the
     /// connection like any other.
-    fn feed(
-        &mut self,
-        input: Input,
-        now: Instant,
-        stage: &mut Stage<'_>,
-        tally: &mut Tally,
-    ) -> Result<(), Ended> {
+    fn feed(&mut self, input: Input, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
         let (to, action) = self.state.next(input, self.kind);
         self.state = to;
         match action {
             Action::None => {}
-            Action::Connect => return self.connect(now, stage, tally),
+            Action::Connect => self.connect(now, stage, tally),
             Action::Start => {
                 tally.connects += 1;
                 if self.kind == Kind::Vanish {
@@ -195,8 +194,9 @@ impl TcpPeer {
                 self.close_and_pause(now, stage);
             }
             Action::ShutWrite => {
-                if let Some(stream) = self.stream.as_ref() {
-                    stream.shutdown(Shutdown::Write).map_err(Ended::Failed)?;
+                let shut = self.stream.as_ref().map(|s| s.shutdown(Shutdown::Write));
+                if let Some(Err(e)) = shut {
+                    self.end(Ended::Failed(e), now, stage, tally);
                 }
             }
             Action::FinAnswered => {
@@ -225,17 +225,11 @@ impl TcpPeer {
             }
             Action::Leave => self.close(stage),
         }
-        Ok(())
     }
 
     /// Opens a socket and starts connecting, with a new seed and zeroed
     /// counts; a connect that fails at once is fed back to the machine.
-    fn connect(
-        &mut self,
-        now: Instant,
-        stage: &mut Stage<'_>,
-        tally: &mut Tally,
-    ) -> Result<(), Ended> {
+    fn connect(&mut self, now: Instant, stage: &mut Stage<'_>, tally: &mut Tally) {
         let registered = self.open(stage.addr).and_then(|mut stream| {
             stage.registry.register(
                 &mut stream,
@@ -251,11 +245,10 @@ impl TcpPeer {
                 self.sent = 0;
                 self.received = 0;
                 self.message_end = 0;
-                Ok(())
             }
             Err(e) => {
                 debug!("chaos {}: connect failed: {e}", self.kind.name());
-                self.feed(Input::ConnectFailed, now, stage, tally)
+                self.feed(Input::ConnectFailed, now, stage, tally);
             }
         }
     }
@@ -403,7 +396,8 @@ impl TcpPeer {
                     if self.write_pattern(stage.pattern.max_len(), stage, tally)? == 0 {
                         // The socket is full: the server has stopped reading.
                         self.timer = None;
-                        return self.feed(Input::SocketFull, now, stage, tally);
+                        self.feed(Input::SocketFull, now, stage, tally);
+                        return Ok(());
                     }
                     self.timer = Some(now + RESUME_PAUSE);
                 }
@@ -415,7 +409,8 @@ impl TcpPeer {
                         return Ok(());
                     }
                 }
-                return self.feed(Input::BurstSent, now, stage, tally);
+                self.feed(Input::BurstSent, now, stage, tally);
+                return Ok(());
             }
             Kind::HalfClose if self.state == State::Playing => {
                 while self.sent < HALF_CLOSE_BYTES {
@@ -424,7 +419,8 @@ impl TcpPeer {
                         return Ok(());
                     }
                 }
-                return self.feed(Input::BurstSent, now, stage, tally);
+                self.feed(Input::BurstSent, now, stage, tally);
+                return Ok(());
             }
             Kind::Slice => {
                 if due && self.received == self.sent {

@@ -4,7 +4,8 @@
 //! built the same way as the server: one thread, one `Poll`, connections in
 //! a `Slab` keyed by token, each a small state machine (`ConnState` in
 //! `driver/conn.rs`: `Connecting`, then `Open`), and [`Driver::run`], the
-//! loop, in the reactor's four phases, each a method of the same name:
+//! loop, in the reactor's four phases, each a method of the same name but
+//! the sleep, which every loop of the load generator shares:
 //!
 //! 1. **before sleep** (`Driver::before_sleep`): start connects, at most
 //!    the plan's window in flight
@@ -13,8 +14,8 @@
 //!    messages whose time has come; print the progress line; and work out
 //!    how long the poll may sleep (until the period ends, the next
 //!    scheduled send or the next sweep of connects, at most [`MAX_SLEEP`]);
-//! 2. **sleep** (`Driver::sleep`): `Poll::poll`, then the clock is read,
-//!    once for the batch;
+//! 2. **sleep** ([`sleep`]): `Poll::poll`, then the clock is
+//!    read, once for the batch;
 //! 3. **dispatch** (`Driver::dispatch`): each event to its connection;
 //! 4. **timers** (`Driver::timers`): connects that took too long are
 //!    counted as failed, found by a sweep like the reactor's idle
@@ -61,6 +62,7 @@ use super::period::Period;
 use super::plan::{Outcome, Plan};
 use super::role::AfterReply;
 use super::stamp::{RunClock, Stamp};
+use super::{sleep, timeout_until};
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::bench::processes::link;
@@ -169,7 +171,7 @@ impl Driver {
         // this batch's dispatch and timers and the next turn's before-sleep.
         let mut now = Instant::now();
         while let Some(timeout) = self.before_sleep(now)? {
-            now = self.sleep(&mut events, timeout)?;
+            now = sleep(&mut self.poll, &mut events, Some(timeout))?;
             let wake = self.wake(now);
             for event in events.iter() {
                 self.dispatch(event, wake);
@@ -199,29 +201,12 @@ impl Driver {
         self.instruments
             .progress
             .line_if_due(now, up, self.plan.connections);
-        let wake = [
-            Some(now + MAX_SLEEP),
+        let wakes = [
             self.period.ends_at(),
             self.next_send,
             self.connect_sweeper.next(),
         ];
-        Ok(Some(
-            wake.into_iter()
-                .flatten()
-                .min()
-                .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now)),
-        ))
-    }
-
-    /// Phase 2: sleep until readiness or the timeout; a signal that
-    /// interrupts the sleep is an empty wake-up. Returns the moment it woke.
-    fn sleep(&mut self, events: &mut Events, timeout: Duration) -> io::Result<Instant> {
-        match self.poll.poll(events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
-            Err(e) => return Err(e),
-        }
-        Ok(Instant::now())
+        Ok(Some(timeout_until(now, wakes, MAX_SLEEP)))
     }
 
     /// Phase 3: one event to its connection. Errors and hang-ups are only

@@ -27,6 +27,7 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::period::Period;
 use super::plan::{Outcome, Plan};
+use super::{sleep, timeout_until};
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::bench::processes::link;
@@ -141,7 +142,7 @@ impl UdpDriver<'_> {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut now = Instant::now();
         while let Some(timeout) = self.before_sleep(now) {
-            now = self.sleep(&mut events, timeout)?;
+            now = sleep(&mut self.poll, &mut events, Some(timeout))?;
             let counting = self.period.counts(now);
             for event in events.iter() {
                 self.dispatch(event, now, counting);
@@ -170,28 +171,8 @@ impl UdpDriver<'_> {
         self.instruments
             .progress
             .line_if_due(now, self.senders.len(), self.plan.connections);
-        let wake = [
-            Some(now + MAX_SLEEP),
-            self.period.ends_at(),
-            self.loss_sweeper.next(),
-        ];
-        Some(
-            wake.into_iter()
-                .flatten()
-                .min()
-                .map_or(MAX_SLEEP, |at| at.saturating_duration_since(now)),
-        )
-    }
-
-    /// Phase 2: sleep until readiness or the timeout; a signal that
-    /// interrupts the sleep is an empty wake-up. Returns the moment it woke.
-    fn sleep(&mut self, events: &mut Events, timeout: Duration) -> io::Result<Instant> {
-        match self.poll.poll(events, Some(timeout)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => events.clear(),
-            Err(e) => return Err(e),
-        }
-        Ok(Instant::now())
+        let wakes = [self.period.ends_at(), self.loss_sweeper.next()];
+        Some(timeout_until(now, wakes, MAX_SLEEP))
     }
 
     /// Phase 3: a socket's replies, each checked and, while `counting`,

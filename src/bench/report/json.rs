@@ -13,6 +13,10 @@
 //! only in a `--chaos` run, the kernel's two readings and
 //! `server_rss_open_kib` only when they were taken.
 //!
+//! A key that may be `null` may be missing too (an `Option` field reads a
+//! missing key as `None`): reports written before a key was added still
+//! read.
+//!
 //! Rates are written to one decimal and seconds to three, as they always
 //! were: the figures are rounded when the report becomes its JSON
 //! ([`ReportJson::of`]), so that what is read back writes the same text
@@ -68,13 +72,10 @@ pub struct ReportJson {
     /// Reply bytes that were not what the server owed.
     pub mismatches: u64,
     /// UDP: datagrams without a reply in time.
-    #[serde(default)]
     pub lost: Option<u64>,
     /// Idle: round trips after the hold that succeeded.
-    #[serde(default)]
     pub idle_ok: Option<u64>,
     /// Seconds until every connection was open, to three decimals.
-    #[serde(default)]
     pub opened_s: Option<f64>,
     /// Bytes per message.
     pub size: usize,
@@ -83,10 +84,8 @@ pub struct ReportJson {
     /// Seconds measured, to three decimals.
     pub duration_s: f64,
     /// The server's CPU time over the window (`--server-pid`).
-    #[serde(default)]
     pub server_cpu: Option<CpuJson>,
     /// The load generator's own CPU time over the window.
-    #[serde(default)]
     pub bench_cpu: Option<CpuJson>,
     /// `--chaos`: the hostile peers' totals.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -20,16 +20,23 @@ WriteShut  | WriteShut/None     | WriteShut/None| WriteShut/None        | WriteS
 Left       | Left/None          | Left/None     | Left/None             | Left/None       | Left/None       | Left/None             | Left/None             | Left/None
 ";
 
-const EVERY_STATE: [State; 6] = [Waiting, Connecting, Playing, Stalled, WriteShut, Left];
+const EVERY_STATE: [State; 6] = [
+    State::Waiting,
+    State::Connecting,
+    State::Playing,
+    State::Stalled,
+    State::WriteShut,
+    State::Left,
+];
 const EVERY_INPUT: [Input; 8] = [
-    TimerDue,
-    Connected,
-    ConnectFailed,
-    SocketFull,
-    BurstSent,
-    Eof,
-    Failed,
-    RunOver,
+    Input::TimerDue,
+    Input::Connected,
+    Input::ConnectFailed,
+    Input::SocketFull,
+    Input::BurstSent,
+    Input::Eof,
+    Input::Failed,
+    Input::RunOver,
 ];
 
 /// A row's name (exhaustive: a new state must get a row).
