@@ -293,8 +293,8 @@ fn child_arguments(
         "--connect-window".into(),
         connect_window(processes).to_string(),
     ];
-    if let Some(mode) = args.expect.to_possible_value() {
-        words.extend(["--mode".into(), mode.get_name().to_owned()]);
+    if let Some(expect) = args.expect.to_possible_value() {
+        words.extend(["--mode".into(), expect.get_name().to_owned()]);
     }
     if let Some(rate) = args.rate {
         let share = rate * connections as f64 / args.connections as f64;
