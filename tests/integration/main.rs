@@ -51,3 +51,5 @@ mod proactor;
 mod exposure;
 // A test process killed with SIGKILL leaves no server behind.
 mod leftovers;
+// Server hosts behind a real balancer, in network namespaces (root).
+mod hosts;

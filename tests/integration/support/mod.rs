@@ -7,6 +7,7 @@
 #[macro_use]
 pub mod kinds;
 pub mod bytes;
+pub mod hosts;
 pub mod proc;
 pub mod process;
 pub mod spec;
