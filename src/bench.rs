@@ -156,7 +156,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "PARENT", hide = true)]
     pub coordinated: Option<u32>,
     /// Internal: this process's share of the connects in flight, set by
-    /// the parent of several (bench/plan.rs, `connect_window`).
+    /// the parent of several (bench/engine/plan.rs, `connect_window`).
     #[arg(long, hide = true, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     pub connect_window: Option<u64>,
     /// One JSON object on stdout instead of the human-readable report.
