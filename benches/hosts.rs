@@ -227,8 +227,15 @@ impl Stage {
         }
     }
 
-    /// Both client hosts start `bench ARGS` at once; their PIDs.
-    fn start_load(&mut self, target: &str, args: &[&str]) -> Vec<u32> {
+    /// Both client hosts start `bench ARGS`, their clocks set to start at
+    /// the same moment with `--start-at` (as load machines with
+    /// synchronised clocks would: `docs/scaling.md`), `opening` from now,
+    /// time for their connections to open; their PIDs.
+    fn start_load(&mut self, target: &str, opening: Duration, args: &[&str]) -> Vec<u32> {
+        let start_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|now| (now + opening).as_millis().to_string())
+            .unwrap_or_default();
         let mut pids = Vec::new();
         for c in 0..CLIENTS {
             let sources = format!("{},198.18.0.{}", hosts::client(c), 31 + c);
@@ -239,6 +246,8 @@ impl Stage {
                 "--json",
                 "--source-addrs",
                 &sources,
+                "--start-at",
+                &start_at,
             ];
             all.extend_from_slice(args);
             let bin = self.bin.clone();
@@ -276,7 +285,7 @@ impl Stage {
 
     /// Both client hosts run `bench ARGS` at once; their reports merged.
     fn load(&mut self, target: &str, args: &[&str]) -> BTreeMap<String, f64> {
-        let pids = self.start_load(target, args);
+        let pids = self.start_load(target, Duration::from_secs(2), args);
         self.collect(&pids)
     }
 
@@ -437,21 +446,33 @@ fn idle(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
     let mut out = format!(
         "\n### 2. {} idle connections held through each balancer, then each verified\n\n\
          Each client host opens half and holds them {hold} s, then one verified round trip on each; memory read {} s into the hold:\n\n\
-         | balancer | round trips verified | failed connects | all open after s | server hosts' RSS per connection | HAProxy RSS per connection |\n|---|---:|---:|---:|---:|---:|\n",
+         | balancer | round trips verified | failed connects | closed by the servers' per-source limit | all open after s | server hosts' RSS per connection | HAProxy RSS per connection |\n|---|---:|---:|---:|---:|---:|---:|\n",
         o.idle,
         hold * 2 / 3
     );
-    for balancer in [Balancer::Direct, Balancer::Haproxy, Balancer::NftNumgen] {
+    let limit_off: &[&str] = &["--max-per-source", "off"];
+    let runs: [(Balancer, &[&str], &str); 4] = [
+        (Balancer::Direct, limit_off, ""),
+        (Balancer::Haproxy, limit_off, ""),
+        (Balancer::NftNumgen, limit_off, ""),
+        (
+            Balancer::Haproxy,
+            &[],
+            " (the servers' guards at their defaults)",
+        ),
+    ];
+    for (balancer, guards, note) in runs {
         let mut stage = Stage::new(bin, stop);
         if stage.interrupted() {
             break;
         }
-        stage.start_servers(&["--max-per-source", "off"]);
+        stage.start_servers(guards);
         stage.balance(balancer, &[0, 1, 2]);
         let (servers0, haproxy0) = (stage.servers_rss_kib(), stage.haproxy_rss_kib());
         let hold_s = hold.to_string();
         let pids = stage.start_load(
             &Stage::target(balancer),
+            Duration::from_secs(if o.quick { 3 } else { 10 }),
             &[
                 "--idle",
                 "--connections",
@@ -466,10 +487,17 @@ fn idle(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
                 "60",
             ],
         );
-        std::thread::sleep(Duration::from_secs(hold * 2 / 3));
+        // The clocks start once the opening time is over; the hold then runs.
+        std::thread::sleep(Duration::from_secs(
+            if o.quick { 3 } else { 10 } + hold * 2 / 3,
+        ));
         let (servers1, haproxy1) = (stage.servers_rss_kib(), stage.haproxy_rss_kib());
         let report = stage.collect(&pids);
-        stage.stop_servers();
+        let rejected: f64 = stage
+            .stop_servers()
+            .iter()
+            .map(|s| get(s, "rejected_source"))
+            .sum();
         let per_conn = |a: u64, b: u64| (b.saturating_sub(a) * 1024) as f64 / o.idle as f64;
         let haproxy = if balancer == Balancer::Haproxy {
             format!("{:.0} B", per_conn(haproxy0, haproxy1))
@@ -477,7 +505,7 @@ fn idle(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
             "-".into()
         };
         out += &format!(
-            "| {} | {:.0} of {} | {:.0} | {:.1} | {:.0} B | {haproxy} |\n",
+            "| {}{note} | {:.0} of {} | {:.0} | {rejected:.0} | {:.1} | {:.0} B | {haproxy} |\n",
             balancer.name(),
             get(&report, "idle_ok"),
             o.idle,
@@ -512,6 +540,7 @@ fn failures(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
             let host = stage.servers[0];
             let pids = stage.start_load(
                 &Stage::target(balancer),
+                Duration::from_secs(1),
                 &[
                     "--churn",
                     "--connections",
@@ -524,7 +553,8 @@ fn failures(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
                     "5",
                 ],
             );
-            std::thread::sleep(Duration::from_secs(seconds / 3));
+            // The clocks start after a second; the event a third into the run.
+            std::thread::sleep(Duration::from_secs(1 + seconds / 3));
             let event = Instant::now();
             let routed = if drain {
                 match balancer {

@@ -107,6 +107,11 @@ pub struct BenchArgs {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 1.0)]
     pub warmup: f64,
+    /// Start the clock (warm-up, then the measured window) at this moment,
+    /// in milliseconds since the Unix epoch, once the connections are open:
+    /// several load machines with synchronised clocks measure one window.
+    #[arg(long, value_name = "UNIX_TIME_MS")]
+    pub start_at: Option<u64>,
     /// Bytes per message.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub size: u64,

@@ -18,7 +18,7 @@
 //! UDP runs on a thread of its own in both models, so datagrams are answered
 //! while a TCP client is connected. What the server does with the bytes is
 //! the same [`Service`] the reactor calls; the counters are the same
-//! [`Stats`]; binding and the start-up line are the same [`net`] functions.
+//! [`Stats`]; binding and the start-up line are the same [`crate::net`] functions.
 //! Only the way the I/O is driven differs.
 //!
 //! The sections carry the same names as the reactor's (*Bind*, *Accept*,

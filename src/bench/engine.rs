@@ -61,3 +61,29 @@ pub(crate) fn timeout_until(
         .min()
         .map_or(longest, |at| at.saturating_duration_since(now).min(longest))
 }
+
+/// The moment between "every connection is open" and "the clock starts":
+/// a process of `--processes N` waits for its parent's word
+/// (`processes/link.rs`), and with `--start-at` every load machine waits
+/// for the same wall-clock moment, so that their measured windows line up
+/// and their reports merge into one window (`bench merge`). Nothing is
+/// sent while it waits. A start moment already past is not waited for:
+/// the run starts at once, and says so.
+///
+/// # Errors
+/// If the parent has gone.
+pub(crate) fn start_gate(plan: &plan::Plan) -> io::Result<()> {
+    if plan.is_coordinated {
+        crate::bench::processes::link::ready_and_wait()?;
+    }
+    if let Some(at) = plan.start_at {
+        match at.duration_since(std::time::SystemTime::now()) {
+            Ok(wait) => std::thread::sleep(wait),
+            Err(late) => log::warn!(
+                "--start-at: the connections opened {:.3} s after the start time; starting now, so this window begins late",
+                late.duration().as_secs_f64()
+            ),
+        }
+    }
+    Ok(())
+}

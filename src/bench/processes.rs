@@ -296,6 +296,9 @@ fn child_arguments(
     if let Some(expect) = args.expect.to_possible_value() {
         words.extend(["--mode".into(), expect.get_name().to_owned()]);
     }
+    if let Some(at) = args.start_at {
+        words.extend(["--start-at".into(), at.to_string()]);
+    }
     if let Some(rate) = args.rate {
         let share = rate * connections as f64 / args.connections as f64;
         words.extend(["--rate".into(), share.to_string()]);

@@ -293,3 +293,74 @@ fn cpu_of_the_server_and_of_the_bench_is_reported_per_message() {
     assert!(text.contains("\"server_cpu\":null"), "{text}");
     assert!(text.contains("\"bench_cpu\":{\"user_s\":"), "{text}");
 }
+
+/// `--start-at`: two load generators started a second apart, both told to
+/// start their clock at the same wall-clock moment, measure the same
+/// window: each one's run ends at that moment plus its warm-up and
+/// duration, whenever it was started. A moment already past starts the run
+/// at once, with a warning.
+#[test]
+fn start_at_lines_up_the_windows_of_two_load_generators() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let unix_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis() as u64
+    };
+    let start = (unix_ms() + 2_500).to_string();
+    let addr = server.tcp().to_string();
+    let run = |delay_ms: u64| {
+        let (addr, start) = (addr.clone(), start.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+            let out = bench_at(
+                &addr,
+                &[
+                    "--connections",
+                    "4",
+                    "--duration",
+                    "1",
+                    "--start-at",
+                    &start,
+                ],
+            );
+            (out, unix_ms())
+        })
+    };
+    let (early, late) = (run(0), run(1_000));
+    let (early, early_end) = early.join().expect("the first");
+    let (late, late_end) = late.join().expect("the second");
+    let start: u64 = start.parse().expect("a number");
+    for (out, end) in [(&early, early_end), (&late, late_end)] {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(report(out)["messages"] > 0.0);
+        // The clock started at `start`; one second of window, then the end.
+        assert!(
+            (start + 1_000..start + 2_000).contains(&end),
+            "ended {} ms after the start moment",
+            end as i64 - start as i64
+        );
+    }
+    let past = bench_at(
+        &addr,
+        &[
+            "--connections",
+            "2",
+            "--duration",
+            "0.5",
+            "--start-at",
+            "1000",
+        ],
+    );
+    assert!(past.status.success());
+    let stderr = String::from_utf8_lossy(&past.stderr);
+    assert!(
+        stderr.contains("after the start time; starting now"),
+        "{stderr}"
+    );
+}

@@ -65,7 +65,6 @@ use super::stamp::{RunClock, Stamp};
 use super::{sleep, timeout_until};
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
-use crate::bench::processes::link;
 use crate::reactor::deadlines::Sweeper;
 use crate::syscall::{self, Received};
 use conn::{Conn, ConnState};
@@ -256,10 +255,7 @@ impl Driver {
     }
 
     fn wait_for_parent(&self) -> io::Result<()> {
-        if self.plan.is_coordinated {
-            link::ready_and_wait()?;
-        }
-        Ok(())
+        super::start_gate(&self.plan)
     }
 
     /// Moves the run on when the current period is over.

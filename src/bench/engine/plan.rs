@@ -3,7 +3,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use hdrhistogram::Histogram;
 
@@ -48,6 +48,9 @@ pub struct Plan {
     /// waits for its parent's word before its clock starts
     /// (`processes/link.rs`).
     pub is_coordinated: bool,
+    /// `--start-at`: the wall-clock moment the clock starts, once the
+    /// connections are open (several load machines measuring one window).
+    pub start_at: Option<SystemTime>,
 }
 
 impl Plan {
@@ -78,6 +81,9 @@ impl Plan {
             connect_timeout: Duration::from_secs_f64(args.connect_timeout),
             reply_timeout: Duration::from_secs_f64(args.reply_timeout),
             is_coordinated: args.coordinated.is_some(),
+            start_at: args
+                .start_at
+                .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         })
     }
 }

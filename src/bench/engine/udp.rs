@@ -30,7 +30,6 @@ use super::plan::{Outcome, Plan};
 use super::{sleep, timeout_until};
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
-use crate::bench::processes::link;
 use crate::reactor::deadlines::Sweeper;
 
 /// How long a socket waits for a reply before counting the datagram lost.
@@ -124,9 +123,7 @@ impl UdpDriver<'_> {
 
     /// The first datagram on every socket, then the loop in its four phases.
     fn run(mut self) -> io::Result<(Outcome, u64)> {
-        if self.plan.is_coordinated {
-            link::ready_and_wait()?;
-        }
+        super::start_gate(self.plan)?;
         let now = Instant::now();
         for sender in &mut self.senders {
             sender.sent_at = now;
