@@ -16,8 +16,8 @@
 //!    the servers' memory per connection and HAProxy's (it holds two sockets
 //!    per connection; four HAProxy processes share the port, as one process
 //!    may hold only 20,000 descriptors here).
-//! 3. **A server host dies** mid-run (its supervisor killed; its workers go
-//!    with it): what the clients see, how long until new connections stop
+//! 3. **A server host dies** mid-run (its supervisor and its workers
+//!    killed at once with SIGKILL): what the clients see, how long until new connections stop
 //!    going there (HAProxy's health checks: every 500 ms, out after 2
 //!    failures; nftables has no health check), and whether any verified
 //!    byte was ever wrong.
@@ -570,7 +570,15 @@ fn failures(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
                 stage.net.signal(host, Signal::TERM);
                 "0 s (taken out before the SIGTERM)".to_owned()
             } else {
-                stage.net.signal(host, Signal::KILL);
+                // The whole host at once: its supervisor and its workers
+                // (killed alone, the supervisor's workers would get SIGTERM
+                // from the kernel and finish their connections gracefully).
+                let workers = procfs::live_children(host);
+                for pid in std::iter::once(host).chain(workers) {
+                    if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+                        let _ = rustix::process::kill_process(pid, Signal::KILL);
+                    }
+                }
                 match balancer {
                     Balancer::Haproxy => {
                         // Until HAProxy's checks mark it down.
@@ -605,7 +613,7 @@ fn failures(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
                 if drain {
                     "drained, then SIGTERM"
                 } else {
-                    "dies (supervisor killed)"
+                    "dies (every process killed)"
                 },
                 get(&report, "messages"),
                 get(&report, "failed"),

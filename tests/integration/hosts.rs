@@ -149,3 +149,31 @@ fn through_each_balancer_every_byte_is_verified_and_a_dead_host_is_routed_around
         .count();
     assert_eq!(strays, 0, "processes left that name a 198.18 address");
 }
+
+/// The files users copy (`docs/hosts/`) are the configuration the bench
+/// runs, byte for byte after their comment lines: one source for both.
+#[test]
+fn the_balancer_files_in_the_docs_are_what_the_bench_runs() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/hosts");
+    let without_comments = |name: &str| -> String {
+        std::fs::read_to_string(root.join(name))
+            .unwrap_or_else(|e| panic!("docs/hosts/{name}: {e}"))
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    };
+    let socket = "/run/haproxy/admin.sock";
+    assert_eq!(
+        without_comments("haproxy.cfg"),
+        hosts::haproxy_config(3, 9_000, 500, 2, socket)
+    );
+    assert_eq!(
+        without_comments("round-robin.nft"),
+        hosts::nft_rules(&[0, 1, 2], "numgen")
+    );
+    assert_eq!(
+        without_comments("by-source.nft"),
+        hosts::nft_rules(&[0, 1, 2], "jhash")
+    );
+}
