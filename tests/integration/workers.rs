@@ -361,3 +361,115 @@ fn a_port_in_use_is_one_error_line_and_no_worker() {
         .count();
     assert_eq!(strays, 0);
 }
+
+/// `--stats-interval 1` under a supervisor: one summed line a second (not
+/// none, and not one per wake-up of the supervisor's 50 ms check), each
+/// with the workers' counts.
+#[test]
+fn the_summed_line_comes_once_per_interval() {
+    let server = Server::start(
+        kind::reactor,
+        &["--workers", "2", "--stats-interval", "1", "--udp", "off"],
+    );
+    round_trips(&server, 5);
+    let started = Instant::now();
+    let mut lines = 0;
+    while started.elapsed() < Duration::from_millis(3_500) {
+        if let Some(line) = server.next_line(Duration::from_millis(100)) {
+            if line.parse::<SupervisedStats>().is_ok() {
+                lines += 1;
+            }
+        }
+    }
+    assert!(
+        (2..=5).contains(&lines),
+        "{lines} summed lines in 3.5 s at one a second"
+    );
+}
+
+/// A worker that dies as soon as it starts does not make the supervisor
+/// spin: each slot is started at most once a second. The test kills the
+/// worker in slot 0 every time a new one appears, for 3.5 s: at most about
+/// four restarts (a supervisor without the pause would restart it as fast
+/// as the test can kill it).
+#[test]
+fn a_worker_that_keeps_dying_is_restarted_at_most_once_a_second() {
+    let server = Server::start(kind::reactor, &["--workers", "2", "--udp", "off"]);
+    let keep = server.children()[1];
+    let started = Instant::now();
+    let mut killed = 0;
+    while started.elapsed() < Duration::from_millis(3_500) {
+        for pid in server.children() {
+            if pid != keep && alive(pid) {
+                kill("KILL", pid);
+                killed += 1;
+            }
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (summed, _) = stop(server);
+    assert!(killed >= 2, "only {killed} workers were killed");
+    assert!(
+        summed.restarts <= 5,
+        "{} restarts in 3.5 s",
+        summed.restarts
+    );
+}
+
+/// A worker that never says `listening` fails the start once its time is
+/// up (10 s): the supervisor then gives up waiting and stops its workers.
+/// Here every worker's `listen` is held back for 60 s with strace's fault
+/// injection (the supervisor itself never calls `listen`: it reserves the
+/// port with a bound socket), and strace also records when the supervisor
+/// sends its workers SIGTERM: about 10 s in. (Its exit cannot be timed:
+/// a worker held in strace's delay is reaped only when the delay ends.)
+#[test]
+fn workers_that_never_announce_themselves_fail_the_start() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        eprintln!("skipped: strace (which holds the workers' listen back) is not installed");
+        return;
+    }
+    let log = std::env::temp_dir().join(format!("never-announce-{}.strace", std::process::id()));
+    let started = Instant::now();
+    let mut child = tied_to_this_thread("strace")
+        .args(["-f", "-o"])
+        .arg(&log)
+        .args([
+            "-e",
+            "trace=listen,kill",
+            "-e",
+            "inject=listen:delay_enter=60s",
+        ])
+        // The supervisor, too, dies with strace (which the test kills).
+        .args(["setpriv", "--pdeathsig", "KILL", "--"])
+        .args([
+            BIN,
+            "serve",
+            "--workers",
+            "2",
+            "--tcp",
+            "127.0.0.1:0",
+            "--udp",
+            "off",
+        ])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run the supervisor under strace");
+    let gave_up = eventually(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log).is_ok_and(|text| {
+            text.lines()
+                .any(|l| l.contains("kill(") && l.contains("SIGTERM"))
+        })
+    });
+    let waited = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_file(&log);
+    assert!(gave_up, "the supervisor was still waiting after 20 s");
+    assert!(
+        (Duration::from_secs(9)..Duration::from_secs(15)).contains(&waited),
+        "the supervisor gave up after {waited:?}"
+    );
+}
