@@ -101,11 +101,12 @@ pub struct BenchArgs {
     /// Connections (or UDP sockets, or churn slots).
     #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub connections: u64,
-    /// Seconds measured (with --idle: seconds held idle).
-    #[arg(long, default_value_t = 5.0)]
+    /// Time measured (with --idle: time held idle), in seconds or with a
+    /// unit: `10`, `10s`, `500ms`, `2m`.
+    #[arg(long, default_value = "5", value_parser = seconds)]
     pub duration: f64,
-    /// Seconds of load before measuring.
-    #[arg(long, default_value_t = 1.0)]
+    /// Time of load before measuring (seconds, or with a unit).
+    #[arg(long, default_value = "1", value_parser = seconds)]
     pub warmup: f64,
     /// Start the clock (warm-up, then the measured window) at this moment,
     /// in milliseconds since the Unix epoch, once the connections are open:
@@ -115,7 +116,9 @@ pub struct BenchArgs {
     /// Bytes per message.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u64).range(1..=16_777_216))]
     pub size: u64,
-    /// Messages in flight per connection (closed loop).
+    /// Messages in flight per connection (closed loop; the open loop sends
+    /// on its schedule, however many are in flight, so it refuses more
+    /// than 1).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub pipeline: u64,
     /// The server's mode: the replies are checked against it.
@@ -148,12 +151,17 @@ pub struct BenchArgs {
     pub processes: Option<u64>,
     /// Seconds a connect may take before it counts as failed (a storm of a
     /// million connects may need minutes).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub connect_timeout: f64,
     /// With --idle: seconds the round trips after the hold may take, all
     /// told (a wave of a million replies takes tens of seconds).
-    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    #[arg(long, value_name = "SECS", default_value = "10", value_parser = seconds)]
     pub reply_timeout: f64,
+    /// The share of connects, lost connections and idle round trips that
+    /// may fail, in percent, before the run counts as failed (exit 1, one
+    /// `error:` line naming the first cause).
+    #[arg(long, value_name = "PERCENT", default_value_t = 0.0)]
+    pub tolerate: f64,
     /// Internal: a process of `--processes N` started by the parent with
     /// this PID; it reports to its parent, waits for its word to start
     /// (bench/processes/link.rs), and stops if its parent dies
@@ -167,6 +175,17 @@ pub struct BenchArgs {
     /// One JSON object on stdout instead of the human-readable report.
     #[arg(long)]
     pub json: bool,
+    /// One JSON object a second on stdout as the run goes (an interval's
+    /// figures, with an `"interval"` key), then the JSON report.
+    #[arg(long)]
+    pub json_stream: bool,
+    /// Write the run's interval histograms to FILE in HdrHistogram's
+    /// interval log format (the measured intervals untagged).
+    #[arg(long, value_name = "FILE")]
+    pub hdr_log: Option<std::path::PathBuf>,
+    /// Write the report as one self-contained HTML page with plots to FILE.
+    #[arg(long, value_name = "FILE.html")]
+    pub report: Option<std::path::PathBuf>,
     /// The server's process id: report its CPU time (user and system, with
     /// its children's) over the measured window, and per message.
     #[arg(long, value_name = "PID")]
@@ -240,6 +259,9 @@ pub fn run(args: &BenchArgs) -> Result<bool, BenchError> {
     let addr = resolve(&args.addr)?;
     let limits = fd_limit::raise_to_hard_limit();
     check_times(args)?;
+    check_flags(args)?;
+    engine::catch_interrupt()
+        .map_err(|e| BenchError::Failed(format!("cannot catch Ctrl-C: {e}")))?;
     let processes = processes_needed(args, &limits)?;
     let sources = match &args.source_addrs {
         Some(list) => list.clone(),
@@ -273,6 +295,51 @@ fn check_times(args: &BenchArgs) -> Result<(), BenchError> {
          not negative"
             .into(),
     ))
+}
+
+/// Flags that cannot go together, or name what is not there.
+fn check_flags(args: &BenchArgs) -> Result<(), BenchError> {
+    if args.rate.is_some() && args.pipeline > 1 {
+        return Err(BenchError::Usage(
+            "--pipeline bounds a closed loop's messages in flight; the open loop (--rate) sends              on its schedule however many are in flight: drop one of them"
+                .into(),
+        ));
+    }
+    if !(args.tolerate.is_finite() && (0.0..=100.0).contains(&args.tolerate)) {
+        return Err(BenchError::Usage(
+            "--tolerate is a percentage, from 0 to 100".into(),
+        ));
+    }
+    if let Some(pid) = args.server_pid {
+        if !procfs::is_alive(pid) {
+            return Err(BenchError::Usage(format!(
+                "--server-pid {pid}: there is no such process, so the server's CPU and memory                  could not be read"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A time flag's value in seconds: a number of seconds, or a number with
+/// a unit (`ms`, `s`, `m`, `h`), as `10`, `10s`, `1.5s`, `500ms`, `2m`.
+fn seconds(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "m" | "min" => 60.0,
+        "h" => 3_600.0,
+        _ => return Err(format!("'{unit}' is not a unit of time (ms, s, m or h)")),
+    };
+    number
+        .trim()
+        .parse::<f64>()
+        .map(|n| n * scale)
+        .map_err(|_| format!("'{text}' is not a time (10, 10s, 500ms, 2m)"))
 }
 
 /// How many load-generator processes the connections need (`--processes`,
@@ -339,7 +406,8 @@ fn run_here(
         Progress::for_parent()
     } else {
         Progress::new(true)
-    };
+    }
+    .streaming(args.json_stream);
     let failed = |e: std::io::Error| BenchError::Failed(format!("the load generator failed: {e}"));
     let ((outcome, lost), chaos, memory) =
         chaos::alongside(chaos_plan, || run_engine(&plan, args.udp, progress)).map_err(failed)?;
@@ -349,10 +417,36 @@ fn run_here(
     } else {
         Workload::of(plan.role)
     };
-    Report::new(workload, &plan, &outcome, lost, limits, &sources)
-        .with_chaos(chaos, memory)
-        .print(args.json);
-    Ok(outcome.mismatches == 0 && hostile_mismatches == 0)
+    let report =
+        Report::new(workload, &plan, &outcome, lost, limits, &sources).with_chaos(chaos, memory);
+    let is_right = deliver(args, &report)?;
+    Ok(is_right && outcome.mismatches == 0 && hostile_mismatches == 0)
+}
+
+/// The end of every run, here or over processes: the report printed, the
+/// interval log and the page written if asked, and the run judged (a
+/// process of several leaves that to its parent, which judges them all).
+/// Returns whether every reply byte was right.
+///
+/// # Errors
+/// A file that cannot be written, or a run that failed (`report/verdict.rs`).
+pub(crate) fn deliver(args: &BenchArgs, report: &Report) -> Result<bool, BenchError> {
+    report.print(args.json || args.json_stream);
+    let unwritable = |path: &std::path::Path, e| {
+        BenchError::Failed(format!("cannot write {}: {e}", path.display()))
+    };
+    if let Some(path) = &args.hdr_log {
+        report
+            .write_hdr_log(path)
+            .map_err(|e| unwritable(path, e))?;
+    }
+    if let Some(path) = &args.report {
+        report.write_page(path).map_err(|e| unwritable(path, e))?;
+    }
+    if args.coordinated.is_none() {
+        report.verdict(args.tolerate).map_err(BenchError::Failed)?;
+    }
+    Ok(report.mismatches() == 0)
 }
 
 /// Runs the engine for the transport: what it measured, and for UDP the
@@ -363,11 +457,11 @@ fn run_engine(
     progress: Progress,
 ) -> std::io::Result<(Outcome, Option<u64>)> {
     if udp {
-        let instruments = Instruments::new(plan.server_pid, progress);
+        let instruments = Instruments::new(plan.server_pid, progress)?;
         let (outcome, lost) = engine::udp::run(plan, instruments)?;
         return Ok((outcome, Some(lost)));
     }
-    let instruments = Instruments::watching_the_opening(plan.server_pid, progress);
+    let instruments = Instruments::watching_the_opening(plan.server_pid, progress)?;
     Ok((Driver::new(plan.clone(), instruments)?.run()?, None))
 }
 
@@ -385,6 +479,14 @@ fn run_merge(args: &MergeArgs) -> Result<bool, BenchError> {
 }
 
 fn resolve(text: &str) -> Result<SocketAddr, BenchError> {
+    let has_port = text
+        .rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+    if !has_port {
+        return Err(BenchError::Usage(format!(
+            "invalid --addr '{text}': the port is missing (HOST:PORT, e.g. 127.0.0.1:8080)"
+        )));
+    }
     text.to_socket_addrs()
         .ok()
         .and_then(|mut a| a.next())
@@ -432,5 +534,26 @@ mod tests {
         // that none carries more than 12,000.
         assert_eq!(choose_sources(addr, 100_000, 6, None).len(), 12);
         assert_eq!(choose_sources(addr, 1_000_000, 51, None).len(), 102);
+    }
+
+    #[test]
+    fn times_take_units() {
+        assert_eq!(seconds("10"), Ok(10.0));
+        assert_eq!(seconds("10s"), Ok(10.0));
+        assert_eq!(seconds("1.5s"), Ok(1.5));
+        assert_eq!(seconds("500ms"), Ok(0.5));
+        assert_eq!(seconds("2m"), Ok(120.0));
+        assert!(seconds("10 parsecs").is_err());
+        assert!(seconds("ten").is_err());
+    }
+
+    #[test]
+    fn an_address_without_a_port_says_so() {
+        let Err(BenchError::Usage(message)) = resolve("127.0.0.1") else {
+            panic!("resolved");
+        };
+        assert!(message.contains("the port is missing"), "{message}");
+        assert!(resolve("127.0.0.1:9").is_ok());
+        assert!(resolve("[::1]:9").is_ok());
     }
 }

@@ -12,8 +12,9 @@
 //!   the driver instead of branched on;
 //! * [`stamp`] and [`in_flight`]: a message's start time as one `u64`, and
 //!   the queue of them per connection;
-//! * this file: the sleep phase every loop shares ([`sleep`]), and the
-//!   timeout it sleeps ([`timeout_until`]).
+//! * this file: the sleep phase every loop shares ([`sleep`]), the
+//!   timeout it sleeps ([`timeout_until`]), the moment the clock starts
+//!   ([`start_gate`]) and Ctrl-C ([`interrupted`]).
 
 pub(crate) mod driver;
 pub(crate) mod in_flight;
@@ -24,6 +25,8 @@ pub(crate) mod stamp;
 pub(crate) mod udp;
 
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use mio::{Events, Poll};
@@ -78,7 +81,13 @@ pub(crate) fn start_gate(plan: &plan::Plan) -> io::Result<()> {
     }
     if let Some(at) = plan.start_at {
         match at.duration_since(std::time::SystemTime::now()) {
-            Ok(wait) => std::thread::sleep(wait),
+            Ok(wait) => {
+                // In short sleeps, so that Ctrl-C is not held up.
+                let end = Instant::now() + wait;
+                while !interrupted() && Instant::now() < end {
+                    std::thread::sleep(end.saturating_duration_since(Instant::now()).min(MAX_NAP));
+                }
+            }
             Err(late) => log::warn!(
                 "--start-at: the connections opened {:.3} s after the start time; starting now, so this window begins late",
                 late.duration().as_secs_f64()
@@ -86,4 +95,30 @@ pub(crate) fn start_gate(plan: &plan::Plan) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The longest nap while waiting for `--start-at`.
+const MAX_NAP: Duration = Duration::from_millis(100);
+
+/// Set by SIGINT (Ctrl-C) once [`catch_interrupt`] has run.
+static INTERRUPT: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+
+/// From now on, Ctrl-C (SIGINT) does not kill the load generator: it ends
+/// the run, whose loops see [`interrupted`] on their next turn (the poll
+/// sleeps at most a quarter of a second) and stop, and the report of what
+/// was measured so far is printed, marked as interrupted (as wrk, k6 and
+/// iperf3 do). A second Ctrl-C is the same as the first.
+///
+/// # Errors
+/// If the handler cannot be installed.
+pub(crate) fn catch_interrupt() -> io::Result<()> {
+    let flag = INTERRUPT.get_or_init(|| Arc::new(AtomicBool::new(false)));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(flag)).map(|_| ())
+}
+
+/// Whether Ctrl-C has asked the run to end.
+pub(crate) fn interrupted() -> bool {
+    INTERRUPT
+        .get()
+        .is_some_and(|flag| flag.load(Ordering::Relaxed))
 }

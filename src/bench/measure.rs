@@ -6,13 +6,18 @@
 //!   connects went;
 //! * [`server_memory`]: the server's resident memory, before, with every
 //!   connection open, at its peak and after;
-//! * `measure/progress.rs` (crate-private): the live line once a second;
+//! * [`series`]: the run one second at a time (one interval histogram at
+//!   a time, added to the totals as it closes);
+//! * [`failures`]: why connects failed and connections ended, by kind;
+//! * `measure/progress.rs` (crate-private): where each closed second goes,
+//!   the live line and `--json-stream`;
 //! * `measure/instruments.rs` (crate-private): all of these, as one
 //!   engine carries them.
-//!
 
 pub mod cpu_window;
+pub mod failures;
 pub(crate) mod instruments;
 pub mod kernel;
 pub(crate) mod progress;
+pub mod series;
 pub mod server_memory;

@@ -14,7 +14,11 @@
 //!    the parsed ones (`children.rs`: no fork in a Rust process, and one
 //!    orphan rule for every child of this program);
 //! 3. prints one progress line for all of them, from the `@progress` lines
-//!    they send it (`progress.rs`);
+//!    they send it (`progress.rs`), and with `--json-stream` one JSON line
+//!    an interval for all of them, once every process has sent its
+//!    `@interval` line of that interval (their points added: `add_series`);
+//!    Ctrl-C is passed on to them, and their reports of what they measured
+//!    are merged as usual;
 //! 4. waits until every process has opened its connections (`@ready`), reads
 //!    the kernel's figures, and then tells all of them to start (`go` on
 //!    their stdin), so the measured windows line up, and an idle hold
@@ -34,9 +38,11 @@ use std::time::Instant;
 
 use clap::ValueEnum;
 
+use super::engine::interrupted;
 use super::engine::plan::connect_window;
 use super::measure::kernel::{KernelReading, KernelSide};
-use super::measure::progress::{LINE_EVERY, PARENT_LINE};
+use super::measure::progress::{LINE_EVERY, PARENT_INTERVAL, PARENT_LINE, StreamLine};
+use super::measure::series::Point;
 use super::measure::server_memory::{OpenCost, resident_kib};
 use super::report::merge::merge_texts;
 use super::{BenchArgs, BenchError};
@@ -125,8 +131,60 @@ pub fn run(
     let report = merge_texts(&texts)
         .map_err(|e| BenchError::Failed(format!("the processes' reports: {e}")))?
         .with_kernel(opened_in, Some(KernelSide { before, during }), server);
-    report.print(args.json);
-    Ok(report.mismatches() == 0)
+    super::deliver(args, &report)
+}
+
+/// `--json-stream` over processes: each interval's points, kept until
+/// every process has sent its own, then added and printed as one line.
+#[derive(Debug, Default)]
+struct Stream {
+    pending: Vec<(Point, usize)>,
+    printed: u64,
+}
+
+impl Stream {
+    /// A process's point; the interval is printed once `of` have come.
+    fn heard(&mut self, point: Point, of: usize) {
+        let key = (point.stage, point.second);
+        let at = match self
+            .pending
+            .iter()
+            .position(|(p, _)| (p.stage, p.second) == key)
+        {
+            Some(at) => {
+                let (mine, count) = &mut self.pending[at];
+                mine.add(&point);
+                *count += 1;
+                at
+            }
+            None => {
+                self.pending.push((point, 1));
+                self.pending.len() - 1
+            }
+        };
+        if self.pending[at].1 >= of {
+            let (point, _) = self.pending.remove(at);
+            self.print(&point);
+        }
+    }
+
+    /// The intervals some process never sent (it ended first), as they are.
+    fn flush(&mut self) {
+        for (point, _) in std::mem::take(&mut self.pending) {
+            self.print(&point);
+        }
+    }
+
+    fn print(&mut self, point: &Point) {
+        let line = StreamLine {
+            interval: self.printed,
+            point,
+        };
+        self.printed += 1;
+        if let Ok(json) = serde_json::to_string(&line) {
+            println!("{json}");
+        }
+    }
 }
 
 /// Steps 3 and 4: the progress line, the start signal, and each process's
@@ -145,17 +203,32 @@ fn coordinate(
     let mut last_line = started;
     let mut messages = 0u64;
     let mut during = None;
+    let mut stage = String::from("opening");
+    let mut stream = Stream::default();
+    let mut is_interrupt_passed_on = false;
     while members.iter().any(|m| !m.is_closed) {
+        if interrupted() && !is_interrupt_passed_on {
+            pass_on_interrupt(members);
+            is_interrupt_passed_on = true;
+        }
         match heard.recv_timeout(next_line.saturating_duration_since(Instant::now())) {
             Ok(Heard::Line {
                 slot: index, line, ..
             }) => {
                 let member = &mut members[index];
-                if let Some(rest) = line.strip_prefix(PARENT_LINE) {
-                    let mut words = rest.split_whitespace().map(str::parse::<u64>);
-                    if let (Some(Ok(up)), Some(Ok(done))) = (words.next(), words.next()) {
+                if let Some(rest) = line.strip_prefix(PARENT_INTERVAL) {
+                    if let Ok(point) = serde_json::from_str::<Point>(rest.trim()) {
+                        stream.heard(point, members.len());
+                    }
+                } else if let Some(rest) = line.strip_prefix(PARENT_LINE) {
+                    let mut words = rest.split_whitespace();
+                    let mut number = || words.next().and_then(|w| w.parse::<u64>().ok());
+                    if let (Some(up), Some(done)) = (number(), number()) {
                         member.up = up as usize;
                         messages += done;
+                    }
+                    if let Some(word) = rest.split_whitespace().nth(2) {
+                        word.clone_into(&mut stage);
                     }
                 } else if line == link::READY {
                     member.is_ready = true;
@@ -180,7 +253,12 @@ fn coordinate(
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if during.is_none() && members.iter().all(|m| m.is_ready) {
+        // Once interrupted, the processes still waiting for their word get
+        // it, so that they start, see the interrupt and report at once.
+        let ready_or_done = |m: &Member| m.is_ready || m.is_closed || m.report.is_some();
+        let all_ready = members.iter().all(|m| m.is_ready)
+            || (is_interrupt_passed_on && members.iter().all(ready_or_done));
+        if during.is_none() && all_ready {
             during = Some(KernelReading::now());
             rss_open = args.server_pid.and_then(|pid| resident_kib(pid).ok());
             opened_in = Some(started.elapsed().as_secs_f64());
@@ -197,7 +275,7 @@ fn coordinate(
             let up: usize = members.iter().map(|m| m.up).sum();
             let rate = messages as f64 / now.duration_since(last_line).as_secs_f64();
             eprintln!(
-                "[{:5.1}s] {up}/{total} connections up, {rate:.0} msg/s ({} processes)",
+                "[{:5.1}s] {stage:<9} {up}/{total} connections up, {rate:.0} msg/s ({} processes)",
                 now.duration_since(started).as_secs_f64(),
                 members.len()
             );
@@ -206,11 +284,23 @@ fn coordinate(
             next_line = now + LINE_EVERY;
         }
     }
+    stream.flush();
     Ok((
         during.unwrap_or_else(KernelReading::now),
         rss_open,
         opened_in,
     ))
+}
+
+/// Ctrl-C reached this process (a terminal sends it to the whole process
+/// group, but a `kill -INT` to the parent alone does not): each process is
+/// told too, ends its run and sends the report of what it measured.
+fn pass_on_interrupt(members: &[Member]) {
+    for member in members.iter().filter(|m| !m.is_closed) {
+        if let Some(pid) = rustix::process::Pid::from_raw(member.process.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::INT);
+        }
+    }
 }
 
 /// Ends the processes started so far: closing their stdin ends a process
@@ -307,6 +397,7 @@ fn child_arguments(
         ("--udp", args.udp),
         ("--churn", args.churn),
         ("--idle", args.idle),
+        ("--json-stream", args.json_stream),
     ] {
         if is_set {
             words.push(flag.into());

@@ -233,6 +233,13 @@ pub fn syn_backlog() -> Option<usize> {
         .ok()
 }
 
+/// The machine's host name (`/proc/sys/kernel/hostname`), which a report
+/// carries so that `bench merge` can tell machines apart.
+pub fn host_name() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    Some(text.trim().to_owned()).filter(|name| !name.is_empty())
+}
+
 /// The running kernel's release (`/proc/sys/kernel/osrelease`).
 pub fn kernel_release() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/osrelease")

@@ -10,7 +10,11 @@
 //!   merge`, the processes' parent and the benches read, derived with
 //!   `serde`;
 //! * [`merge`]: one report from many (processes, or machines);
-//! * [`interchange`]: the latency histograms as text.
+//! * [`interchange`]: the latency histograms as text;
+//! * [`hdr_log`]: the series as HdrHistogram's interval log (`--hdr-log`);
+//! * [`page`]: the report as one self-contained HTML page with its plots
+//!   (`--report`);
+//! * [`verdict`]: whether the run failed, and its one `error:` line.
 //!
 //! Besides the figures the report records what makes them comparable: the
 //! open-file limits, the source addresses, the CPUs the generator may run
@@ -19,10 +23,13 @@
 //! interchange encoding, so that reports of several processes or machines
 //! merge exactly.
 
+pub mod hdr_log;
 mod human;
 pub mod interchange;
 pub mod json;
 pub mod merge;
+pub mod page;
+pub mod verdict;
 
 use std::net::IpAddr;
 
@@ -35,7 +42,9 @@ use super::chaos::tally::Tally;
 use super::engine::plan::{Outcome, Plan};
 use super::engine::role::Role;
 use super::measure::cpu_window::CpuTime;
+use super::measure::failures::Failures;
 use super::measure::kernel::KernelSide;
+use super::measure::series::Point;
 use super::measure::server_memory::{OpenCost, RssSpan};
 use super::procfs;
 use crate::fd_limit::FdLimits;
@@ -58,6 +67,12 @@ pub struct Latency {
 }
 
 impl Latency {
+    /// The percentiles of a histogram, or `None` when it is empty (a run
+    /// without replies has no latency: not a latency of 0).
+    pub fn of_some(h: &Histogram<u64>) -> Option<Latency> {
+        (!h.is_empty()).then(|| Latency::of(h))
+    }
+
     /// The percentiles of a histogram (zeros when it is empty).
     pub fn of(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
@@ -135,6 +150,52 @@ pub struct Report {
     /// The server's memory before the first connect and with all open.
     server_rss: Option<OpenCost>,
     environment: Environment,
+    /// Which run this is: its id, host, start, command.
+    origin: Origin,
+    /// The run in time, and what went wrong in it.
+    timeline: Timeline,
+}
+
+/// Which run a report is of: what `bench merge` needs to tell two runs
+/// apart and to see whether their windows overlap, and what the report
+/// page shows first.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The run's id: host, process and start, unique to one process's run
+    /// (a merged report: the parts' ids, comma-separated).
+    #[serde(default)]
+    pub run_id: String,
+    /// The load generator's host name.
+    #[serde(default)]
+    pub host: String,
+    /// When the measured window began, milliseconds since the Unix epoch.
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+    /// The command line that ran it.
+    #[serde(default)]
+    pub command: String,
+    /// `reactor-echo`'s version.
+    #[serde(default)]
+    pub version: String,
+}
+
+/// The run in time, and what went wrong in it.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Timeline {
+    /// One point an interval (`measure/series.rs`).
+    series: Vec<Point>,
+    /// Why connects failed and connections ended, by kind.
+    failures: Failures,
+    /// `--rate`: the rate asked for, messages per second.
+    rate_requested: Option<f64>,
+    /// Open loop: how far behind its schedule the generator fell at
+    /// worst, in milliseconds (`None`: never).
+    schedule_lag_ms: Option<f64>,
+    /// Cut short by Ctrl-C.
+    interrupted: bool,
+    /// The CPU time of the whole run, opening and all.
+    bench_run: Option<CpuSpent>,
+    server_run: Option<CpuSpent>,
 }
 
 /// User and system CPU seconds over the window (per message is worked out
@@ -262,13 +323,14 @@ impl Report {
         sources: &[IpAddr],
     ) -> Report {
         let seconds = outcome.measured.as_secs_f64();
-        let rate = |n: u64| {
-            if seconds > 0.0 {
-                n as f64 / seconds
-            } else {
-                0.0
-            }
+        // An idle run's messages are its wave of round trips after the
+        // hold: their rate is over the wave, from its start to its last
+        // reply (every one started at once), not over the hold.
+        let over = match workload {
+            Workload::Idle => outcome.latency.max() as f64 / 1e6,
+            _ => seconds,
         };
+        let rate = |n: u64| if over > 0.0 { n as f64 / over } else { 0.0 };
         Report {
             run: RunSection {
                 workload,
@@ -316,6 +378,16 @@ impl Report {
                 cores: procfs::online_cores()
                     .unwrap_or_else(|| std::thread::available_parallelism().map_or(0, |n| n.get())),
             },
+            origin: Origin::here(outcome.window_start_ms),
+            timeline: Timeline {
+                series: outcome.series.clone(),
+                failures: with_missing_replies(outcome),
+                rate_requested: plan.role.scheduled_rate(),
+                schedule_lag_ms: outcome.schedule_lag.map(|d| d.as_secs_f64() * 1e3),
+                interrupted: outcome.interrupted,
+                bench_run: outcome.bench_run_cpu.map(CpuSpent::from),
+                server_run: outcome.server_run_cpu.map(CpuSpent::from),
+            },
         }
     }
 
@@ -354,6 +426,21 @@ impl Report {
         self.honest.messages
     }
 
+    /// The run's points, one an interval.
+    pub fn series(&self) -> &[Point] {
+        &self.timeline.series
+    }
+
+    /// Which run this is.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Whether Ctrl-C cut the run short.
+    pub fn is_interrupted(&self) -> bool {
+        self.timeline.interrupted
+    }
+
     /// Reply bytes that were wrong, with the hostile peers'.
     pub fn mismatches(&self) -> u64 {
         self.honest.mismatches + self.chaos.as_ref().map_or(0, ChaosSection::mismatches)
@@ -368,4 +455,33 @@ impl Report {
             print!("{}", self.human());
         }
     }
+}
+
+impl Origin {
+    /// This process's run, whose measured window began at `started_ms`.
+    fn here(started_ms: Option<u64>) -> Origin {
+        let host = procfs::host_name().unwrap_or_else(unknown);
+        let started = started_ms.unwrap_or_else(super::measure::series::unix_ms);
+        Origin {
+            run_id: format!("{host}-{}-{started}", std::process::id()),
+            host,
+            started_ms,
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+}
+
+/// The run's failures, with an idle run's round trips that got no reply
+/// (those of connections still open after the hold).
+fn with_missing_replies(outcome: &Outcome) -> Failures {
+    let mut failures = outcome.failures;
+    if let Some(ok) = outcome.idle_ok {
+        let missing = outcome
+            .established
+            .saturating_sub(ok)
+            .saturating_sub(outcome.errors);
+        failures.add_n(super::measure::failures::Cause::NoReply, missing);
+    }
+    failures
 }

@@ -113,17 +113,34 @@ fn mismatched_replies_fail_the_run() {
     assert_eq!(report(&out)["mismatches"], 0.0);
 }
 
-/// Connect failures are counted and reported, never fatal.
+/// Connect failures are counted and reported; a run where they all
+/// failed then fails (issue 24: it used to exit 0), with one `error:` line
+/// naming the cause, and without waiting out its duration.
 #[test]
 fn refused_connections_are_counted() {
     let unused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = unused.local_addr().unwrap().to_string();
     drop(unused);
-    let out = bench_at(addr, &["--connections", "20", "--duration", "0.3"]);
-    assert!(out.status.success());
+    let started = std::time::Instant::now();
+    let out = bench_at(addr, &["--connections", "20", "--duration", "5"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
     let r = report(&out);
     assert_eq!(r["failed"], 20.0);
     assert_eq!(r["established"], 0.0);
+    assert_eq!(r["failures.refused"], 20.0);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors,
+        [
+            "error: connection refused: 20 of 20 connects and round trips failed (20 connection refused)"
+        ],
+        "{stderr}"
+    );
+    // No replies: no latency, null rather than 0.
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("\"latency_us\":null"), "{text}");
 }
 
 /// More connections than one process's open-file limit allows, in one

@@ -49,20 +49,22 @@
 //! stalls cannot hide its stall from the latency (no coordinated omission).
 
 mod conn;
+mod opening;
 
 use std::io;
 use std::time::{Duration, Instant};
 
 use log::trace;
 use mio::event::Event;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll};
 use slab::Slab;
 
 use super::period::Period;
 use super::plan::{Outcome, Plan};
 use super::role::AfterReply;
 use super::stamp::{RunClock, Stamp};
-use super::{sleep, timeout_until};
+use super::{interrupted, sleep, timeout_until};
+use crate::bench::measure::failures::Cause;
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::reactor::deadlines::Sweeper;
@@ -76,15 +78,18 @@ const EVENTS_CAPACITY: usize = 1024;
 /// The longest the loop sleeps, so that the progress line keeps coming.
 const MAX_SLEEP: Duration = Duration::from_millis(250);
 
+/// The open loop sends at most this many messages a turn: a generator
+/// that has fallen behind its schedule catches up over several turns, its
+/// replies read and its progress line printed between them, instead of
+/// vanishing into one loop of a million sends.
+const MAX_SENDS_PER_TURN: usize = 4_096;
+
 /// What one wake-up knows, worked out once for all its events: the time as
-/// a stamp, and whether replies completing now are counted.
+/// a stamp. (Whether its replies count is the series' business: the
+/// interval under way is of the period the wake-up is in.)
 #[derive(Debug, Clone, Copy)]
 struct Wake {
     stamp: Stamp,
-    /// Replies count in the throughput.
-    measuring: bool,
-    /// Replies have their latency recorded.
-    recording: bool,
 }
 
 /// Where a read turn may stop.
@@ -177,7 +182,15 @@ impl Driver {
             }
             self.timers(now);
         }
+        let up = self.up();
+        self.instruments
+            .finish(now, &mut self.outcome, up, self.plan.connections);
         Ok(self.outcome)
+    }
+
+    /// Connections open (not connecting).
+    fn up(&self) -> usize {
+        self.conns.len() - self.connecting
     }
 
     /// Phase 1: open, move the run on, send what the schedule says, and
@@ -196,14 +209,14 @@ impl Driver {
             return Ok(None);
         }
         self.send_scheduled(now);
-        let up = self.conns.len() - self.connecting;
+        let up = self.up();
         self.instruments
-            .progress
-            .line_if_due(now, up, self.plan.connections);
+            .tick(now, &mut self.outcome, up, self.plan.connections);
         let wakes = [
             self.period.ends_at(),
             self.next_send,
             self.connect_sweeper.next(),
+            Some(self.instruments.next_close()),
         ];
         Ok(Some(timeout_until(now, wakes, MAX_SLEEP)))
     }
@@ -234,12 +247,15 @@ impl Driver {
     }
 
     /// The one place the run's period changes, so that `RUST_LOG=trace`
-    /// shows every step of a run; the instruments read the CPU times as the
-    /// measured window opens and closes.
-    fn set_period(&mut self, next: Period) {
+    /// shows every step of a run; the series closes its interval, and the
+    /// instruments read the CPU times as the measured window opens and
+    /// closes.
+    fn set_period(&mut self, next: Period, now: Instant) {
         trace!("bench period {:?} => {next:?}", self.period);
+        let stage = next.stage(self.plan.role.checks_after_hold());
+        let counts = (self.up(), self.plan.connections);
         self.instruments
-            .period_changes(self.period, next, &mut self.outcome);
+            .period_changes((self.period, next), stage, now, &mut self.outcome, counts);
         self.period = next;
     }
 
@@ -258,34 +274,54 @@ impl Driver {
         super::start_gate(&self.plan)
     }
 
-    /// Moves the run on when the current period is over.
+    /// Moves the run on when the current period is over, when Ctrl-C
+    /// asks, or when no connection could be opened (there is nothing to
+    /// measure: waiting out the duration would only hide the failure).
     fn advance(&mut self, now: Instant) {
+        if self.period != Period::Done && interrupted() {
+            self.outcome.interrupted = true;
+            if let Period::Measuring { from, .. } = self.period {
+                self.outcome.measured = now.saturating_duration_since(from);
+            }
+            return self.set_period(Period::Done, now);
+        }
         match self.period {
+            Period::Warmup { .. } | Period::Measuring { .. } if self.nothing_connects() => {
+                self.set_period(Period::Done, now);
+            }
             Period::Warmup { until } if now >= until => {
                 let end = until + self.plan.duration;
-                self.set_period(Period::Measuring {
-                    from: until,
-                    until: end,
-                });
+                self.set_period(
+                    Period::Measuring {
+                        from: until,
+                        until: end,
+                    },
+                    now,
+                );
             }
             Period::Measuring { from, until } if now >= until => {
+                // The window is what was asked: a loop that noticed its
+                // end late counted nothing after it.
+                self.outcome.measured = until.saturating_duration_since(from);
                 if self.plan.role.checks_after_hold() {
                     self.begin_idle_check(now);
                 } else {
-                    self.outcome.measured = now.saturating_duration_since(from);
-                    self.set_period(Period::Done);
+                    self.set_period(Period::Done, now);
                 }
             }
-            Period::IdleCheck { until } if now >= until => self.set_period(Period::Done),
+            Period::IdleCheck { until } if now >= until => self.set_period(Period::Done, now),
             _ => {}
         }
     }
 
     /// The clock starts: warm-up first (the open loop's schedule too).
     fn start_clock(&mut self, now: Instant) {
-        self.set_period(Period::Warmup {
-            until: now + self.plan.warmup,
-        });
+        self.set_period(
+            Period::Warmup {
+                until: now + self.plan.warmup,
+            },
+            now,
+        );
         if self.plan.role.scheduled_rate().is_some() {
             self.next_send = Some(now);
         }
@@ -294,9 +330,12 @@ impl Driver {
     /// `Idle`: the hold is over; one round trip on every connection.
     fn begin_idle_check(&mut self, now: Instant) {
         self.outcome.idle_ok = Some(0);
-        self.set_period(Period::IdleCheck {
-            until: now + self.plan.reply_timeout,
-        });
+        self.set_period(
+            Period::IdleCheck {
+                until: now + self.plan.reply_timeout,
+            },
+            now,
+        );
         let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
         let start = self.clock.stamp(now);
         for key in keys {
@@ -304,55 +343,21 @@ impl Driver {
         }
     }
 
-    /// The wake-up at `now`: replies count in the throughput while
-    /// measuring, and have their latency recorded then too and, for `Idle`,
-    /// during the round trips after the hold.
-    fn wake(&self, now: Instant) -> Wake {
-        let measuring = self.period.counts(now);
+    /// The wake-up at `now`. The run's period is moved on first, at the
+    /// moment the clock was read: a reply read in this batch belongs to
+    /// the period of that moment (counted if it is the measured window,
+    /// not if the window has just ended), and so to the series' interval
+    /// of that period.
+    fn wake(&mut self, now: Instant) -> Wake {
+        self.advance(now);
         Wake {
             stamp: self.clock.stamp(now),
-            measuring,
-            recording: measuring || matches!(self.period, Period::IdleCheck { .. }),
         }
     }
 
     /// Whether the run still starts new work (messages, connections).
     fn is_running(&self) -> bool {
         self.period != Period::Done
-    }
-
-    /// Starts connects until the window is full or all are started.
-    fn open_more(&mut self, now: Instant) {
-        while self.to_open > 0 && self.connecting < self.plan.connect_window {
-            self.to_open -= 1;
-            match self.connect(now) {
-                Ok(()) => self.connecting += 1,
-                Err(_) => self.connect_failed(),
-            }
-        }
-    }
-
-    fn connect(&mut self, now: Instant) -> io::Result<()> {
-        // The source addresses in turn, if there are any.
-        let sources = &self.plan.sources;
-        let source = (!sources.is_empty()).then(|| {
-            let source = sources[self.next_source % sources.len()];
-            self.next_source += 1;
-            source
-        });
-        let mut stream = conn::start_connect(self.plan.addr, source)?;
-        let entry = self.conns.vacant_entry();
-        self.poll.registry().register(
-            &mut stream,
-            Token(entry.key()),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        self.next_seed += 1;
-        entry.insert(Conn::connecting(stream, self.next_seed * 7, now));
-        // A sweep must come by its deadline (`wake_at` keeps the earliest).
-        self.connect_sweeper
-            .wake_at(now + self.plan.connect_timeout);
-        Ok(())
     }
 
     /// Frees a slot at once (see "Removal" in the module docs for why that
@@ -365,49 +370,9 @@ impl Driver {
         removed
     }
 
-    fn connect_failed(&mut self) {
-        self.outcome.failed += 1;
-        if self.plan.role.replaces_connections() && self.is_running() {
-            self.to_open += 1;
-        }
-    }
-
-    /// A connect that did not complete: its slot goes, and it counts as failed.
-    fn abandon_connect(&mut self, key: usize) {
-        self.conns.remove(key);
-        self.connecting -= 1;
-        self.connect_failed();
-    }
-
-    /// The sweep of connects: those past their timeout fail, and the
-    /// earliest deadline of the others is noted for the next sweep. A
-    /// connect only ever finishes, so the noted deadline is a lower bound
-    /// (a sweep may find nothing to do, but none is missed), and sweeps are
-    /// spaced like the reactor's: a walk over 20,000 connections on every
-    /// wake-up of a connection storm would cost more than the storm.
-    fn sweep_connects(&mut self, now: Instant) {
-        let timeout = self.plan.connect_timeout;
-        let mut expired = Vec::new();
-        let mut earliest: Option<Instant> = None;
-        for (key, conn) in &self.conns {
-            if conn.state != ConnState::Connecting {
-                continue;
-            }
-            let deadline = conn.connect_started + timeout;
-            if now - conn.connect_started > timeout {
-                expired.push(key);
-            } else {
-                earliest = Some(earliest.map_or(deadline, |e| e.min(deadline)));
-            }
-        }
-        for key in expired {
-            self.abandon_connect(key);
-        }
-        self.connect_sweeper.swept(now, earliest);
-    }
-
-    /// The open loop: send every message whose scheduled time has come,
-    /// each on the next open connection in turn.
+    /// The open loop: send every message whose scheduled time has come
+    /// (at most [`MAX_SENDS_PER_TURN`] a turn), each on the next open
+    /// connection in turn; how far behind the schedule is, when it is.
     fn send_scheduled(&mut self, now: Instant) {
         let (Some(rate), Some(mut next)) = (self.plan.role.scheduled_rate(), self.next_send) else {
             return;
@@ -422,12 +387,20 @@ impl Driver {
         if keys.is_empty() {
             return;
         }
-        while next <= now {
+        let mut sent = 0;
+        while next <= now && sent < MAX_SENDS_PER_TURN {
             let key = keys[self.round_robin % keys.len()];
             self.round_robin += 1;
             // The latency clock starts at the scheduled time.
             self.start_message(key, self.clock.stamp(next));
             next += interval;
+            sent += 1;
+        }
+        if next <= now && self.period.stage(false).counts() {
+            // Still behind after a full turn: the generator, not the
+            // server, is late (the late messages' latency includes it).
+            let lag = now - next;
+            self.outcome.schedule_lag = self.outcome.schedule_lag.max(Some(lag));
         }
         self.next_send = Some(next);
     }
@@ -439,8 +412,8 @@ impl Driver {
         };
         conn.in_flight.push(at);
         conn.queued += size;
-        if conn.flush(&self.pattern).is_err() {
-            self.lose(key);
+        if let Err(e) = conn.flush(&self.pattern) {
+            self.lose(key, Cause::of(&e));
         }
     }
 
@@ -449,17 +422,23 @@ impl Driver {
             return;
         };
         if conn.state == ConnState::Open {
-            if conn.sent < conn.queued && conn.flush(&self.pattern).is_err() {
-                self.lose(key);
+            if conn.sent < conn.queued {
+                if let Err(e) = conn.flush(&self.pattern) {
+                    self.lose(key, Cause::of(&e));
+                }
             }
             return;
         }
         // Connecting. Events are hints: confirm the handshake really finished.
-        let is_refused = !matches!(conn.stream.take_error(), Ok(None));
-        match conn.stream.peer_addr() {
-            Ok(_) if !is_refused => {}
-            Err(e) if !is_refused && e.kind() == io::ErrorKind::NotConnected => return,
-            _ => return self.abandon_connect(key),
+        let failure = match conn.stream.take_error() {
+            Ok(None) => None,
+            Ok(Some(e)) | Err(e) => Some(Cause::of(&e)),
+        };
+        match (failure, conn.stream.peer_addr()) {
+            (None, Ok(_)) => {}
+            (None, Err(e)) if e.kind() == io::ErrorKind::NotConnected => return,
+            (Some(cause), _) => return self.abandon_connect(key, cause),
+            (None, Err(e)) => return self.abandon_connect(key, Cause::of(&e)),
         }
         let connect_started = conn.connect_started;
         conn.state = ConnState::Open;
@@ -467,6 +446,7 @@ impl Driver {
         self.outcome.established += 1;
         let took = wake.stamp.micros_since(self.clock.stamp(connect_started));
         let _ = self.outcome.connect.record(took.max(1));
+        self.instruments.series.connected(took.max(1));
         let role = self.plan.role;
         let start = if role.latency_from_connect() {
             self.clock.stamp(connect_started)
@@ -489,7 +469,8 @@ impl Driver {
             let n = match syscall::recv(&conn.stream, &mut self.buffer) {
                 Received::Bytes(n) => n,
                 Received::WouldBlock => return,
-                Received::Eof | Received::Failed(_) => return self.lose(key),
+                Received::Eof => return self.lose(key, Cause::Closed),
+                Received::Failed(e) => return self.lose(key, Cause::of(&e)),
             };
             let reply = &self.buffer[..n];
             // Bytes past what was sent cannot be a reply to anything.
@@ -499,9 +480,7 @@ impl Driver {
                     .count_mismatches(conn.seed, conn.received, &reply[..n.min(owed)]);
             self.outcome.mismatches += n.saturating_sub(owed) as u64;
             conn.received += n as u64;
-            if wake.measuring {
-                self.outcome.bytes += n as u64;
-            }
+            self.instruments.series.bytes(n);
             let size = self.plan.size as u64;
             let mut finished = 0;
             while conn.received >= (conn.completed + 1) * size {
@@ -510,12 +489,9 @@ impl Driver {
                 };
                 conn.completed += 1;
                 finished += 1;
-                self.instruments.progress.count_message();
-                if wake.recording {
-                    let micros = wake.stamp.micros_since(started);
-                    let _ = self.outcome.latency.record(micros.max(1));
-                    self.outcome.messages += 1;
-                }
+                self.instruments
+                    .series
+                    .reply(wake.stamp.micros_since(started));
             }
             for _ in 0..finished {
                 self.on_reply(key, wake.stamp);
@@ -539,7 +515,7 @@ impl Driver {
                 }
                 if self.outcome.idle_ok == Some(self.outcome.established) {
                     // Every round trip is back: the check is over.
-                    self.set_period(Period::Done);
+                    self.set_period(Period::Done, Instant::now());
                 }
             }
             AfterReply::SendAnother | AfterReply::Wait => {}
@@ -547,9 +523,10 @@ impl Driver {
     }
 
     /// A connection lost mid-run: the server reset or closed it.
-    fn lose(&mut self, key: usize) {
+    fn lose(&mut self, key: usize, cause: Cause) {
         if self.remove(key) {
             self.outcome.errors += 1;
+            self.outcome.failures.count(cause);
         }
     }
 }

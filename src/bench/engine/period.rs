@@ -12,10 +12,15 @@
 //!
 //! Churn and UDP start at `Warmup`: churn connects all the time (that is
 //! what it measures), and a UDP socket needs no handshake. Replies count
-//! only while `Measuring` ([`Period::counts`]), and the CPU times are read
-//! as that period opens and closes (`measure/instruments.rs`).
+//! only while `Measuring` (and, for `Idle`, its round trips during
+//! `IdleCheck`): each period is a [`Stage`] of the series, whose intervals
+//! close as the period changes, so that the counted ones add up to the
+//! totals (`measure/series.rs`); the CPU times are read as the measured
+//! window opens and closes (`measure/instruments.rs`).
 
 use std::time::Instant;
+
+use crate::bench::measure::series::Stage;
 
 /// Where the whole run is.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -55,10 +60,17 @@ impl Period {
         }
     }
 
-    /// Whether a reply that completes at `now` counts in the throughput.
-    #[inline]
-    pub(crate) fn counts(self, now: Instant) -> bool {
-        matches!(self, Period::Measuring { from, until } if now >= from && now < until)
+    /// The stage of the series this period is, for a run that holds its
+    /// connections idle (`is_idle`) or not.
+    pub(crate) fn stage(self, is_idle: bool) -> Stage {
+        match self {
+            Period::Opening => Stage::Opening,
+            Period::Warmup { .. } => Stage::Warmup,
+            Period::Measuring { .. } if is_idle => Stage::Hold,
+            Period::Measuring { .. } => Stage::Measuring,
+            Period::IdleCheck { .. } => Stage::Wave,
+            Period::Done => Stage::After,
+        }
     }
 
     /// Whether the measured window opens or closes between `self` and `to`
@@ -86,9 +98,10 @@ mod tests {
             from: t,
             until: t + s,
         };
-        assert!(measuring.counts(t) && !measuring.counts(t + s));
-        assert!(!Period::Warmup { until: t + s }.counts(t));
-        assert!(!Period::IdleCheck { until: t + s }.counts(t));
+        assert!(measuring.stage(false).counts() && !measuring.stage(true).counts());
+        assert!(!Period::Warmup { until: t + s }.stage(false).counts());
+        assert!(Period::IdleCheck { until: t + s }.stage(true).counts());
+        assert_eq!(Period::Done.stage(false), Stage::After);
         assert_eq!(measuring.ends_at(), Some(t + s));
         assert_eq!(Period::Opening.ends_at(), None);
         let warmup = Period::Warmup { until: t };

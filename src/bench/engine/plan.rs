@@ -10,7 +10,9 @@ use hdrhistogram::Histogram;
 use super::role::Role;
 use crate::bench::BenchArgs;
 use crate::bench::measure::cpu_window::CpuTime;
+use crate::bench::measure::failures::Failures;
 use crate::bench::measure::kernel::KernelSide;
+use crate::bench::measure::series::Point;
 use crate::bench::measure::server_memory::OpenCost;
 use crate::bench::payload::Expect;
 
@@ -133,6 +135,22 @@ pub struct Outcome {
     pub server_rss: Option<OpenCost>,
     /// How long it took to open every connection.
     pub opened_in: Option<Duration>,
+    /// Why connects failed and connections were lost, by kind.
+    pub failures: Failures,
+    /// The run, one interval a second (`measure/series.rs`).
+    pub series: Vec<Point>,
+    /// The load generator's CPU time over the whole run, opening included.
+    pub bench_run_cpu: Option<CpuTime>,
+    /// The server's CPU time over the whole run (`--server-pid`).
+    pub server_run_cpu: Option<CpuTime>,
+    /// When the measured window began, in milliseconds since the epoch.
+    pub window_start_ms: Option<u64>,
+    /// The run was cut short by Ctrl-C (SIGINT).
+    pub interrupted: bool,
+    /// Open loop: how far behind its schedule the generator fell at worst
+    /// (messages sent late are timed from their scheduled moment, so the
+    /// lateness is in their latency; this says the generator caused it).
+    pub schedule_lag: Option<Duration>,
 }
 
 impl Outcome {
@@ -157,12 +175,19 @@ impl Outcome {
             kernel: None,
             server_rss: None,
             opened_in: None,
+            failures: Failures::default(),
+            series: Vec::new(),
+            bench_run_cpu: None,
+            server_run_cpu: None,
+            window_start_ms: None,
+            interrupted: false,
+            schedule_lag: None,
         })
     }
 }
 
 /// A histogram of 1 us to 10 minutes (a connect in a storm may wait that
 /// long), 3 significant digits.
-fn microseconds() -> io::Result<Histogram<u64>> {
+pub(crate) fn microseconds() -> io::Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 600_000_000, 3).map_err(|e| io::Error::other(e.to_string()))
 }

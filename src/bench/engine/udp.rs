@@ -27,7 +27,8 @@ use mio::{Events, Interest, Poll, Token};
 
 use super::period::Period;
 use super::plan::{Outcome, Plan};
-use super::{sleep, timeout_until};
+use super::{interrupted, sleep, timeout_until};
+use crate::bench::measure::failures::Cause;
 use crate::bench::measure::instruments::Instruments;
 use crate::bench::payload::Pattern;
 use crate::reactor::deadlines::Sweeper;
@@ -93,9 +94,13 @@ impl UdpDriver<'_> {
         let now = Instant::now();
         for i in 0..plan.connections {
             let connected = UdpSocket::bind(local).and_then(|s| s.connect(plan.addr).map(|()| s));
-            let Ok(mut socket) = connected else {
-                outcome.failed += 1;
-                continue;
+            let mut socket = match connected {
+                Ok(socket) => socket,
+                Err(e) => {
+                    outcome.failed += 1;
+                    outcome.failures.count(Cause::of(&e));
+                    continue;
+                }
             };
             poll.registry()
                 .register(&mut socket, Token(senders.len()), Interest::READABLE)?;
@@ -133,48 +138,83 @@ impl UdpDriver<'_> {
             }
         }
         self.loss_sweeper.wake_at(now + LOSS_TIMEOUT);
-        self.set_period(Period::Warmup {
-            until: Instant::now() + self.plan.warmup,
-        });
+        let now = Instant::now();
+        self.set_period(
+            Period::Warmup {
+                until: now + self.plan.warmup,
+            },
+            now,
+        );
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         let mut now = Instant::now();
         while let Some(timeout) = self.before_sleep(now) {
             now = sleep(&mut self.poll, &mut events, Some(timeout))?;
-            let counting = self.period.counts(now);
+            // The period of the moment the clock was read is the one the
+            // batch's replies belong to (see `driver.rs`, `wake`).
+            self.advance(now);
             for event in events.iter() {
-                self.dispatch(event, now, counting);
+                self.dispatch(event, now);
             }
             self.timers(now);
         }
-        // The window as planned: the loop ends when it does.
-        self.outcome.measured = self.plan.duration;
+        let up = self.senders.len();
+        self.instruments
+            .finish(now, &mut self.outcome, up, self.plan.connections);
         Ok((self.outcome, self.lost))
     }
 
-    /// Phase 1: move the run on, print the progress line, and choose the
-    /// timeout. `None`: the run is over.
-    fn before_sleep(&mut self, now: Instant) -> Option<Duration> {
+    /// Moves the run on when its period is over, or Ctrl-C asks; the
+    /// window measured is the one planned (a loop that noticed its end
+    /// late counted nothing after it).
+    fn advance(&mut self, now: Instant) {
+        if self.period != Period::Done && interrupted() {
+            self.outcome.interrupted = true;
+            if let Period::Measuring { from, .. } = self.period {
+                self.outcome.measured = now.saturating_duration_since(from);
+            }
+            return self.set_period(Period::Done, now);
+        }
         match self.period {
-            Period::Warmup { until } if now >= until => self.set_period(Period::Measuring {
-                from: until,
-                until: until + self.plan.duration,
-            }),
-            Period::Measuring { until, .. } if now >= until => self.set_period(Period::Done),
+            Period::Warmup { .. } if self.senders.is_empty() => {
+                self.set_period(Period::Done, now);
+            }
+            Period::Warmup { until } if now >= until => self.set_period(
+                Period::Measuring {
+                    from: until,
+                    until: until + self.plan.duration,
+                },
+                now,
+            ),
+            Period::Measuring { until, .. } if now >= until => {
+                self.outcome.measured = self.plan.duration;
+                self.set_period(Period::Done, now);
+            }
             _ => {}
         }
+    }
+
+    /// Phase 1: move the run on, close the series' interval when its
+    /// second is over, and choose the timeout. `None`: the run is over.
+    fn before_sleep(&mut self, now: Instant) -> Option<Duration> {
+        self.advance(now);
         if self.period == Period::Done {
             return None;
         }
+        let up = self.senders.len();
         self.instruments
-            .progress
-            .line_if_due(now, self.senders.len(), self.plan.connections);
-        let wakes = [self.period.ends_at(), self.loss_sweeper.next()];
+            .tick(now, &mut self.outcome, up, self.plan.connections);
+        let wakes = [
+            self.period.ends_at(),
+            self.loss_sweeper.next(),
+            Some(self.instruments.next_close()),
+        ];
         Some(timeout_until(now, wakes, MAX_SLEEP))
     }
 
-    /// Phase 3: a socket's replies, each checked and, while `counting`,
-    /// counted; each answered datagram is followed by the next.
-    fn dispatch(&mut self, event: &Event, now: Instant, counting: bool) {
+    /// Phase 3: a socket's replies, each checked and handed to the series
+    /// (which counts it if the interval is of the measured window); each
+    /// answered datagram is followed by the next.
+    fn dispatch(&mut self, event: &Event, now: Instant) {
         let size = self.plan.size;
         let Some(sender) = self.senders.get_mut(event.token().0) else {
             return;
@@ -196,13 +236,9 @@ impl UdpDriver<'_> {
                 continue;
             }
             self.outcome.mismatches += wrong;
-            self.instruments.progress.count_message();
-            if counting {
-                self.outcome.messages += 1;
-                self.outcome.bytes += n as u64;
-                let micros = now.saturating_duration_since(sender.sent_at).as_micros() as u64;
-                let _ = self.outcome.latency.record(micros.max(1));
-            }
+            let series = &mut self.instruments.series;
+            series.bytes(n);
+            series.reply(now.saturating_duration_since(sender.sent_at).as_micros() as u64);
             send_next(sender, &self.pattern, size, now, &mut self.outcome);
         }
     }
@@ -233,10 +269,16 @@ impl UdpDriver<'_> {
     }
 
     /// The one place the run's period changes (see `driver.rs`).
-    fn set_period(&mut self, next: Period) {
+    fn set_period(&mut self, next: Period, now: Instant) {
         trace!("bench udp period {:?} => {next:?}", self.period);
-        self.instruments
-            .period_changes(self.period, next, &mut self.outcome);
+        let counts = (self.senders.len(), self.plan.connections);
+        self.instruments.period_changes(
+            (self.period, next),
+            next.stage(false),
+            now,
+            &mut self.outcome,
+            counts,
+        );
         self.period = next;
     }
 }

@@ -1,7 +1,11 @@
 //! The instruments an engine carries beside its connections: everything it
 //! reads that is not a reply.
 //!
-//! * the live progress line ([`Progress`]), counted on every reply;
+//! * the series ([`Series`]): every reply's latency goes to the interval
+//!   under way, which closes once a second and at every change of period,
+//!   adding itself to the run's totals if it was measured;
+//! * where each closed interval goes ([`Progress`]): the live line, and
+//!   with `--json-stream` the JSON stream;
 //! * the CPU time over the measured window, the server's (`--server-pid`)
 //!   and the load generator's own ([`CpuWindow`]), read as the window
 //!   opens and closes;
@@ -9,15 +13,18 @@
 //!   ([`KernelReading`]) and the server's memory, read before the first
 //!   connect and again once every connection is open.
 //!
-//! Both engines (`engine/driver.rs`, `engine/udp.rs`) carry one, so that
-//! neither keeps its own copy of the reading rules; the engine says when
-//! (a change of period, every connection open), the instruments read.
+//! Every engine (`engine/driver.rs`, `engine/udp.rs`) carries one, so that
+//! none keeps its own copy of the reading rules; the engine says when (a
+//! wake-up, a change of period, every connection open), the instruments
+//! read.
 
+use std::io;
 use std::time::Instant;
 
 use super::cpu_window::CpuWindow;
 use super::kernel::{KernelReading, KernelSide};
 use super::progress::Progress;
+use super::series::{Series, Stage};
 use super::server_memory::OpenCost;
 use crate::bench::engine::period::Period;
 use crate::bench::engine::plan::Outcome;
@@ -26,8 +33,10 @@ use crate::bench::procfs;
 /// What an engine reads besides the replies.
 #[derive(Debug)]
 pub(crate) struct Instruments {
-    /// The live progress line.
-    pub(crate) progress: Progress,
+    /// The per-second series: the interval under way, the points closed.
+    pub(crate) series: Series,
+    /// Where each closed interval goes.
+    progress: Progress,
     /// `--server-pid`: the server's CPU time over the window.
     server_cpu: Option<CpuWindow>,
     /// The generator's own CPU time over the same window.
@@ -48,32 +57,69 @@ struct Opening {
 
 impl Instruments {
     /// Instruments for a run whose server is `server_pid`, if known.
-    pub(crate) fn new(server_pid: Option<u32>, progress: Progress) -> Instruments {
-        Instruments {
+    ///
+    /// # Errors
+    /// Only if a histogram could not be made (its bounds are constants).
+    pub(crate) fn new(server_pid: Option<u32>, progress: Progress) -> io::Result<Instruments> {
+        Ok(Instruments {
+            series: Series::new(server_pid)?,
             progress,
             server_cpu: server_pid.map(CpuWindow::new),
             own_cpu: CpuWindow::own(),
             opening: None,
-        }
+        })
     }
 
     /// The same, reading the kernel and the server's memory now, before
     /// the first connect ([`Instruments::all_open`] reads them again).
-    pub(crate) fn watching_the_opening(server_pid: Option<u32>, progress: Progress) -> Instruments {
+    ///
+    /// # Errors
+    /// As [`Instruments::new`].
+    pub(crate) fn watching_the_opening(
+        server_pid: Option<u32>,
+        progress: Progress,
+    ) -> io::Result<Instruments> {
         let server = server_pid.and_then(|pid| Some((pid, procfs::resident_kib(pid).ok()?)));
-        Instruments {
+        Ok(Instruments {
             opening: Some(Opening {
                 started: Instant::now(),
                 kernel: KernelReading::now(),
                 server,
             }),
-            ..Instruments::new(server_pid, progress)
+            ..Instruments::new(server_pid, progress)?
+        })
+    }
+
+    /// Once a turn, before the sleep: the interval closes if its second is
+    /// over (`up` of `total` connections open).
+    pub(crate) fn tick(&mut self, now: Instant, outcome: &mut Outcome, up: usize, total: usize) {
+        if now >= self.series.closes_at() {
+            let stage = self.series.stage();
+            let point = self.series.close(now, stage, outcome, up);
+            self.progress.interval(now, &point, up, total);
         }
     }
 
-    /// The run moves from `from` to `to`: CPU times are read as the
+    /// When the loop must wake for the interval to close on time.
+    pub(crate) fn next_close(&self) -> Instant {
+        self.series.closes_at()
+    }
+
+    /// The run moves from `from` to `to` (whose stage is `stage`) at `now`:
+    /// the interval under way closes, and CPU times are read as the
     /// measured window opens and closes.
-    pub(crate) fn period_changes(&mut self, from: Period, to: Period, outcome: &mut Outcome) {
+    pub(crate) fn period_changes(
+        &mut self,
+        (from, to): (Period, Period),
+        stage: Stage,
+        now: Instant,
+        outcome: &mut Outcome,
+        (up, total): (usize, usize),
+    ) {
+        if stage != self.series.stage() {
+            let point = self.series.close(now, stage, outcome, up);
+            self.progress.interval(now, &point, up, total);
+        }
         match from.window_change(to) {
             Some(true) => {
                 if let Some(cpu) = self.server_cpu.as_mut() {
@@ -87,6 +133,13 @@ impl Instruments {
             }
             None => {}
         }
+    }
+
+    /// The run is over: the last interval closes, and the series goes to
+    /// `outcome`.
+    pub(crate) fn finish(&mut self, now: Instant, outcome: &mut Outcome, up: usize, total: usize) {
+        let point = self.series.finish(now, outcome, up);
+        self.progress.interval(now, &point, up, total);
     }
 
     /// Every connection is open (or has failed): how long it took, and the

@@ -1,19 +1,85 @@
 //! The human-readable report: one line per figure, labels in a column of
 //! their own, the honest clients first, then the hostile peers, the
 //! server's memory, the kernel and the environment.
+//!
+//! Each figure says what it is over: an empty histogram reads `none`, not
+//! 0; churn's rate is in connections per second, an idle run's in round
+//! trips per second of its wave; the open loop's achieved rate stands
+//! beside the one asked; a figure per connection taken from a difference
+//! of two noisy readings is printed with its uncertainty.
 
 use std::fmt::Write;
 
-use super::{Latency, Report};
+use super::{Latency, Report, Workload};
 use crate::bench::chaos::kind::Kind;
 use crate::bench::chaos::tally::Tally;
 use crate::bench::measure::kernel::KernelSide;
 use crate::bench::measure::server_memory::SETTLE;
 
 impl Report {
+    /// The rate lines: what the workload's rate is over, and the open
+    /// loop's asked rate beside the achieved one.
+    fn rate_lines(&self, s: &mut String) {
+        let h = &self.honest;
+        let summed = if self.run.processes > 1 {
+            " (the parts' rates added, each over its own window)"
+        } else {
+            ""
+        };
+        let _ = match self.run.workload {
+            Workload::Churn => writeln!(
+                s,
+                "cycles        {} in {:.2} s: {:.0} connections/s (connect, one message, check, \
+                 close){summed}",
+                h.messages, self.run.duration, h.messages_per_sec
+            ),
+            Workload::Idle => writeln!(
+                s,
+                "wave          {} round trips in {:.3} s after a hold of {:.2} s: {:.0} round \
+                 trips/s{summed}",
+                h.messages,
+                h.latency.max() as f64 / 1e6,
+                self.run.duration,
+                h.messages_per_sec
+            ),
+            _ => writeln!(
+                s,
+                "messages      {} in {:.2} s: {:.0} msg/s, {:.0} bytes/s{summed}",
+                h.messages, self.run.duration, h.messages_per_sec, h.bytes_per_sec
+            ),
+        };
+        if let Some(asked) = self.timeline.rate_requested {
+            let share = if asked > 0.0 {
+                h.messages_per_sec / asked * 100.0
+            } else {
+                0.0
+            };
+            let behind = self
+                .timeline
+                .schedule_lag_ms
+                .map_or_else(String::new, |ms| {
+                    format!(
+                        "; the generator itself fell behind its schedule by up to {ms:.1} ms (the \
+                     late messages' latency includes it)"
+                    )
+                });
+            let _ = writeln!(
+                s,
+                "rate          {asked:.0} msg/s asked, {:.0} achieved ({share:.1}%){behind}",
+                h.messages_per_sec
+            );
+        }
+    }
+
     /// The human-readable report, one figure a line.
     pub fn human(&self) -> String {
         let mut s = String::new();
+        if self.timeline.interrupted {
+            let _ = writeln!(
+                s,
+                "interrupted   by Ctrl-C: the figures are of the part that ran"
+            );
+        }
         let _ = writeln!(
             s,
             "mode          {} ({} bytes, pipeline {})",
@@ -35,20 +101,19 @@ impl Report {
             "connections   {} requested, {} established, {} failed{opened}",
             self.run.connections, self.honest.established, self.honest.failed
         );
-        let _ = writeln!(
-            s,
-            "messages      {} in {:.2} s: {:.0} msg/s, {:.0} bytes/s",
-            self.honest.messages,
-            self.run.duration,
-            self.honest.messages_per_sec,
-            self.honest.bytes_per_sec
-        );
-        let l = Latency::of(&self.honest.latency);
-        let _ = writeln!(
-            s,
-            "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
-            l.p50, l.p90, l.p99, l.p999, l.max
-        );
+        self.rate_lines(&mut s);
+        match Latency::of_some(&self.honest.latency) {
+            Some(l) => {
+                let _ = writeln!(
+                    s,
+                    "latency (us)  p50 {} p90 {} p99 {} p99.9 {} max {}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+            }
+            None => {
+                let _ = writeln!(s, "latency (us)  none (no replies were counted)");
+            }
+        }
         if !self.honest.connect.is_empty() {
             let c = Latency::of(&self.honest.connect);
             let _ = writeln!(
@@ -62,6 +127,15 @@ impl Report {
             "errors        {} connections lost, {} mismatched bytes",
             self.honest.errors, self.honest.mismatches
         );
+        let failures = &self.timeline.failures;
+        if let Some(first) = failures.first {
+            let _ = writeln!(
+                s,
+                "failures      {} (the first: {})",
+                failures.by_kind(),
+                first.sentence()
+            );
+        }
         if let Some(lost) = self.honest.lost {
             let _ = writeln!(
                 s,
@@ -77,16 +151,28 @@ impl Report {
                 self.honest.latency.max() as f64 / 1e6
             );
         }
-        for (label, cpu) in [
-            ("server cpu", self.cpu.server),
-            ("bench cpu", self.cpu.bench),
+        for (label, cpu, run) in [
+            ("server cpu", self.cpu.server, self.timeline.server_run),
+            ("bench cpu", self.cpu.bench, self.timeline.bench_run),
         ] {
             if let Some(spent) = cpu {
                 let (user, system) = (spent.user, spent.system);
-                let per_message = spent.per_message(self.honest.messages);
+                // An idle run's window is its hold, with no messages in it.
+                let per_message = if self.honest.messages > 0 && self.run.workload != Workload::Idle
+                {
+                    format!(
+                        ": {:.2} us per message",
+                        spent.per_message(self.honest.messages)
+                    )
+                } else {
+                    String::new()
+                };
+                let whole = run.map_or_else(String::new, |r| {
+                    format!("; {:.2} s over the whole run", r.user + r.system)
+                });
                 let _ = writeln!(
                     s,
-                    "{label:<14}{user:.2} s user + {system:.2} s system in the window: {per_message:.2} us per message"
+                    "{label:<14}{user:.2} s user + {system:.2} s system in the window{per_message}{whole}"
                 );
             }
         }
@@ -115,10 +201,14 @@ impl Report {
         if let Some(rss) = self.server_rss {
             let _ = writeln!(
                 s,
-                "server memory {:.1} MiB before the first connect, {:.1} MiB with all open: {:.0} B per connection",
+                "server memory {:.1} MiB before the first connect, {:.1} MiB with all open: {}",
                 rss.before as f64 / 1024.0,
                 rss.open as f64 / 1024.0,
-                rss.bytes_per_connection(self.honest.established)
+                per_connection(
+                    rss.open.saturating_sub(rss.before),
+                    SERVER_NOISE_KIB,
+                    self.honest.established
+                )
             );
         }
         if let Some(kernel) = &self.kernel {
@@ -168,12 +258,14 @@ fn kernel_lines(kernel: &KernelSide, connections: u64) -> String {
     let (b, d) = (kernel.before, kernel.during);
     let fell = kernel.memory_fell_kib();
     let mut s = format!(
-        "kernel        sockets {} -> {}, tcp in use {} -> {}, tcp buffer pages {} -> {}, \
-         memory available fell {:.1} MiB",
+        "kernel        sockets {} -> {}, tcp in use {} -> {}, time-wait {} -> {}, \
+         tcp buffer pages {} -> {}, memory available fell {:.1} MiB",
         b.sockets,
         d.sockets,
         b.tcp_inuse,
         d.tcp_inuse,
+        b.tcp_tw,
+        d.tcp_tw,
         b.tcp_mem_pages,
         d.tcp_mem_pages,
         fell as f64 / 1024.0
@@ -181,8 +273,8 @@ fn kernel_lines(kernel: &KernelSide, connections: u64) -> String {
     if connections > 0 {
         let _ = write!(
             s,
-            " ({:.0} B per connection)",
-            fell as f64 * 1024.0 / connections as f64
+            " ({})",
+            per_connection(fell, MACHINE_NOISE_KIB, connections)
         );
     }
     let _ = write!(
@@ -192,6 +284,28 @@ fn kernel_lines(kernel: &KernelSide, connections: u64) -> String {
         kernel.listen_overflows()
     );
     s
+}
+
+/// How far the server's resident memory moves between two readings with
+/// nothing to do with the connections (the allocator's arenas, pages
+/// touched by the run): a difference below it says nothing per connection.
+const SERVER_NOISE_KIB: u64 = 1_024;
+/// The same for the machine's `MemAvailable`, which the rest of the
+/// machine moves too.
+const MACHINE_NOISE_KIB: u64 = 16 * 1_024;
+
+/// A memory difference per connection, with its uncertainty: the noise of
+/// the two readings spread over the connections, or, below the noise,
+/// only the bound it sets.
+fn per_connection(kib: u64, noise_kib: u64, connections: u64) -> String {
+    let per = |k: u64| k as f64 * 1024.0 / connections.max(1) as f64;
+    if kib < 2 * noise_kib {
+        return format!(
+            "{kib} KiB in all, within the readings' noise: under {:.0} B per connection",
+            per(2 * noise_kib)
+        );
+    }
+    format!("{:.0} B per connection, ± {:.0}", per(kib), per(noise_kib))
 }
 
 /// A long list of source addresses as its first and last and a count (a

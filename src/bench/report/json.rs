@@ -15,7 +15,18 @@
 //!
 //! A key that may be `null` may be missing too (an `Option` field reads a
 //! missing key as `None`): reports written before a key was added still
-//! read.
+//! read. The percentiles of an empty histogram are `null` (a run without
+//! replies has no latency, not a latency of 0), and so is the CPU per
+//! message of a run without messages.
+//!
+//! Keys added with the series: `series` (one object an interval, the
+//! points of `measure/series/point.rs`), `failures` (counts by cause and
+//! the first), `run_id`, `host`, `started_ms`, `command` and `version`
+//! (which run this is: `bench merge` refuses one run twice and warns on
+//! windows that do not overlap), `rate_requested` and `schedule_lag_ms`
+//! (the open loop's asked rate beside the achieved `messages_per_sec`, and
+//! how far the generator fell behind), `interrupted` (Ctrl-C), and
+//! `bench_run_cpu` and `server_run_cpu` (the whole run's CPU time).
 //!
 //! Rates are written to one decimal and seconds to three, as they always
 //! were: the figures are rounded when the report becomes its JSON
@@ -31,12 +42,14 @@ use serde::{Deserialize, Serialize};
 
 use super::interchange;
 use super::{
-    ChaosSection, CpuSection, CpuSpent, Environment, HonestSection, Latency, Report, RunSection,
-    Workload,
+    ChaosSection, CpuSection, CpuSpent, Environment, HonestSection, Latency, Origin, Report,
+    RunSection, Timeline, Workload,
 };
 use crate::bench::chaos::kind::Kind;
 use crate::bench::chaos::tally::Tally;
+use crate::bench::measure::failures::Failures;
 use crate::bench::measure::kernel::{KernelReading, KernelSide};
+use crate::bench::measure::series::Point;
 use crate::bench::measure::server_memory::{OpenCost, RssSpan};
 
 /// One report, as `bench --json` prints it (see the module's doc for the
@@ -61,12 +74,12 @@ pub struct ReportJson {
     pub messages_per_sec: f64,
     /// Reply bytes per second, to one decimal.
     pub bytes_per_sec: f64,
-    /// Message latency percentiles (written from `latency_hdr`; not read).
-    #[serde(default)]
-    pub latency_us: Latency,
-    /// Connect time percentiles (written from `connect_hdr`; not read).
-    #[serde(default)]
-    pub connect_us: ConnectPercentiles,
+    /// Message latency percentiles (written from `latency_hdr`; not read;
+    /// `null` without replies).
+    pub latency_us: Option<Latency>,
+    /// Connect time percentiles (written from `connect_hdr`; not read;
+    /// `null` without connects).
+    pub connect_us: Option<ConnectPercentiles>,
     /// Connections lost mid-run.
     pub errors: u64,
     /// Reply bytes that were not what the server owed.
@@ -116,6 +129,26 @@ pub struct ReportJson {
     pub connect_hdr: String,
     /// What makes the figures comparable.
     pub environment: Environment,
+    /// Which run this is.
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// `--rate`: the rate asked for, messages per second.
+    pub rate_requested: Option<f64>,
+    /// Open loop: the most the generator fell behind its schedule, ms.
+    pub schedule_lag_ms: Option<f64>,
+    /// Cut short by Ctrl-C: the figures are of the part that ran.
+    #[serde(default)]
+    pub interrupted: bool,
+    /// Why connects failed and connections ended, by kind.
+    #[serde(default)]
+    pub failures: Failures,
+    /// The load generator's CPU time over the whole run.
+    pub bench_run_cpu: Option<CpuJson>,
+    /// The server's CPU time over the whole run (`--server-pid`).
+    pub server_run_cpu: Option<CpuJson>,
+    /// The run, one point an interval.
+    #[serde(default)]
+    pub series: Vec<Point>,
 }
 
 /// The connect time's percentiles, in microseconds.
@@ -136,9 +169,10 @@ pub struct CpuJson {
     pub user_s: f64,
     /// In the kernel.
     pub system_s: f64,
-    /// Both, in microseconds per message answered (written; not read).
+    /// Both, in microseconds per message answered (written; not read;
+    /// `null` without messages).
     #[serde(default)]
-    pub us_per_msg: f64,
+    pub us_per_msg: Option<f64>,
 }
 
 /// The hostile peers' totals.
@@ -216,7 +250,7 @@ impl CpuJson {
         CpuJson {
             user_s: rounded(spent.user, 3),
             system_s: rounded(spent.system, 3),
-            us_per_msg: rounded(spent.per_message(messages), 3),
+            us_per_msg: (messages > 0).then(|| rounded(spent.per_message(messages), 3)),
         }
     }
 }
@@ -225,7 +259,7 @@ impl ReportJson {
     /// The report in the schema, its figures rounded as printed.
     pub fn of(report: &Report) -> ReportJson {
         let (run, honest) = (&report.run, &report.honest);
-        let connect = Latency::of(&honest.connect);
+        let connect = Latency::of_some(&honest.connect);
         let encoded = |h| interchange::encode(h).unwrap_or_default();
         let cpu = |spent: Option<CpuSpent>| spent.map(|s| CpuJson::of(s, honest.messages));
         ReportJson {
@@ -237,12 +271,12 @@ impl ReportJson {
             messages: honest.messages,
             messages_per_sec: rounded(honest.messages_per_sec, 1),
             bytes_per_sec: rounded(honest.bytes_per_sec, 1),
-            latency_us: Latency::of(&honest.latency),
-            connect_us: ConnectPercentiles {
-                p50: connect.p50,
-                p99: connect.p99,
-                max: connect.max,
-            },
+            latency_us: Latency::of_some(&honest.latency),
+            connect_us: connect.map(|c| ConnectPercentiles {
+                p50: c.p50,
+                p99: c.p99,
+                max: c.max,
+            }),
             errors: honest.errors,
             mismatches: honest.mismatches,
             lost: honest.lost,
@@ -270,6 +304,14 @@ impl ReportJson {
             latency_hdr: encoded(&honest.latency),
             connect_hdr: encoded(&honest.connect),
             environment: report.environment.clone(),
+            origin: report.origin.clone(),
+            rate_requested: report.timeline.rate_requested,
+            schedule_lag_ms: report.timeline.schedule_lag_ms.map(|ms| rounded(ms, 3)),
+            interrupted: report.timeline.interrupted,
+            failures: report.timeline.failures,
+            bench_run_cpu: cpu(report.timeline.bench_run),
+            server_run_cpu: cpu(report.timeline.server_run),
+            series: report.timeline.series.clone(),
         }
     }
 
@@ -325,6 +367,16 @@ impl ReportJson {
                 .map(|(before, during)| KernelSide { before, during }),
             server_rss: self.server_rss_open_kib,
             environment: self.environment,
+            origin: self.origin,
+            timeline: Timeline {
+                series: self.series,
+                failures: self.failures,
+                rate_requested: self.rate_requested,
+                schedule_lag_ms: self.schedule_lag_ms,
+                interrupted: self.interrupted,
+                bench_run: spent(self.bench_run_cpu),
+                server_run: spent(self.server_run_cpu),
+            },
         })
     }
 }

@@ -7,6 +7,7 @@ use hdrhistogram::Histogram;
 use proptest::prelude::*;
 
 use super::*;
+use crate::bench::measure::failures::Cause;
 
 /// Every key path of a report with every section (a `--chaos` run of the
 /// TCP kinds with the server's memory, the kernel's readings and the CPU
@@ -18,7 +19,11 @@ const EVERY_KEY: &str = "bench_cpu.system_s bench_cpu.us_per_msg bench_cpu.user_
     latency_hdr latency_us.max latency_us.p50 latency_us.p90 latency_us.p99 latency_us.p999 lost \
     messages messages_per_sec mismatches mode opened_s pipeline processes server_cpu.system_s \
     server_cpu.us_per_msg server_cpu.user_s server_rss_kib.after server_rss_kib.before \
-    server_rss_kib.peak server_rss_open_kib.before server_rss_open_kib.open size";
+    server_rss_kib.peak server_rss_open_kib.before server_rss_open_kib.open size \
+    run_id host started_ms command version rate_requested schedule_lag_ms interrupted series \
+    bench_run_cpu server_run_cpu failures.refused failures.timed_out failures.reset \
+    failures.closed failures.unreachable failures.no_address failures.no_descriptors \
+    failures.no_reply failures.other failures.first";
 
 /// The keys of each reading of the kernel, and of each hostile kind.
 const KERNEL_KEYS: &str = "listen_drops listen_overflows mem_available_kib sockets syn_retrans \
@@ -29,7 +34,9 @@ const TALLY_KEYS: &str = "bytes_sent bytes_verified connect_failures connects cy
 /// The top-level keys of a report with no optional section (churn, UDP).
 const PLAIN_KEYS: &str = "mode connections processes established failed messages \
     messages_per_sec bytes_per_sec latency_us connect_us errors mismatches lost idle_ok opened_s \
-    size pipeline duration_s server_cpu bench_cpu latency_hdr connect_hdr environment";
+    size pipeline duration_s server_cpu bench_cpu latency_hdr connect_hdr environment \
+    run_id host started_ms command version rate_requested schedule_lag_ms interrupted failures \
+    bench_run_cpu server_run_cpu series";
 
 fn histogram(values: &[u64]) -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 600_000_000, 3).expect("valid bounds");
@@ -79,6 +86,14 @@ fn plain() -> Report {
             kernel: "6.1.0".into(),
             cores: 2,
         },
+        origin: Origin {
+            run_id: "host-1-2".into(),
+            host: "host".into(),
+            started_ms: Some(1_700_000_000_000),
+            command: "reactor-echo bench".into(),
+            version: "0.1.0".into(),
+        },
+        timeline: Timeline::default(),
     }
 }
 
@@ -274,6 +289,7 @@ prop_compose! {
         kernel in proptest::option::of((any_counts::<KernelReading>(KERNEL_KEYS), any_counts::<KernelReading>(KERNEL_KEYS))),
         server_rss in proptest::option::of((count(), count())),
         environment in (count(), count(), any_text(), any_text(), any_text(), 0usize..100_000),
+        origin in (any_text(), any_text(), proptest::option::of(count())),
     ) -> Report {
         let (connections, processes, pipeline, size) = shape;
         Report {
@@ -312,6 +328,24 @@ prop_compose! {
                 cpus: environment.3,
                 kernel: environment.4,
                 cores: environment.5,
+            },
+            origin: Origin {
+                run_id: origin.0,
+                host: origin.1,
+                started_ms: origin.2,
+                command: String::new(),
+                version: String::new(),
+            },
+            timeline: Timeline {
+                failures: Failures {
+                    refused: counts[5],
+                    reset: counts[6],
+                    first: (counts[5] > 0).then_some(Cause::Refused),
+                    ..Failures::default()
+                },
+                rate_requested: optional.2,
+                interrupted: counts[7] % 2 == 1,
+                ..Timeline::default()
             },
         }
     }
