@@ -115,7 +115,8 @@ server_test! {
     /// 200 peers each send 12 MiB and read nothing: once the kernel's buffers
     /// on both sides are full, the server holds what it owes each of them
     /// (up to `--max-pending`, 64 KiB, plus one read's reply); then they all
-    /// reset. 1.5 s later the server's RSS is within 5 MiB of what it was
+    /// reset. Once the server has counted every reset (its stats line, not a
+    /// fixed sleep), and a second later, its RSS is within 5 MiB of what it was
     /// before the first of them: the owed blocks' memory went back to the
     /// system, not only to the allocator's free lists, where a heap
     /// fragmented by hundreds of freed blocks kept 8 MiB resident in some
@@ -125,7 +126,7 @@ server_test! {
         threads: "the blocking servers owe nothing: a thread blocks in write instead",
         iterative: "the blocking servers owe nothing: a thread blocks in write instead"
     ] {
-        let server = Server::start(kind, &[]);
+        let server = Server::start(kind, &["--stats-interval", "1"]);
         thread::sleep(Duration::from_millis(200));
         let before = server.rss();
         let payload = pattern(12 << 20, 3);
@@ -162,7 +163,11 @@ server_test! {
             socket2::SockRef::from(peer).set_linger(Some(Duration::ZERO)).unwrap();
         }
         drop(peers);
-        thread::sleep(Duration::from_millis(1500));
+        // Measured once the server has seen every reset (its own count, not
+        // a fixed sleep: on a busy machine 200 resets may take it a moment),
+        // and a second later, when a subsided peak has been given back.
+        server.wait_for_stats(|s| s.closed_reset == 200);
+        thread::sleep(Duration::from_millis(1000));
         let after = server.rss();
 
         assert!(

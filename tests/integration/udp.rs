@@ -25,22 +25,45 @@ fn ask(socket: &UdpSocket, server: &Server, request: &[u8]) -> Vec<u8> {
     buf
 }
 
+/// As [`ask`], but UDP may drop a datagram, even on loopback when the
+/// machine is busy (a 65,507-byte datagram is 45 fragments' worth of
+/// buffer): the request is sent again, up to five times, one second apart.
+fn ask_until_answered(socket: &UdpSocket, server: &Server, request: &[u8]) -> Vec<u8> {
+    socket
+        .set_read_timeout(Some(Duration::from_secs(1)))
+        .unwrap();
+    let mut buf = vec![0u8; 70_000];
+    for _ in 0..5 {
+        socket.send_to(request, server.udp()).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            buf.truncate(n);
+            return buf;
+        }
+    }
+    panic!(
+        "no reply to a datagram of {} bytes in five tries",
+        request.len()
+    );
+}
+
 server_test! {
     /// Empty datagrams get empty replies; 65,507 bytes (the IPv4 maximum) come
-    /// back whole.
+    /// back whole. The counters are checked against themselves: every
+    /// datagram the server received, it answered (a lost one, sent again,
+    /// is received once more).
     fn echo_empty_and_maximum_datagrams(kind) for all {
         let server = Server::start(kind, &[]);
         let socket = client();
-        assert_eq!(ask(&socket, &server, b""), b"");
-        assert_eq!(ask(&socket, &server, b"ping"), b"ping");
+        assert_eq!(ask_until_answered(&socket, &server, b""), b"");
+        assert_eq!(ask_until_answered(&socket, &server, b"ping"), b"ping");
         let big = pattern(65_507, 3);
         assert!(
-            ask(&socket, &server, &big) == big,
+            ask_until_answered(&socket, &server, &big) == big,
             "65507-byte datagram differs"
         );
         let (_, stats) = server.stop();
-        assert_eq!(stats.udp_in, 3);
-        assert_eq!(stats.udp_out, 3);
+        assert!(stats.udp_in >= 3, "{stats:?}");
+        assert_eq!(stats.udp_out, stats.udp_in, "{stats:?}");
         assert_eq!(stats.udp_dropped, 0);
     }
 }
