@@ -44,7 +44,7 @@
 //! rule that keeps them from outliving their parent.
 //!
 //! And [`bench`](mod@bench), the load generator: a client-side mio reactor of
-//! its own (`bench/driver.rs`), the pattern seen from the other end.
+//! its own (`bench/engine/driver.rs`), the pattern seen from the other end.
 //!
 //! # What is public, and for whom
 //! The binary (`src/main.rs`) is a client of this library like any other, so
