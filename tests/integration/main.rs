@@ -39,6 +39,7 @@ mod bench;
 mod course;
 // Random client sequences against the real server, checked against a model.
 mod model;
+mod series; // The run in time: --json-stream, --hdr-log, the report page in a browser, exit codes.
 // Hostile peers of every kind beside verified clients (`bench --chaos`).
 mod chaos;
 // `serve --workers N`: reactors in several processes on one port.

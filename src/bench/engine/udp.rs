@@ -151,7 +151,9 @@ impl UdpDriver<'_> {
             now = sleep(&mut self.poll, &mut events, Some(timeout))?;
             // The period of the moment the clock was read is the one the
             // batch's replies belong to (see `driver.rs`, `wake`).
-            self.advance(now);
+            if self.period.ends_at().is_some_and(|end| now >= end) {
+                self.advance(now);
+            }
             for event in events.iter() {
                 self.dispatch(event, now);
             }

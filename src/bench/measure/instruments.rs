@@ -122,6 +122,7 @@ impl Instruments {
         }
         match from.window_change(to) {
             Some(true) => {
+                outcome.window_start_ms = Some(super::series::unix_ms());
                 if let Some(cpu) = self.server_cpu.as_mut() {
                     cpu.window_starts();
                 }

@@ -17,6 +17,15 @@
 //! are folded into points of the same width (two seconds, then four, ...),
 //! so a day-long run keeps a few thousand points, not 86,400.
 //!
+//! What a second costs is kept small, because it is paid once a second
+//! however few messages there were (and under callgrind, where the cost
+//! of a message is measured, a second holds few): the interval's histogram
+//! starts small and grows with the latencies it meets (HdrHistogram's
+//! auto-resize: a loopback run's intervals stay at 16 KiB where the run's
+//! ten-minute range takes 160 KiB), so clearing it and walking it are
+//! short; it is encoded without compression (the interval log compresses
+//! when it is written, `report/hdr_log.rs`).
+//!
 //! Errors, failed connects and wrong bytes are counted where they happen,
 //! in the engine's `Outcome`; a point's are the outcome's counts as it
 //! closed minus those as it opened, so nothing is counted twice.
@@ -26,13 +35,16 @@ pub mod point;
 use std::io;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use hdrhistogram::Histogram;
+use hdrhistogram::serialization::{Serializer, V2Serializer};
 
 use super::cpu_window::CpuTime;
 use crate::bench::engine::plan::Outcome;
 use crate::bench::measure::failures::Cause;
 use crate::bench::procfs;
-use crate::bench::report::{Latency, interchange};
+use crate::bench::report::Latency;
 pub use point::{Point, Stage};
 
 /// How long an interval lasts, unless the period changes first.
@@ -120,6 +132,26 @@ impl CpuReadings {
     }
 }
 
+/// An interval's histogram: microseconds, 3 significant digits like the
+/// run's (so that adding intervals to the run's is exact), starting at the
+/// smallest size and growing with the values it records.
+fn interval_histogram() -> io::Result<Histogram<u64>> {
+    let mut histogram =
+        Histogram::new_with_bounds(1, 2, 3).map_err(|e| io::Error::other(e.to_string()))?;
+    histogram.auto(true);
+    Ok(histogram)
+}
+
+/// A histogram in HdrHistogram's V2 encoding, uncompressed, as base64 (what
+/// `interchange::decode` reads, as it reads the compressed form).
+fn encode(histogram: &Histogram<u64>) -> String {
+    let mut bytes = Vec::new();
+    match V2Serializer::new().serialize(histogram, &mut bytes) {
+        Ok(_) => STANDARD.encode(bytes),
+        Err(_) => String::new(),
+    }
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub(crate) fn unix_ms() -> u64 {
     SystemTime::now()
@@ -140,7 +172,7 @@ impl Series {
             started: now,
             started_ms: unix_ms(),
             closes_at: now + INTERVAL,
-            latency: crate::bench::engine::plan::microseconds()?,
+            latency: interval_histogram()?,
             messages: 0,
             bytes: 0,
             connects: 0,
@@ -212,7 +244,7 @@ impl Series {
             latency_hdr: if empty {
                 String::new()
             } else {
-                interchange::encode(&self.latency).unwrap_or_default()
+                encode(&self.latency)
             },
             connections: connections as u64,
             connects: self.connects,

@@ -163,7 +163,11 @@ impl Point {
 
     fn merge_histograms(&mut self, other: &Point) {
         let merged = match (self.histogram(), other.histogram()) {
-            (Some(mut mine), Some(theirs)) => mine.add(theirs).ok().map(|()| mine),
+            (Some(mut mine), Some(theirs)) => {
+                // Each part's grew to its own largest value.
+                mine.auto(true);
+                mine.add(theirs).ok().map(|()| mine)
+            }
             (mine, theirs) => mine.or(theirs),
         };
         if let Some(h) = merged {

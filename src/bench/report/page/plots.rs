@@ -40,13 +40,52 @@ struct Line<'a> {
     points: Vec<(f64, f64)>,
 }
 
-/// Seconds since the run began, at the middle of each point.
+/// The shortest interval whose rate is drawn: a sliver at a change of
+/// period (the last wake-up of a window, the opening of a UDP run) holds a
+/// few replies over a few milliseconds, and its rate would be noise.
+const SHORTEST: f64 = 0.1;
+
+/// Seconds since the run began, at the middle of each point (a sliver
+/// is not drawn: NaN, which the plots leave out).
 fn times(series: &[Point]) -> Vec<f64> {
     let base = series.first().map_or(0, |p| p.start_ms);
     series
         .iter()
-        .map(|p| (p.start_ms.saturating_sub(base)) as f64 / 1e3 + p.length_s / 2.0)
+        .map(|p| {
+            if p.length_s < SHORTEST {
+                return f64::NAN;
+            }
+            (p.start_ms.saturating_sub(base)) as f64 / 1e3 + p.length_s / 2.0
+        })
         .collect()
+}
+
+/// A linear axis's number, as a person writes it: `120,000`, `0.5`.
+fn plain_number(v: f64) -> String {
+    if v.abs() < 10.0 && v.fract() != 0.0 {
+        return format!("{v:.1}");
+    }
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    if v < 0.0 { format!("-{out}") } else { out }
+}
+
+/// A log axis's number: only 1, 2 and 5 of each decade are labelled (the
+/// others keep their grid line), so the labels do not run together.
+fn log_number(v: f64) -> String {
+    let decade = 10f64.powf(v.log10().floor());
+    let mantissa = (v / decade).round();
+    if (v / decade - mantissa).abs() < 0.01 && [1.0, 2.0, 5.0].contains(&mantissa) {
+        plain_number(v)
+    } else {
+        String::new()
+    }
 }
 
 /// The measured window, as (from, to) seconds since the run began.
@@ -87,19 +126,33 @@ fn time_plot(
         if log_y {
             let y_min = finite().map(|p| p.1).fold(f64::INFINITY, f64::min).max(1.0);
             let y = (y_min / 1.5)..(y_max * 1.5).max(y_min * 2.0);
-            draw_lines(&root, title, y_desc, (x_max, y.log_scale()), series, lines)
+            let axis = Axis {
+                y_desc,
+                format: &log_number,
+            };
+            draw_lines(&root, title, axis, (x_max, y.log_scale()), series, lines)
         } else {
             let y = 0.0..(y_max * 1.15).max(1.0);
-            draw_lines(&root, title, y_desc, (x_max, y), series, lines)
+            let axis = Axis {
+                y_desc,
+                format: &plain_number,
+            };
+            draw_lines(&root, title, axis, (x_max, y), series, lines)
         }
     };
     drawn.ok().map(|()| svg)
 }
 
+/// A y axis: its label, and how its numbers are written.
+struct Axis<'a> {
+    y_desc: &'a str,
+    format: &'a dyn Fn(f64) -> String,
+}
+
 fn draw_lines<Y>(
     root: &DrawingArea<SVGBackend<'_>, Shift>,
     title: &str,
-    y_desc: &str,
+    axis: Axis<'_>,
     (x_max, y_range): (f64, Y),
     series: &[Point],
     lines: &[Line<'_>],
@@ -125,14 +178,15 @@ where
     chart
         .configure_mesh()
         .x_desc("seconds since the run began")
-        .y_desc(y_desc)
+        .y_desc(axis.y_desc)
+        .y_label_formatter(&|y| (axis.format)(*y))
         .light_line_style(WHITE.mix(0.0))
         .draw()?;
     for line in lines {
         let colour = line.colour;
         chart
             .draw_series(LineSeries::new(
-                line.points.iter().copied(),
+                line.points.iter().copied().filter(|(x, _)| x.is_finite()),
                 colour.stroke_width(2),
             ))?
             .label(line.name)
@@ -304,6 +358,7 @@ pub(crate) fn percentile_distribution(latency: &hdrhistogram::Histogram<u64>) ->
             .x_desc("percentile (HdrHistogram's log scale)")
             .y_desc("latency (µs, log scale)")
             .x_label_formatter(&|x| percent_label(*x))
+            .y_label_formatter(&|y| log_number(*y))
             .light_line_style(WHITE.mix(0.0))
             .draw()?;
         chart.draw_series(LineSeries::new(points.clone(), PURPLE.stroke_width(2)))?;
