@@ -166,7 +166,7 @@ pub fn serve(config: &ServerConfig, model: Model) -> Result<Stats, ServerError> 
     // error must be the first line on stderr (see `fd_limit`).
     limits.log();
     info!("blocking server, model {model:?}, max connections {max_connections}");
-    info!("{}", config.guards_line());
+    config.log_service();
     Listening {
         tcp: tcp_addr,
         udp: udp_addr,

@@ -61,12 +61,14 @@ pub struct ServerConfig {
 }
 
 impl ServerConfig {
-    /// The start-up log's line on exposure: which guards are on, and the
-    /// idle timeout (the one guard kept outside [`Guards`]).
-    pub fn guards_line(&self) -> String {
+    /// Logs, at start-up, what the server does: its mode, and which
+    /// exposure guards are on (with the idle timeout, the one guard kept
+    /// outside [`Guards`]).
+    pub fn log_service(&self) {
+        log::info!("mode {}", self.service.mode());
         match self.idle_timeout {
-            Some(idle) => format!("{}; idle timeout {idle:?}", self.guards),
-            None => format!("{}; no idle timeout", self.guards),
+            Some(idle) => log::info!("{}; idle timeout {idle:?}", self.guards),
+            None => log::info!("{}; no idle timeout", self.guards),
         }
     }
 }

@@ -81,5 +81,6 @@ pub mod source_limit;
 pub mod stats;
 pub mod syscall;
 pub mod udp_guard;
+pub mod udp_queue;
 pub mod upper;
 pub mod workers;

@@ -125,18 +125,10 @@ pub fn serve(config: &ServerConfig) -> Result<ProactorStats, ServerError> {
     info!("io_uring: {}", ring.setup());
     let signals =
         SignalPipe::install().map_err(|e| ServerError::new("cannot install signal handlers", e))?;
-    let options = Options {
-        service: config.service.clone(),
-        max_connections,
-        idle_timeout: config.idle_timeout,
-        max_pending: config.max_pending,
-        stats_interval: config.stats_interval,
-        guards: config.guards,
-    };
+    let options = Options::from_config(config, max_connections);
     let proactor = Proactor::new(ring, sockets, signals, options)
         .map_err(|e| ServerError::new("cannot arm the ring", e))?;
-    info!("mode {}", config.service.mode());
-    info!("{}", config.guards_line());
+    config.log_service();
     proactor
         .listening()
         .and_then(|line| line.announce())
@@ -370,12 +362,7 @@ impl Proactor {
                     return Ok(());
                 }
                 conn.on_completion(slot, op, outcome, more, &mut self.ctx, &mut self.ring)?;
-                if conn.is_finished() {
-                    self.finished.push(slot);
-                } else if conn.state() == crate::reactor::state::State::FinWait {
-                    self.sweeper
-                        .wake_at(now + crate::reactor::connection::LINGER);
-                }
+                act_on(&mut self.finished, &mut self.sweeper, slot, conn, now);
                 Ok(())
             }
         }
@@ -501,12 +488,7 @@ impl Proactor {
         for (slot, conn) in self.conns.iter_mut() {
             conn.begin_shutdown(slot, &mut self.ctx);
             conn.drive(slot, &mut self.ctx, &mut self.ring)?;
-            if conn.is_finished() {
-                self.finished.push(slot);
-            } else if conn.state() == crate::reactor::state::State::FinWait {
-                self.sweeper
-                    .wake_at(now + crate::reactor::connection::LINGER);
-            }
+            act_on(&mut self.finished, &mut self.sweeper, slot, conn, now);
         }
         Ok(())
     }
@@ -541,9 +523,7 @@ impl Proactor {
             if at <= now {
                 conn.on_timer(slot, &mut self.ctx);
                 conn.drive(slot, &mut self.ctx, &mut self.ring)?;
-                if conn.is_finished() {
-                    self.finished.push(slot);
-                }
+                act_on(&mut self.finished, &mut self.sweeper, slot, conn, now);
             } else {
                 earliest = Some(earliest.map_or(at, |e| e.min(at)));
             }
@@ -557,6 +537,26 @@ impl Proactor {
     fn has_unfinished_work(&self) -> bool {
         self.udp.as_ref().is_some_and(UdpEndpoint::is_busy)
             || self.conns.iter().any(|(_, c)| !c.state().is_closed())
+    }
+}
+
+/// What the loop does after a connection's turn, the proactor's version of
+/// the reactor's `act_on`: every rule about freeing and timers is here. A
+/// finished connection (closed, nothing in the kernel) has its slot freed
+/// in phase 1; one whose FIN is out (`FinWait`) must be swept by its linger
+/// deadline. (A free function of the two lists, so that the connection can
+/// stay borrowed from the slab.)
+fn act_on(
+    finished: &mut Vec<usize>,
+    sweeper: &mut Sweeper,
+    slot: usize,
+    conn: &Connection,
+    now: Instant,
+) {
+    if conn.is_finished() {
+        finished.push(slot);
+    } else if conn.state() == crate::reactor::state::State::FinWait {
+        sweeper.wake_at(now + crate::reactor::connection::LINGER);
     }
 }
 
@@ -587,27 +587,11 @@ impl std::str::FromStr for ProactorStats {
     type Err = crate::stats::ParseStatsError;
 
     fn from_str(line: &str) -> Result<ProactorStats, crate::stats::ParseStatsError> {
-        use crate::stats::{ParseStatsError, read_number};
-        let mut words = line.split_whitespace();
-        let stats = Stats::read_fields(line, &mut words)?;
-        let mut next = |name: &str| {
-            words
-                .next()
-                .ok_or_else(|| format!("`{name}` missing"))
-                .and_then(|word| read_number(word, name))
-                .map_err(|why| ParseStatsError::new(format!("{why} in {line:?}")))
-        };
-        let submissions = next("submissions")?;
-        let rearms = next("rearms")?;
-        match words.next() {
-            Some(extra) => Err(ParseStatsError::new(format!(
-                "unexpected `{extra}` in {line:?}"
-            ))),
-            None => Ok(ProactorStats {
-                stats,
-                submissions,
-                rearms,
-            }),
-        }
+        let (stats, [submissions, rearms]) = Stats::read_extended(line, ["submissions", "rearms"])?;
+        Ok(ProactorStats {
+            stats,
+            submissions,
+            rearms,
+        })
     }
 }

@@ -108,6 +108,20 @@ pub struct Options {
     pub guards: Guards,
 }
 
+impl Options {
+    /// The options `config` asks for, with the connection limit resolved.
+    pub fn from_config(config: &ServerConfig, max_connections: usize) -> Options {
+        Options {
+            service: config.service.clone(),
+            max_connections,
+            idle_timeout: config.idle_timeout,
+            max_pending: config.max_pending,
+            stats_interval: config.stats_interval,
+            guards: config.guards,
+        }
+    }
+}
+
 /// Runs the reactor server until SIGINT or SIGTERM, then prints the stats
 /// line. This is `reactor-echo serve`.
 ///
@@ -136,17 +150,12 @@ pub fn serve(config: &ServerConfig) -> Result<Stats, ServerError> {
     );
     let shutdown = Shutdown::on_signals()
         .map_err(|e| ServerError::new("cannot install signal handlers", e))?;
-    let options = Options {
-        service: config.service.clone(),
-        max_connections,
-        idle_timeout: config.idle_timeout,
-        max_pending: config.max_pending,
-        stats_interval: config.stats_interval,
-        guards: config.guards,
-    };
-    let reactor = Reactor::new(sockets, shutdown, options)?;
-    info!("mode {}", config.service.mode());
-    info!("{}", config.guards_line());
+    let reactor = Reactor::new(
+        sockets,
+        shutdown,
+        Options::from_config(config, max_connections),
+    )?;
+    config.log_service();
     reactor
         .listening()
         .and_then(|line| line.announce())

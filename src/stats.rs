@@ -270,6 +270,34 @@ impl Stats {
     }
 }
 
+impl Stats {
+    /// Reads a line that extends this one: `stats`, every field, then the
+    /// `N` fields `names`, in order, and nothing else (the supervisor's line,
+    /// the proactor's). Returns the stats and the extra fields' values.
+    ///
+    /// # Errors
+    /// A [`ParseStatsError`] naming the first word that is not as expected.
+    pub fn read_extended<const N: usize>(
+        line: &str,
+        names: [&str; N],
+    ) -> Result<(Stats, [u64; N]), ParseStatsError> {
+        let mut words = line.split_whitespace();
+        let stats = Stats::read_fields(line, &mut words)?;
+        let mut values = [0; N];
+        for (value, name) in values.iter_mut().zip(names) {
+            *value = words
+                .next()
+                .ok_or_else(|| format!("`{name}` missing"))
+                .and_then(|word| read_number(word, name))
+                .map_err(|why| ParseStatsError(format!("{why} in {line:?}")))?;
+        }
+        match words.next() {
+            Some(extra) => Err(ParseStatsError(format!("unexpected `{extra}` in {line:?}"))),
+            None => Ok((stats, values)),
+        }
+    }
+}
+
 /// The value of `name=N`, or why the word is not that.
 ///
 /// # Errors

@@ -262,16 +262,8 @@ impl Supervisor {
         let mut next_line = interval.map(|i| Instant::now() + i);
         let mut pending_restarts: Vec<usize> = Vec::new();
         while !stop.load(Ordering::Relaxed) {
-            match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL) {
-                Ok(Heard::Line {
-                    slot,
-                    generation,
-                    line,
-                }) => self.hear(slot, generation, &line),
-                Ok(Heard::Gone { slot, generation })
-                    if generation == self.slots[slot].generation =>
-                {
-                    let status = self.reap(slot);
+            match self.next_exit() {
+                Ok(Some((slot, status))) => {
                     warn!(
                         "worker {slot} exited ({}); starting it again",
                         describe(status)
@@ -280,8 +272,9 @@ impl Supervisor {
                     self.restarts += 1;
                     pending_restarts.push(slot);
                 }
-                Ok(Heard::Gone { .. }) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(None) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {}
             }
             let now = Instant::now();
             pending_restarts.retain(|&slot| !self.restart_if_due(slot, now));
@@ -296,6 +289,31 @@ impl Supervisor {
         }
         info!("stopping {} workers", self.slots.len());
         self.stop_all();
+    }
+
+    /// Waits (at most [`SIGNAL_CHECK_INTERVAL`]) for what a worker says: a
+    /// line is heard; the end of the current worker of a slot is reaped and
+    /// returned, with its exit status. A report from a worker already
+    /// replaced (an older generation) is dropped, here, for both the lines
+    /// and the exits.
+    ///
+    /// # Errors
+    /// `Timeout` when nothing came; `Disconnected` when no reader is left.
+    fn next_exit(&mut self) -> Result<Option<(usize, Option<ExitStatus>)>, RecvTimeoutError> {
+        match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL)? {
+            Heard::Line {
+                slot,
+                generation,
+                line,
+            } => {
+                self.hear(slot, generation, &line);
+                Ok(None)
+            }
+            Heard::Gone { slot, generation } if generation == self.slots[slot].generation => {
+                Ok(Some((slot, self.reap(slot))))
+            }
+            Heard::Gone { .. } => Ok(None),
+        }
     }
 
     /// A line from a worker: its stats lines are kept (the last one counts).
@@ -371,20 +389,12 @@ impl Supervisor {
         }
         let deadline = Instant::now() + STOP_TIMEOUT;
         while self.slots.iter().any(|s| s.child.is_some()) {
-            match self.rx.recv_timeout(SIGNAL_CHECK_INTERVAL) {
-                Ok(Heard::Line {
-                    slot,
-                    generation,
-                    line,
-                }) => self.hear(slot, generation, &line),
-                Ok(Heard::Gone { slot, generation })
-                    if generation == self.slots[slot].generation =>
-                {
-                    let status = self.reap(slot);
+            match self.next_exit() {
+                Ok(Some((slot, status))) => {
                     debug!("worker {slot} stopped ({})", describe(status));
                     info!("worker {slot}: {}", self.slots[slot].last);
                 }
-                Ok(Heard::Gone { .. }) | Err(RecvTimeoutError::Timeout) => {}
+                Ok(None) | Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
             if Instant::now() >= deadline {

@@ -13,34 +13,32 @@
 //! finishes into the ring's own buffer ([`Ring::recv_datagram`]), re-armed
 //! after each datagram, and a reply is a buffer lent until its completion.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use log::{debug, trace, warn};
+use log::{debug, trace};
 
 use super::connection::Ctx;
 use super::ring::{Outcome, Ring};
 use super::user_data::{Op, SERVER_SLOT, UserData};
-pub use crate::reactor::udp::{MAX_QUEUED_BYTES, MAX_QUEUED_DATAGRAMS};
 use crate::udp_guard::UdpGuard;
+use crate::udp_queue::ReplyQueue;
+pub use crate::udp_queue::{MAX_QUEUED_BYTES, MAX_QUEUED_DATAGRAMS};
 
 /// The UDP socket and its replies.
 #[derive(Debug)]
 pub struct UdpEndpoint {
     socket: UdpSocket,
     /// Replies waiting for the one in flight.
-    queue: VecDeque<(SocketAddr, Vec<u8>)>,
-    queued_bytes: usize,
+    queue: ReplyQueue<Vec<u8>>,
     receiving: bool,
     replying: bool,
     /// False once shutdown begins: queued replies still go out.
     is_reading: bool,
     /// Whether a datagram may be answered (`udp_guard.rs`).
     guard: UdpGuard,
-    has_warned_overflow: bool,
 }
 
 const RECV: u32 = 0;
@@ -53,13 +51,11 @@ impl UdpEndpoint {
     pub fn new(socket: UdpSocket, guard: UdpGuard, ring: &mut Ring) -> io::Result<UdpEndpoint> {
         let mut udp = UdpEndpoint {
             socket,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: ReplyQueue::default(),
             receiving: false,
             replying: false,
             is_reading: true,
             guard,
-            has_warned_overflow: false,
         };
         udp.arm(ring)?;
         Ok(udp)
@@ -179,24 +175,11 @@ impl UdpEndpoint {
         ) else {
             return;
         };
-        if self.queue.len() >= MAX_QUEUED_DATAGRAMS
-            || self.queued_bytes + reply.len() > MAX_QUEUED_BYTES
-        {
-            ctx.stats.udp_dropped += 1;
-            if !self.has_warned_overflow {
-                self.has_warned_overflow = true;
-                warn!(
-                    "udp reply queue full ({} replies, {} bytes): dropping replies",
-                    self.queue.len(),
-                    self.queued_bytes
-                );
-            }
-            return;
+        if self.queue.has_room(reply.len(), &mut ctx.stats) {
+            let mut buf = ctx.pool.take();
+            buf.extend_from_slice(reply);
+            self.queue.push(from, buf);
         }
-        let mut buf = ctx.pool.take();
-        buf.extend_from_slice(reply);
-        self.queued_bytes += buf.len();
-        self.queue.push_back((from, buf));
     }
 
     /// Lends the next queued reply to the kernel, if none is in flight.
@@ -207,11 +190,9 @@ impl UdpEndpoint {
         if self.replying {
             return Ok(());
         }
-        let Some((to, buf)) = self.queue.pop_front() else {
-            self.has_warned_overflow = false;
+        let Some((to, buf)) = self.queue.pop() else {
             return Ok(());
         };
-        self.queued_bytes -= buf.len();
         self.replying = true;
         ring.send_to(
             self.socket.as_raw_fd(),

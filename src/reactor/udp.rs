@@ -22,12 +22,11 @@
 //!   [`UdpGuard`] (`src/udp_guard.rs`), which each datagram meets
 //!   before its reply is made and again before it is sent.
 
-use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use log::{debug, warn};
+use log::debug;
 use mio::net::UdpSocket;
 use mio::{Interest, Registry};
 
@@ -38,11 +37,9 @@ use super::turn::Turn;
 use crate::stats::Stats;
 use crate::syscall::{self, ReceivedFrom, Sent};
 use crate::udp_guard::UdpGuard;
+use crate::udp_queue::ReplyQueue;
+pub use crate::udp_queue::{MAX_QUEUED_BYTES, MAX_QUEUED_DATAGRAMS};
 
-/// Replies waiting for the socket to become writable, at most.
-pub const MAX_QUEUED_DATAGRAMS: usize = 1024;
-/// Bytes of queued replies, at most.
-pub const MAX_QUEUED_BYTES: usize = 4 << 20;
 /// Datagrams handled per readiness event before TCP gets its turn.
 const RECV_BUDGET: usize = 256;
 
@@ -50,13 +47,12 @@ const RECV_BUDGET: usize = 256;
 #[derive(Debug)]
 pub struct UdpEndpoint {
     socket: UdpSocket,
-    queue: VecDeque<(SocketAddr, Box<[u8]>)>,
-    queued_bytes: usize,
+    /// Replies waiting for the socket to become writable (`udp_queue.rs`).
+    queue: ReplyQueue<Box<[u8]>>,
     /// False once shutdown begins: queued replies are still sent.
     is_reading: bool,
     /// Whether a datagram may be answered (`udp_guard.rs`).
     guard: UdpGuard,
-    has_warned_overflow: bool,
 }
 
 impl UdpEndpoint {
@@ -68,11 +64,9 @@ impl UdpEndpoint {
         registry.register(&mut socket, UDP, Interest::READABLE | Interest::WRITABLE)?;
         Ok(UdpEndpoint {
             socket,
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: ReplyQueue::default(),
             is_reading: true,
             guard,
-            has_warned_overflow: false,
         })
     }
 
@@ -142,10 +136,8 @@ impl UdpEndpoint {
                     debug!("udp reply to {to} dropped: {e}");
                 }
             }
-            self.queued_bytes -= bytes.len();
-            self.queue.pop_front();
+            self.queue.pop();
         }
-        self.has_warned_overflow = false;
     }
 
     fn send_or_queue(&mut self, bytes: &[u8], to: SocketAddr, stats: &mut Stats) {
@@ -163,21 +155,8 @@ impl UdpEndpoint {
                 }
             }
         }
-        if self.queue.len() >= MAX_QUEUED_DATAGRAMS
-            || self.queued_bytes + bytes.len() > MAX_QUEUED_BYTES
-        {
-            stats.udp_dropped += 1;
-            if !self.has_warned_overflow {
-                self.has_warned_overflow = true;
-                warn!(
-                    "udp reply queue full ({} replies, {} bytes): dropping replies",
-                    self.queue.len(),
-                    self.queued_bytes
-                );
-            }
-            return;
+        if self.queue.has_room(bytes.len(), stats) {
+            self.queue.push(to, bytes.into());
         }
-        self.queued_bytes += bytes.len();
-        self.queue.push_back((to, bytes.into()));
     }
 }

@@ -21,7 +21,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::str::FromStr;
 
-use crate::stats::{ParseStatsError, Stats, read_number};
+use crate::stats::{ParseStatsError, Stats};
 
 /// The summed line of `serve --workers N`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -63,29 +63,14 @@ impl FromStr for SupervisedStats {
     type Err = ParseStatsError;
 
     fn from_str(line: &str) -> Result<SupervisedStats, ParseStatsError> {
-        let mut words = line.split_whitespace();
-        let stats = Stats::read_fields(line, &mut words)?;
-        let mut next = |name: &str| {
-            words
-                .next()
-                .ok_or_else(|| format!("`{name}` missing"))
-                .and_then(|word| read_number(word, name))
-                .map_err(|why| ParseStatsError::new(format!("{why} in {line:?}")))
-        };
-        let workers = next("workers")?;
-        let restarts = next("restarts")?;
-        let lost = next("lost")?;
-        match words.next() {
-            Some(extra) => Err(ParseStatsError::new(format!(
-                "unexpected `{extra}` in {line:?}"
-            ))),
-            None => Ok(SupervisedStats {
-                stats,
-                workers,
-                restarts,
-                lost,
-            }),
-        }
+        let (stats, [workers, restarts, lost]) =
+            Stats::read_extended(line, ["workers", "restarts", "lost"])?;
+        Ok(SupervisedStats {
+            stats,
+            workers,
+            restarts,
+            lost,
+        })
     }
 }
 
