@@ -136,6 +136,24 @@ impl Stage {
         }
     }
 
+    /// A fresh world for one run: the hosts built, the servers started with
+    /// `guards`, `balancer` in front of all three; `None` once Ctrl-C has
+    /// asked to stop (the world is torn down as it drops).
+    fn ready(
+        bin: &str,
+        stop: &Arc<AtomicBool>,
+        guards: &[&str],
+        balancer: Balancer,
+    ) -> Option<Stage> {
+        let mut stage = Stage::new(bin, stop);
+        if stage.interrupted() {
+            return None;
+        }
+        stage.start_servers(guards);
+        stage.balance(balancer, &[0, 1, 2]);
+        Some(stage)
+    }
+
     /// Starts every server host's `serve --workers 2`.
     fn start_servers(&mut self, guards: &[&str]) {
         self.servers.clear();
@@ -388,12 +406,9 @@ fn balancers(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
         " (the servers' guards at their defaults)",
     ));
     for (balancer, guards, note) in runs {
-        let mut stage = Stage::new(bin, stop);
-        if stage.interrupted() {
+        let Some(mut stage) = Stage::ready(bin, stop, guards, balancer) else {
             break;
-        }
-        stage.start_servers(guards);
-        stage.balance(balancer, &[0, 1, 2]);
+        };
         let (cpu0, busy0) = (stage.haproxy_cpu(), machine_busy());
         let report = stage.load(
             &Stage::target(balancer),
@@ -462,12 +477,9 @@ fn idle(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
         ),
     ];
     for (balancer, guards, note) in runs {
-        let mut stage = Stage::new(bin, stop);
-        if stage.interrupted() {
+        let Some(mut stage) = Stage::ready(bin, stop, guards, balancer) else {
             break;
-        }
-        stage.start_servers(guards);
-        stage.balance(balancer, &[0, 1, 2]);
+        };
         let (servers0, haproxy0) = (stage.servers_rss_kib(), stage.haproxy_rss_kib());
         let hold_s = hold.to_string();
         let pids = stage.start_load(
@@ -531,12 +543,10 @@ fn failures(bin: &str, o: &Options, stop: &Arc<AtomicBool>) -> String {
     let secs = seconds.to_string();
     for balancer in [Balancer::Haproxy, Balancer::NftNumgen] {
         for drain in [false, true] {
-            let mut stage = Stage::new(bin, stop);
-            if stage.interrupted() {
+            let Some(mut stage) = Stage::ready(bin, stop, &["--max-per-source", "off"], balancer)
+            else {
                 break;
-            }
-            stage.start_servers(&["--max-per-source", "off"]);
-            stage.balance(balancer, &[0, 1, 2]);
+            };
             let host = stage.servers[0];
             let pids = stage.start_load(
                 &Stage::target(balancer),
