@@ -282,3 +282,43 @@ fn bad_multi_process_runs_are_refused() {
     let r = report(&refused);
     assert_eq!((r["failed"], r["established"]), (6.0, 0.0), "{r:?}");
 }
+
+/// `bench merge` refuses one run given twice (its run id), warns when the
+/// windows merged do not overlap, and says how its rate is computed.
+#[test]
+fn merge_refuses_one_run_twice_and_warns_on_windows_apart() {
+    let server = Server::start(Kind::Reactor, &[]);
+    let addr = server.tcp().to_string();
+    let dir = std::env::temp_dir().join(format!("reactor-echo-merge2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let run = || bench_at(&addr, &["--connections", "4", "--duration", "0.5"]);
+    let (first, second) = (run(), run());
+    let files = [dir.join("a.json"), dir.join("b.json")];
+    std::fs::write(&files[0], &first.stdout).unwrap();
+    std::fs::write(&files[1], &second.stdout).unwrap();
+    let merge = |files: &[&std::path::Path]| {
+        Command::new(BIN)
+            .args(["bench", "merge"])
+            .args(files)
+            .output()
+            .unwrap()
+    };
+    let twice = merge(&[&files[0], &files[0]]);
+    assert_eq!(twice.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&twice.stderr);
+    assert!(stderr.contains("are the same run"), "{stderr}");
+    // One run after the other: merged, with a warning.
+    let apart = merge(&[&files[0], &files[1]]);
+    assert!(apart.status.success());
+    let stderr = String::from_utf8_lossy(&apart.stderr);
+    assert!(
+        stderr.starts_with("warning: ") && stderr.contains("do not overlap"),
+        "{stderr}"
+    );
+    let text = String::from_utf8_lossy(&apart.stdout);
+    assert!(
+        text.contains("the parts' rates added, each over its own window"),
+        "{text}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

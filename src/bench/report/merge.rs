@@ -221,8 +221,11 @@ pub fn merge_texts(texts: &[(String, String)]) -> Result<Report, String> {
         }
         parts.push(part);
     }
-    for warning in overlap_warnings(&parts) {
+    // Warned only once the parts are known to merge: a refusal is one line.
+    let warnings = overlap_warnings(&parts);
+    let merged = Report::merge(parts)?;
+    for warning in warnings {
         eprintln!("warning: {warning}");
     }
-    Report::merge(parts)
+    Ok(merged)
 }

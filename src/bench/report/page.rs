@@ -6,7 +6,8 @@
 //! inline SVG, the style is inline, the fonts are the reader's own), and a
 //! `Content-Security-Policy` that forbids any load the page might
 //! otherwise attempt. It reads on a narrow screen (the plots scale to the
-//! width, the tables scroll), and every plot has a title, axes labelled
+//! width down to where their labels would be too small to read, and then
+//! scroll sideways, as the tables do), and every plot has a title, axes labelled
 //! with their units, and a sentence saying what it shows (the SVG's
 //! `<title>` and `<desc>`, for screen readers), with the numbers
 //! themselves in a table below.
@@ -39,7 +40,8 @@ border-bottom:1px solid #ddd}\
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem}dt{font-weight:600}\
 dd{margin:0;overflow-wrap:anywhere}\
 pre{overflow-x:auto;background:#f6f8fa;padding:.8rem;font-size:.85rem}\
-figure{margin:1.5rem 0}figure svg{width:100%;height:auto;display:block}\
+figure{margin:1.5rem 0;overflow-x:auto}figure svg{width:100%;min-width:34rem;height:auto;\
+display:block}\
 figcaption{font-size:.9rem;color:#444}\
 .table{overflow-x:auto}table{border-collapse:collapse;font-size:.85rem}\
 th,td{padding:.2rem .5rem;text-align:right;border-bottom:1px solid #eee}\

@@ -251,7 +251,9 @@ pub(crate) fn throughput(series: &[Point], noun: &str) -> Option<Plot> {
         .collect();
     Some(Plot {
         description: format!(
-            "{noun} answered per second, each second of the run: in the measured seconds {}; {}.",
+            "{}{} answered per second, each second of the run: in the measured seconds {}; {}.",
+            noun[..1].to_uppercase(),
+            &noun[1..],
             spread(&counted, &format!("{noun}/s")),
             window_words(series)
         ),
