@@ -21,11 +21,14 @@
 //! 2. [`payload`]: every byte a function of its offset, so that every
 //!    reply byte is checked with nothing stored; `engine/stamp.rs` and
 //!    `engine/in_flight.rs`, a message's start time as one `u64`.
-//! 3. [`measure`]: what is read beside the replies (CPU times, the kernel,
-//!    the server's memory, the progress line), carried by each engine as
-//!    one `Instruments`; [`procfs`], the one module that reads `/proc`.
+//! 3. [`measure`]: what is read beside the replies (the per-second series,
+//!    CPU times, the kernel, the server's memory, failures by cause, the
+//!    progress line and `--json-stream`), carried by each engine as one
+//!    `Instruments`; [`procfs`], the one module that reads `/proc`.
 //! 4. [`report`]: the model, the human report, the one JSON schema (shared
-//!    by `bench --json`, `bench merge` and the benches), the merge.
+//!    by `bench --json`, `bench merge` and the benches), the merge, the
+//!    interval log (`--hdr-log`), the HTML page (`--report`) and the
+//!    verdict (a failed run's one `error:` line).
 //! 5. [`chaos`]: hostile peers on a loop and a thread of their own, each
 //!    TCP peer an explicit state machine (`chaos/tcp_peer/state.rs`).
 //! 6. `bench/processes.rs`: one load over N processes of this same engine,
@@ -36,8 +39,10 @@
 //! the connections need more descriptors than one process has), the source
 //! addresses (see [`PER_SOURCE`]), and [`run`], which checks the flags,
 //! chooses one process or several, runs the engine (with the hostile peers
-//! beside it: `chaos::alongside`) and prints the report. `bench merge`
-//! combines the JSON reports of runs taken on several machines.
+//! beside it: `chaos::alongside`), and ends every run the same way
+//! (`deliver`: the report printed, the files written, the run judged).
+//! `bench merge` combines the JSON reports of runs taken on several
+//! machines.
 //!
 //! # What is public, and for whom
 //! The flags and [`run`] (for `main.rs`), and what the tests and benches

@@ -33,8 +33,11 @@
 //!
 //! What depends on the kind of load is asked of the connection's
 //! [`Role`](super::role::Role) (`role.rs`), never branched on here. What is
-//! read besides the replies (CPU times, the kernel, the server's memory,
-//! the progress line) is the [`Instruments`]' job.
+//! read besides the replies (the per-second series, CPU times, the kernel,
+//! the server's memory, the progress line) is the [`Instruments`]' job:
+//! a reply's latency goes to the series' interval, the one call per
+//! message. Opening connections (the connect window, the timeouts, each
+//! failure with its cause) is in `driver/opening.rs`.
 //!
 //! **Removal.** A slot is freed at once (a lost connection, a finished churn
 //! cycle, a failed connect), not after the batch as in the server. That is
