@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::bench::{bench_at, report};
 use crate::support::*;
 
 /// A count from the report, or a failure naming the key.

@@ -6,7 +6,6 @@ use std::process::Command;
 
 use reactor_echo::bench::interchange;
 
-use crate::bench::{bench_at, report};
 use crate::support::*;
 
 /// The latency histogram a `--json` report carries, decoded.

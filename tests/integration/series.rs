@@ -12,7 +12,6 @@ use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use reactor_echo::bench::interchange;
 
-use crate::bench::{bench, bench_at, report};
 use crate::support::*;
 
 /// The last JSON object of a run's stdout (the report).

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::bench::bench_at;
 use crate::support::*;
 
 /// The browser, if there is one.
