@@ -138,13 +138,19 @@ pub struct Connection {
     cancels: u8,
     /// A cancel of everything has been asked for (closing).
     cancelled_all: bool,
-    /// Replies not yet lent to the kernel, in order. Empty, with no
-    /// allocation, whenever nothing waits: a buffer from the pool is taken
-    /// when a reply is made and handed to the kernel with the send.
-    queued: Vec<u8>,
+    /// Replies not yet lent to the kernel, in order (see [`Queue`]).
+    queued: Queue,
     /// The last time bytes moved (or our FIN went out, in `FinWait`).
     last_active: Tick,
 }
+
+/// The most a `Connection` may take: 40 bytes (a 4-byte socket, the 4-byte
+/// generation, the 2-byte state, the transform's 5, the recv's 1, 4 bytes of
+/// the send in flight, 2 of cancels, the queue's 8-byte pointer, a 4-byte
+/// tick, and padding), so that an idle connection costs the proactor about
+/// its slab slot (`tests::an_idle_connection_fits_its_budget` measures it).
+const MAX_CONNECTION_SIZE: usize = 40;
+const _: () = assert!(std::mem::size_of::<Connection>() <= MAX_CONNECTION_SIZE);
 
 impl Connection {
     /// A connection in the `Open` state, accepted at `now`; nothing in
@@ -159,7 +165,7 @@ impl Connection {
             sending: 0,
             cancels: 0,
             cancelled_all: false,
-            queued: Vec::new(),
+            queued: Queue::default(),
             last_active: now,
         }
     }
@@ -282,7 +288,7 @@ impl Connection {
             .on_bytes(&mut self.transform, input, &mut ctx.reply);
         let is_final = reply.is_final;
         ctx.held.grew(reply.bytes.len());
-        owe(&mut self.queued, reply.bytes, &mut ctx.pool);
+        self.queued.owe(reply.bytes, &mut ctx.pool);
         // The reply is copied out: the provided buffer goes back at once.
         ring.recycle(buf);
         let owed = self.owed();
@@ -301,7 +307,7 @@ impl Connection {
         if self.state != State::FinWait {
             let tail = ctx.service.on_eof(&mut self.transform, &mut ctx.reply);
             ctx.held.grew(tail.len());
-            owe(&mut self.queued, tail, &mut ctx.pool);
+            self.queued.owe(tail, &mut ctx.pool);
         }
         self.set_state(slot, Input::Eof { owed: self.owed() }, ctx);
     }
@@ -398,7 +404,7 @@ impl Connection {
         if self.sending == 0 && !self.queued.is_empty() {
             // The queue itself is lent: no copy, and the connection keeps
             // no buffer while the kernel has it.
-            let buf = std::mem::take(&mut self.queued);
+            let buf = self.queued.take();
             self.sending = buf.len() as u32;
             ctx.stats.writes += 1;
             ring.send(fd, self.token(Op::Send, slot), buf, 0)?;
@@ -487,7 +493,7 @@ impl Connection {
             return;
         };
         ctx.held.freed(self.queued.len());
-        ctx.pool.give(std::mem::take(&mut self.queued));
+        ctx.pool.give(self.queued.take());
         ctx.stats.closed(reason);
         debug!("conn={slot} closed: {reason}");
     }
@@ -501,15 +507,44 @@ impl Connection {
     }
 }
 
-/// Owes `bytes` to the peer, behind what is already owed: the one copy of a
-/// reply, out of the provided buffer (or the transform's output) into a
-/// buffer of the connection's own, taken from the pool when it had none.
-fn owe(queued: &mut Vec<u8>, bytes: &[u8], pool: &mut BufferPool) {
-    if bytes.is_empty() {
-        return;
+/// Replies made and not yet lent to the kernel, in order: 8 bytes of a
+/// connection, null until its first reply (an idle connection owns no
+/// buffer and no box). The box then stays with the connection, so that a
+/// reply costs no allocation: the bytes go into a buffer from the pool, and
+/// the buffer itself is what the send lends the kernel.
+#[derive(Debug, Default)]
+struct Queue(Option<Box<Vec<u8>>>);
+
+impl Queue {
+    fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |q| q.len())
     }
-    if queued.capacity() == 0 {
-        *queued = pool.take();
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
     }
-    queued.extend_from_slice(bytes);
+
+    /// Owes `bytes` to the peer, behind what is already owed: the one copy
+    /// of a reply, out of the provided buffer (or the transform's output)
+    /// into a buffer of the connection's own, taken from the pool when it
+    /// had none.
+    fn owe(&mut self, bytes: &[u8], pool: &mut BufferPool) {
+        if bytes.is_empty() {
+            return;
+        }
+        let queued = self.0.get_or_insert_with(Box::default);
+        if queued.capacity() == 0 {
+            **queued = pool.take();
+        }
+        queued.extend_from_slice(bytes);
+    }
+
+    /// The queued bytes' buffer, to lend (the queue is left empty, with no
+    /// buffer).
+    fn take(&mut self) -> Vec<u8> {
+        self.0
+            .as_mut()
+            .map(|q| std::mem::take(&mut **q))
+            .unwrap_or_default()
+    }
 }

@@ -96,3 +96,23 @@ fn a_connection_closed_with_its_recv_armed_is_finished_only_after_the_cancel_com
     settle(&mut conn, &mut ctx, &mut ring, |c, _| c.is_finished());
     assert_eq!(ring.in_flight(), 0);
 }
+
+/// An idle connection costs its slab slot and nothing else: no buffer, no
+/// box, until its first reply.
+#[test]
+fn an_idle_connection_fits_its_budget() {
+    let entry = std::mem::size_of::<Connection>();
+    assert!(entry <= super::MAX_CONNECTION_SIZE, "{entry} bytes");
+    let (server, _client) = pair();
+    let conn = Connection::new(
+        server,
+        0,
+        Service::new(Mode::Echo, "").new_stream(),
+        ctx().tick,
+    );
+    assert_eq!(conn.owed(), 0);
+    assert!(
+        conn.queued.0.is_none(),
+        "an idle connection holds a queue box"
+    );
+}
