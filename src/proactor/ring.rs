@@ -1,5 +1,8 @@
 //! The ring: io_uring's two queues, the provided buffers, and every buffer
-//! lent to the kernel. The one module of the crate that uses `unsafe`.
+//! lent to the kernel. The one module of the crate that uses `unsafe`
+//! (with its parts: `provided.rs`, the provided buffer ring, and
+//! `udp_message.rs`, the UDP receive's header and buffer; `completion.rs`,
+//! what a decoded completion says, has none).
 //!
 //! # Why `unsafe` lives here, and only here
 //! A readiness server never lends memory: `recv(fd, buf)` borrows `buf` for
@@ -44,18 +47,25 @@
 // it is sound in a `SAFETY:` comment.
 #![allow(unsafe_code)]
 
-use std::alloc::{self, Layout};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
-use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use log::warn;
 
 use super::user_data::{Op, UserData};
+
+mod completion;
+mod provided;
+mod udp_message;
+
+pub use completion::{Completion, Outcome};
+use completion::{bytes_or_error, result_of};
+pub use provided::ProvidedBuf;
+use provided::ProvidedBuffers;
+use udp_message::UdpMessage;
 
 /// The buffer group of the provided buffer ring (the only one).
 const BUFFER_GROUP: u16 = 0;
@@ -114,78 +124,6 @@ impl std::fmt::Debug for Ring {
             .field("in_flight", &self.in_flight)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
-    }
-}
-
-/// One reaped completion: whose operation it was, how it went, and whether
-/// the operation goes on (a multishot operation's completions say
-/// `more` until its last).
-#[derive(Debug)]
-pub struct Completion {
-    /// The operation's token.
-    pub user_data: UserData,
-    /// Its result, with whatever the kernel hands back.
-    pub outcome: Outcome,
-    /// `IORING_CQE_F_MORE`: a multishot operation is still armed.
-    pub more: bool,
-}
-
-/// What a completion hands back.
-#[derive(Debug)]
-pub enum Outcome {
-    /// A multishot accept's new connection.
-    Accepted(OwnedFd),
-    /// A recv filled a provided buffer (its length may be 0 at end of
-    /// stream). The token must go back with [`Ring::recycle`].
-    Received(ProvidedBuf),
-    /// A send finished: how many bytes the kernel took (or why none), and
-    /// the buffer that was lent, back in the caller's hands.
-    Sent {
-        /// Bytes sent, or the error.
-        result: io::Result<usize>,
-        /// The buffer lent with [`Ring::send`].
-        buf: Vec<u8>,
-    },
-    /// The UDP `recvmsg` finished: a datagram of `len` bytes from `from`
-    /// (read it with [`Ring::datagram_mut`]).
-    Datagram {
-        /// Its length.
-        len: usize,
-        /// Its sender.
-        from: SocketAddr,
-    },
-    /// A UDP reply finished, with the buffer lent with [`Ring::send_to`].
-    SentTo {
-        /// Bytes sent, or the error.
-        result: io::Result<usize>,
-        /// The reply's buffer, back.
-        buf: Vec<u8>,
-    },
-    /// Any other success (a recv of 0 bytes with no buffer, a cancel, a
-    /// poll), with the kernel's result.
-    Done(i32),
-    /// The operation failed.
-    Failed(io::Error),
-}
-
-/// A provided buffer the kernel has filled and given up: the proof of
-/// ownership that [`Ring::bytes_mut`] asks for. Not `Clone`; it goes back
-/// with [`Ring::recycle`] (dropping it instead only loses the buffer).
-#[derive(Debug)]
-pub struct ProvidedBuf {
-    id: u16,
-    len: usize,
-}
-
-impl ProvidedBuf {
-    /// How many bytes the kernel wrote.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    /// Whether the kernel wrote nothing (end of stream).
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 }
 
@@ -598,24 +536,6 @@ fn set_optlen(entry: &mut squeue::Entry, optlen: u32) {
     }
 }
 
-/// A kernel result as [`Outcome::Done`] or [`Outcome::Failed`].
-fn result_of(res: i32) -> Outcome {
-    if res >= 0 {
-        Outcome::Done(res)
-    } else {
-        Outcome::Failed(io::Error::from_raw_os_error(-res))
-    }
-}
-
-/// A send's result: bytes taken, or the error.
-fn bytes_or_error(res: i32) -> io::Result<usize> {
-    if res >= 0 {
-        Ok(res as usize)
-    } else {
-        Err(io::Error::from_raw_os_error(-res))
-    }
-}
-
 impl Drop for Ring {
     fn drop(&mut self) {
         // Ask the kernel to cancel whatever is still in flight and wait a
@@ -652,191 +572,6 @@ impl Drop for Ring {
             // Unregistered or not, the ring's memory is unpinned when the
             // ring's descriptor closes, right after this.
             log::debug!("unregistering the provided buffers failed: {e}");
-        }
-    }
-}
-
-/// The provided buffer ring: an array of entries the kernel takes buffers
-/// from (its head) and this module gives them back to (its tail), and the
-/// buffers themselves, in one block.
-struct ProvidedBuffers {
-    /// The entries: page-aligned, `count` of them; entry 0's last two bytes
-    /// double as the ring's tail (`BufRingEntry::tail`).
-    entries: NonNull<types::BufRingEntry>,
-    entries_layout: Layout,
-    /// The buffers: `count` × `size` bytes.
-    memory: NonNull<u8>,
-    memory_layout: Layout,
-    count: u16,
-    size: usize,
-    /// The tail as this module counts it; published to the kernel by
-    /// [`ProvidedBuffers::publish`].
-    tail: u16,
-    /// Set when the kernel may still hold the memory at drop.
-    leaked: bool,
-}
-
-impl ProvidedBuffers {
-    fn new(count: u16, size: u32) -> io::Result<ProvidedBuffers> {
-        if !count.is_power_of_two() || count > 32_768 || size == 0 {
-            return Err(io::Error::other(format!(
-                "provided buffers: {count} × {size} B (a power of two up to 32768, and a size)"
-            )));
-        }
-        let bad = |e: std::alloc::LayoutError| io::Error::other(e.to_string());
-        let entries_layout = Layout::array::<types::BufRingEntry>(usize::from(count))
-            .and_then(|l| l.align_to(4096))
-            .map_err(bad)?;
-        let memory_layout =
-            Layout::from_size_align(usize::from(count) * size as usize, 64).map_err(bad)?;
-        // SAFETY: both layouts have a non-zero size (count >= 1, size >= 1).
-        let (entries, memory) = unsafe {
-            (
-                alloc::alloc_zeroed(entries_layout),
-                alloc::alloc_zeroed(memory_layout),
-            )
-        };
-        let (Some(entries), Some(memory)) = (
-            NonNull::new(entries.cast::<types::BufRingEntry>()),
-            NonNull::new(memory),
-        ) else {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        };
-        Ok(ProvidedBuffers {
-            entries,
-            entries_layout,
-            memory,
-            memory_layout,
-            count,
-            size: size as usize,
-            tail: 0,
-            leaked: false,
-        })
-    }
-
-    /// Puts buffer `id` at the tail (not yet visible to the kernel).
-    fn add(&mut self, id: u16) {
-        let index = usize::from(self.tail & (self.count - 1));
-        // SAFETY: `index` < `count`, so the entry is inside the array; the
-        // kernel reads entries only between its head and the published tail,
-        // and this one is past the published tail until `publish`.
-        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
-        // SAFETY (of the address): buffer `id` < `count` lies inside `memory`.
-        let addr = unsafe { self.memory.as_ptr().add(usize::from(id) * self.size) };
-        entry.set_addr(addr as u64);
-        entry.set_len(self.size as u32);
-        entry.set_bid(id);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    /// Makes the entries added so far visible to the kernel: a release
-    /// store of the tail, so the kernel never sees the tail before the
-    /// entries it covers.
-    fn publish(&self) {
-        // SAFETY: `entries` is the ring's base; the tail is a u16 inside
-        // entry 0 that the kernel only reads, and this store is the only
-        // write to it.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.entries.as_ptr()).cast_mut();
-            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
-        }
-    }
-
-    fn bytes_mut(&mut self, buf: &ProvidedBuf) -> &mut [u8] {
-        let len = buf.len.min(self.size);
-        // SAFETY: the token exists only for a buffer a completion handed
-        // over and that has not been added back, so the kernel will not
-        // write it, and the token (not Clone) lets one caller at a time
-        // hold this slice; `id` < `count` keeps it inside `memory`.
-        unsafe {
-            std::slice::from_raw_parts_mut(
-                self.memory.as_ptr().add(usize::from(buf.id) * self.size),
-                len,
-            )
-        }
-    }
-
-    /// The kernel may still hold the memory: never free it.
-    fn leak(&mut self) {
-        self.leaked = true;
-    }
-}
-
-impl Drop for ProvidedBuffers {
-    fn drop(&mut self) {
-        if self.leaked {
-            return;
-        }
-        // SAFETY: allocated in `new` with these layouts; the Ring unregistered
-        // the buffer ring, or found nothing in flight, before dropping this.
-        unsafe {
-            alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
-            alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
-        }
-    }
-}
-
-/// What one `recvmsg` needs, boxed so that the pointers between its parts
-/// stay valid while the kernel holds them.
-struct UdpMessage {
-    header: libc::msghdr,
-    iov: libc::iovec,
-    from: libc::sockaddr_storage,
-    data: Box<[u8]>,
-    in_flight: bool,
-}
-
-impl UdpMessage {
-    fn new() -> Box<UdpMessage> {
-        Box::new(UdpMessage {
-            // SAFETY: msghdr, iovec and sockaddr_storage are plain C structs
-            // for which all zeroes is a valid (empty) value.
-            header: unsafe { std::mem::zeroed() },
-            iov: unsafe { std::mem::zeroed() },
-            from: unsafe { std::mem::zeroed() },
-            // The largest datagram: 65,507 bytes over IPv4, 65,527 over IPv6.
-            data: vec![0; 64 * 1024].into_boxed_slice(),
-            in_flight: false,
-        })
-    }
-
-    /// Points the header at this box's own parts, for the kernel.
-    fn prepare(&mut self) -> *mut libc::msghdr {
-        self.iov.iov_base = self.data.as_mut_ptr().cast();
-        self.iov.iov_len = self.data.len();
-        self.header.msg_name = std::ptr::addr_of_mut!(self.from).cast();
-        self.header.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as u32;
-        self.header.msg_iov = std::ptr::addr_of_mut!(self.iov);
-        self.header.msg_iovlen = 1;
-        self.header.msg_control = std::ptr::null_mut();
-        self.header.msg_controllen = 0;
-        self.header.msg_flags = 0;
-        std::ptr::addr_of_mut!(self.header)
-    }
-
-    /// The sender the kernel wrote into the header's address.
-    fn sender(&self) -> Option<SocketAddr> {
-        match i32::from(self.from.ss_family) {
-            libc::AF_INET => {
-                // SAFETY: the kernel wrote a sockaddr_in here (family says
-                // so), and sockaddr_storage is large and aligned enough.
-                let a = unsafe { &*std::ptr::addr_of!(self.from).cast::<libc::sockaddr_in>() };
-                Some(SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
-                    u16::from_be(a.sin_port),
-                )))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: as above, for a sockaddr_in6.
-                let a = unsafe { &*std::ptr::addr_of!(self.from).cast::<libc::sockaddr_in6>() };
-                Some(SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(a.sin6_addr.s6_addr),
-                    u16::from_be(a.sin6_port),
-                    a.sin6_flowinfo,
-                    a.sin6_scope_id,
-                )))
-            }
-            _ => None,
         }
     }
 }

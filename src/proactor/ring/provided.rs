@@ -1,0 +1,156 @@
+//! The provided buffer ring: receive buffers lent to the kernel in advance,
+//! taken only when bytes arrive, so an idle connection holds none.
+//!
+//! One block of entries (page-aligned, registered with the kernel by
+//! `Ring::new`) and one block of buffers. The kernel takes a buffer from
+//! the head; this module gives it back at the tail, and publishes the tail
+//! with a release store. A buffer the kernel filled comes back as a
+//! [`ProvidedBuf`], the token that proves the kernel is done with it.
+
+use std::alloc::{self, Layout};
+use std::io;
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU16, Ordering};
+
+use io_uring::types;
+
+/// A provided buffer the kernel has filled and given up: the proof of
+/// ownership that [`Ring::bytes_mut`] asks for. Not `Clone`; it goes back
+/// with [`Ring::recycle`] (dropping it instead only loses the buffer).
+#[derive(Debug)]
+pub struct ProvidedBuf {
+    pub(super) id: u16,
+    pub(super) len: usize,
+}
+
+impl ProvidedBuf {
+    /// How many bytes the kernel wrote.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the kernel wrote nothing (end of stream).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The provided buffer ring: an array of entries the kernel takes buffers
+/// from (its head) and this module gives them back to (its tail), and the
+/// buffers themselves, in one block.
+pub(super) struct ProvidedBuffers {
+    /// The entries: page-aligned, `count` of them; entry 0's last two bytes
+    /// double as the ring's tail (`BufRingEntry::tail`).
+    pub(super) entries: NonNull<types::BufRingEntry>,
+    entries_layout: Layout,
+    /// The buffers: `count` × `size` bytes.
+    memory: NonNull<u8>,
+    memory_layout: Layout,
+    count: u16,
+    size: usize,
+    /// The tail as this module counts it; published to the kernel by
+    /// [`ProvidedBuffers::publish`].
+    tail: u16,
+    /// Set when the kernel may still hold the memory at drop.
+    leaked: bool,
+}
+
+impl ProvidedBuffers {
+    pub(super) fn new(count: u16, size: u32) -> io::Result<ProvidedBuffers> {
+        if !count.is_power_of_two() || count > 32_768 || size == 0 {
+            return Err(io::Error::other(format!(
+                "provided buffers: {count} × {size} B (a power of two up to 32768, and a size)"
+            )));
+        }
+        let bad = |e: std::alloc::LayoutError| io::Error::other(e.to_string());
+        let entries_layout = Layout::array::<types::BufRingEntry>(usize::from(count))
+            .and_then(|l| l.align_to(4096))
+            .map_err(bad)?;
+        let memory_layout =
+            Layout::from_size_align(usize::from(count) * size as usize, 64).map_err(bad)?;
+        // SAFETY: both layouts have a non-zero size (count >= 1, size >= 1).
+        let (entries, memory) = unsafe {
+            (
+                alloc::alloc_zeroed(entries_layout),
+                alloc::alloc_zeroed(memory_layout),
+            )
+        };
+        let (Some(entries), Some(memory)) = (
+            NonNull::new(entries.cast::<types::BufRingEntry>()),
+            NonNull::new(memory),
+        ) else {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        };
+        Ok(ProvidedBuffers {
+            entries,
+            entries_layout,
+            memory,
+            memory_layout,
+            count,
+            size: size as usize,
+            tail: 0,
+            leaked: false,
+        })
+    }
+
+    /// Puts buffer `id` at the tail (not yet visible to the kernel).
+    pub(super) fn add(&mut self, id: u16) {
+        let index = usize::from(self.tail & (self.count - 1));
+        // SAFETY: `index` < `count`, so the entry is inside the array; the
+        // kernel reads entries only between its head and the published tail,
+        // and this one is past the published tail until `publish`.
+        let entry = unsafe { &mut *self.entries.as_ptr().add(index) };
+        // SAFETY (of the address): buffer `id` < `count` lies inside `memory`.
+        let addr = unsafe { self.memory.as_ptr().add(usize::from(id) * self.size) };
+        entry.set_addr(addr as u64);
+        entry.set_len(self.size as u32);
+        entry.set_bid(id);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    /// Makes the entries added so far visible to the kernel: a release
+    /// store of the tail, so the kernel never sees the tail before the
+    /// entries it covers.
+    pub(super) fn publish(&self) {
+        // SAFETY: `entries` is the ring's base; the tail is a u16 inside
+        // entry 0 that the kernel only reads, and this store is the only
+        // write to it.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.entries.as_ptr()).cast_mut();
+            AtomicU16::from_ptr(tail).store(self.tail, Ordering::Release);
+        }
+    }
+
+    pub(super) fn bytes_mut(&mut self, buf: &ProvidedBuf) -> &mut [u8] {
+        let len = buf.len.min(self.size);
+        // SAFETY: the token exists only for a buffer a completion handed
+        // over and that has not been added back, so the kernel will not
+        // write it, and the token (not Clone) lets one caller at a time
+        // hold this slice; `id` < `count` keeps it inside `memory`.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.memory.as_ptr().add(usize::from(buf.id) * self.size),
+                len,
+            )
+        }
+    }
+
+    /// The kernel may still hold the memory: never free it.
+    pub(super) fn leak(&mut self) {
+        self.leaked = true;
+    }
+}
+
+impl Drop for ProvidedBuffers {
+    fn drop(&mut self) {
+        if self.leaked {
+            return;
+        }
+        // SAFETY: allocated in `new` with these layouts; the Ring unregistered
+        // the buffer ring, or found nothing in flight, before dropping this.
+        unsafe {
+            alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
+            alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
+        }
+    }
+}
