@@ -412,7 +412,11 @@ impl Reactor {
                 Request::None => {}
             },
             Target::Connection(key) => {
-                hot_trace!(self.ctx.tracing, "conn={key} event {}", describe(event));
+                hot_trace!(
+                    self.ctx.tracing,
+                    "conn={key} event {}",
+                    hot_trace::describe(event)
+                );
                 let (conns, ctx) = (&mut self.conns, &mut self.ctx);
                 // A slot emptied earlier (never within a batch: see token.rs).
                 let Some(conn) = conns.get_mut(key) else {
@@ -585,21 +589,4 @@ impl Reactor {
         self.udp.as_ref().is_some_and(UdpEndpoint::has_queued)
             || self.conns.iter().any(|(_, c)| !c.state().is_closed())
     }
-}
-
-/// The readiness an event reports, for the trace log: `readable writable
-/// read_closed error`, as far as set.
-fn describe(event: &Event) -> String {
-    let flags = [
-        (event.is_readable(), "readable"),
-        (event.is_writable(), "writable"),
-        (event.is_read_closed(), "read_closed"),
-        (event.is_error(), "error"),
-    ];
-    let set: Vec<&str> = flags
-        .iter()
-        .filter(|(is_set, _)| *is_set)
-        .map(|(_, name)| *name)
-        .collect();
-    set.join(" ")
 }

@@ -46,3 +46,20 @@ pub(crate) use hot_trace;
 pub fn out_of_line(line: impl FnOnce()) {
     line();
 }
+
+/// The readiness an event reports, for the trace log: `readable writable
+/// read_closed error`, as far as set.
+pub fn describe(event: &mio::event::Event) -> String {
+    let flags = [
+        (event.is_readable(), "readable"),
+        (event.is_writable(), "writable"),
+        (event.is_read_closed(), "read_closed"),
+        (event.is_error(), "error"),
+    ];
+    let set: Vec<&str> = flags
+        .iter()
+        .filter(|(is_set, _)| *is_set)
+        .map(|(_, name)| *name)
+        .collect();
+    set.join(" ")
+}
