@@ -195,6 +195,31 @@ fn parse_sockstat(text: &str) -> Sockstat {
     s
 }
 
+/// The whole machine's busy CPU time since boot, every CPU's added: the
+/// first line of `/proc/stat` (`cpu  user nice system idle iowait irq
+/// softirq steal ...`), all but idle and iowait. The time the kernel spends
+/// in no process (a packet's softirq, a firewall rule) shows here and in no
+/// process's own times.
+pub fn machine_busy() -> Option<Duration> {
+    parse_machine_busy(&std::fs::read_to_string("/proc/stat").ok()?)
+}
+
+fn parse_machine_busy(stat: &str) -> Option<Duration> {
+    let mut words = stat.lines().next()?.split_whitespace();
+    if words.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = words
+        .take(8)
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else {
+        return None;
+    };
+    let busy = user + nice + system + irq + softirq + steal;
+    Some(Duration::from_millis(busy * 1000 / TICKS_PER_SECOND))
+}
+
 /// A line of `/proc/meminfo` in KiB (`MemAvailable:`, `MemTotal:`, ...).
 pub fn meminfo_kib(name: &str) -> Option<u64> {
     field_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, name)
@@ -304,6 +329,14 @@ mod tests {
             Some((Duration::from_millis(2570), Duration::from_millis(330)))
         );
         assert_eq!(parse_cpu_time("42 (x) S 1"), None);
+    }
+
+    #[test]
+    fn the_machine_is_busy_in_all_but_idle_and_iowait() {
+        let stat = "cpu  100 2 30 9000 400 5 6 7 0 0\ncpu0 50 1 15 4500 200 2 3 3 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_machine_busy("cpu  1 2 3\n"), None);
+        assert_eq!(parse_machine_busy("intr 1 2 3 4 5 6 7 8\n"), None);
     }
 
     #[test]
