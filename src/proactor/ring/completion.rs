@@ -33,25 +33,25 @@ pub enum Outcome {
     /// A multishot accept's new connection.
     Accepted(OwnedFd),
     /// A recv filled a provided buffer (its length may be 0 at end of
-    /// stream). The token must go back with [`Ring::recycle`].
+    /// stream). The token must go back with [`Ring::recycle`](super::Ring::recycle).
     Received(ProvidedBuf),
     /// A send finished: how many bytes the kernel took (or why none), and
     /// the buffer that was lent, back in the caller's hands.
     Sent {
         /// Bytes sent, or the error.
         result: io::Result<usize>,
-        /// The buffer lent with [`Ring::send`].
+        /// The buffer lent with [`Ring::send`](super::Ring::send).
         buf: Vec<u8>,
     },
     /// The UDP `recvmsg` finished: a datagram of `len` bytes from `from`
-    /// (read it with [`Ring::datagram_mut`]).
+    /// (read it with [`Ring::datagram_mut`](super::Ring::datagram_mut)).
     Datagram {
         /// Its length.
         len: usize,
         /// Its sender.
         from: SocketAddr,
     },
-    /// A UDP reply finished, with the buffer lent with [`Ring::send_to`].
+    /// A UDP reply finished, with the buffer lent with [`Ring::send_to`](super::Ring::send_to).
     SentTo {
         /// Bytes sent, or the error.
         result: io::Result<usize>,

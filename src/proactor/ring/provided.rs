@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types;
 
 /// A provided buffer the kernel has filled and given up: the proof of
-/// ownership that [`Ring::bytes_mut`] asks for. Not `Clone`; it goes back
-/// with [`Ring::recycle`] (dropping it instead only loses the buffer).
+/// ownership that [`Ring::bytes_mut`](super::Ring::bytes_mut) asks for. Not `Clone`; it goes back
+/// with [`Ring::recycle`](super::Ring::recycle) (dropping it instead only loses the buffer).
 #[derive(Debug)]
 pub struct ProvidedBuf {
     pub(super) id: u16,
