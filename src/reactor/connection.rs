@@ -63,11 +63,15 @@ pub const LINGER: Duration = Duration::from_secs(1);
 
 /// Linux only: a read that returns less than the buffer proves the socket
 /// was drained at that moment, so the loop stops there instead of making one
-/// more `read` that would only return `EAGAIN`: nearly one syscall per
-/// message saved (the anchors table, `docs/benchmarks/anchors.md`: the C
-/// server makes [2.966](../../docs/benchmarks/anchors.md) per message reading until `EAGAIN`, and
+/// more `read` that would only return `EAGAIN`: up to nearly one syscall per
+/// message saved (the anchors table, `docs/benchmarks/anchors.md`: on 100
+/// connections the C server makes [2.929](../../docs/benchmarks/anchors.md "epoll_echo") per message
+/// reading until `EAGAIN`, and
 /// [2.010](../../docs/benchmarks/anchors.md "epoll_echo --short-read") with this rule, as the reactor
-/// does, [2.010](../../docs/benchmarks/anchors.md "reactor-echo serve")).
+/// does, [2.010](../../docs/benchmarks/anchors.md "reactor-echo serve"); on 1,000 connections the
+/// extra `read` came on fewer messages,
+/// [2.293](../../docs/benchmarks/anchors.md "epoll_echo") against
+/// [2.002](../../docs/benchmarks/anchors.md "epoll_echo --short-read")).
 ///
 /// Why it is safe on Linux: edge-triggered epoll queues a new event for
 /// every arrival after our read, not only for the empty-to-non-empty

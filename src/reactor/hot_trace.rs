@@ -12,10 +12,11 @@
 //!
 //! Not nothing: the cost bench measures the disabled trace lines, this
 //! macro's included, at
-//! [18](../../docs/benchmarks/cost.md "What the disabled trace lines cost") user-space instructions
+//! [16](../../docs/benchmarks/cost.md "What the disabled trace lines cost") user-space instructions
 //! per echoed message against a build with trace compiled out
-//! ([223](../../docs/benchmarks/cost.md "trace lines compiled in") against
-//! [205](../../docs/benchmarks/cost.md "trace compiled out")). The cost table has no figure for
+//! ([215](../../docs/benchmarks/cost.md "trace lines compiled in") against
+//! [198](../../docs/benchmarks/cost.md "trace compiled out"), each rounded: the 16 is the
+//! difference of the unrounded counts). The cost table has no figure for
 //! plain `trace!` on this path, so what the macro saves is not measured.
 //!
 //! **The rule, for every trace line of the reactor.** A line run for every
