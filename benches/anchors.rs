@@ -51,13 +51,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use reactor_echo::bench::cpu_window::CpuTime;
 use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run, closed_loop,
-    closed_loop_args, idle_cost_with_loadgen, loadgen, machine_line, median, proactor_spec,
-    publish, require_tools, syscalls_per_message,
+    SYSTEM_US, Server, ServerSpec, USER_US, build_anchors, build_release, build_uring_anchor,
+    cannot_run, closed_loop, idle_cost_with_loadgen, machine_line, median, proactor_spec, publish,
+    require_tools, run_with_cpu_split, syscalls_per_message,
 };
 
 /// The connection counts of a complete run.
@@ -153,9 +152,9 @@ fn main() {
     for repeat in 0..o.repeats {
         for (k, kind) in kinds.iter().enumerate() {
             for &conns in &o.conns {
-                let server = Running::start(kind, &[]);
+                let server = Server::start_pinned(kind, &[]);
                 let r = run_with_cpu_split(&lg, &server, conns, o.duration as f64);
-                server.stop();
+                server.end();
                 let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
                 eprintln!(
                     "repeat {repeat} {:<24} {conns:>6} conns: {:>9.0} msg/s p50 {:>8.1} us p99 {:>8.1} us errors {} mismatches {} server CPU {:.2} user + {:.2} system us/msg",
@@ -223,13 +222,13 @@ fn main() {
                 order.reverse();
             }
             for who in order {
-                let server = Running::start(&kinds[1], &[]);
+                let server = Server::start_pinned(&kinds[1], &[]);
                 let (rate, cpu_us) = if who == "c" {
-                    c_generator_run(&lg, server.port, conns, o.duration)
+                    c_generator_run(&lg, server.port(), conns, o.duration)
                 } else {
-                    our_generator_run(&bin, server.port, conns, o.duration)
+                    our_generator_run(&bin, server.port(), conns, o.duration)
                 };
-                server.stop();
+                server.end();
                 eprintln!(
                     "repeat {repeat} load generator {who:<4} at {conns:>6} conns: {rate:>9.0} msg/s, {cpu_us:.2} us CPU per message"
                 );
@@ -339,44 +338,6 @@ fn table_head(columns: &[String]) -> String {
         rule += "---:|";
     }
     format!("{header}\n{rule}\n")
-}
-
-/// The keys [`run_with_cpu_split`] adds to the load generator's report: the
-/// server's user and system microseconds per message.
-const USER_US: &str = "server_user_us_per_msg";
-const SYSTEM_US: &str = "server_system_us_per_msg";
-
-/// The standard closed loop (`common::closed_loop`) against `server`, with
-/// the server's CPU per message over the measured window split into user
-/// and system time: the load generator's report, plus [`USER_US`] and
-/// [`SYSTEM_US`] (NaN when `/proc` could not be read).
-///
-/// The load generator reads the server's user + system time at the start
-/// and the end of its measured window (`--server-pid`), the exact window of
-/// its message count; the split between the two comes from `/proc/PID/stat`
-/// read here before and after the whole run (connects and warm-up
-/// included: the same work, a few percent more of it), since the generator
-/// reports only the sum.
-fn run_with_cpu_split(
-    lg: &Path,
-    server: &Running,
-    conns: usize,
-    duration: f64,
-) -> BTreeMap<String, f64> {
-    let pid = server.server_pid();
-    let mut args = closed_loop_args(conns, duration);
-    args.extend(["--server-pid".to_owned(), pid.to_string()]);
-    let start = CpuTime::of(pid);
-    let mut r = loadgen(lg, server.port, &args);
-    let spent = start.and_then(|a| Ok(CpuTime::of(pid)?.since(a)));
-    let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
-    let window_us = get("server_cpu_pct") / 100.0 * get("duration_s") * 1e6 / get("msgs");
-    let user_share = spent.map_or(f64::NAN, |t| {
-        t.user.as_secs_f64() / (t.user + t.system).as_secs_f64()
-    });
-    r.insert(USER_US.to_owned(), window_us * user_share);
-    r.insert(SYSTEM_US.to_owned(), window_us * (1.0 - user_share));
-    r
 }
 
 /// The C load generator against `port`: messages per second, and its own

@@ -27,7 +27,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, closed_loop,
+    Server, ServerSpec, build_anchors, build_release, cannot_run, closed_loop,
     idle_cost_with_loadgen, machine_line, publish, require_tools, rss_kept_after_peak,
     syscalls_per_message,
 };
@@ -88,9 +88,9 @@ fn main() {
         let mut rates = Vec::new();
         let mut answered = 0.0;
         for conns in [1, 100] {
-            let server = Running::start(k, &[]);
-            let r = closed_loop(&lg, server.port, conns, 3.0);
-            server.stop();
+            let server = Server::start_pinned(k, &[]);
+            let r = closed_loop(&lg, server.port(), conns, 3.0);
+            server.end();
             let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
             rates.push(get("msgs_per_s"));
             answered = get("conns_established") - get("conns_stalled");

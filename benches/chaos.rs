@@ -36,7 +36,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Running, ServerSpec, bench_json, build_release, cannot_run, machine_line, proactor_spec,
+    Server, ServerSpec, bench_json, build_release, cannot_run, machine_line, proactor_spec,
     publish, reactor_spec, require_tools, threads_spec,
 };
 use reactor_echo::bench::chaos::kind::Kind;
@@ -162,13 +162,13 @@ fn get(s: &Sample, key: &str) -> f64 {
 
 /// One run on a fresh server, with its PID for the CPU and memory figures.
 fn run(bin: &str, server: &ServerSpec, args: &[&str], duration: f64) -> Sample {
-    let running = Running::start(server, &[]);
+    let running = Server::start_pinned(server, &[]);
     thread::sleep(Duration::from_millis(200));
     let pid = running.server_pid().to_string();
     let mut all = args.to_vec();
     all.extend_from_slice(&["--server-pid", &pid]);
-    let sample = bench_json(bin, running.port, &all, duration, 2.0);
-    running.stop();
+    let sample = bench_json(bin, running.port(), &all, duration, 2.0);
+    running.end();
     sample
 }
 

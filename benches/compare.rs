@@ -35,8 +35,6 @@
 //! liburing, and says so in one line, exiting 1, when one is missing.
 
 mod common;
-#[path = "compare/plot.rs"]
-mod compare_plot;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -44,7 +42,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, ServerSpec, bench_json, build_anchors, build_release, build_uring_anchor, cannot_run,
+    Server, ServerSpec, bench_json, build_anchors, build_release, build_uring_anchor, cannot_run,
     machine_line, median, proactor_spec, reactor_spec, require_tools, threads_spec,
 };
 
@@ -260,14 +258,14 @@ fn main() {
             })
             .collect()
     };
-    compare_plot::lines(
+    common::plot::lines(
         &out_dir.join("messages_per_sec.svg"),
         "messages/s (64-byte, 1 in flight per connection)",
         "messages/s",
         &names,
         &series("msgs"),
     );
-    compare_plot::lines(
+    common::plot::lines(
         &out_dir.join("p99_latency.svg"),
         "p99 latency (us)",
         "p99 latency, us",
@@ -275,7 +273,7 @@ fn main() {
         &series("p99"),
     );
     let idle: Vec<f64> = (0..kinds.len()).map(|k| med(k, "idle_bytes")).collect();
-    compare_plot::bars(
+    common::plot::bars(
         &out_dir.join("idle_bytes.svg"),
         &format!("RSS bytes per idle connection ({} idle)", o.idle_conns),
         &names,
@@ -290,19 +288,19 @@ fn get(r: &Sample, key: &str) -> f64 {
 
 /// Starts the server, runs one `reactor-echo bench --json` against it, stops it.
 fn drive(bin: &str, kind: &ServerSpec, args: &[&str], duration: f64) -> Sample {
-    let server = Running::start(kind, &[]);
-    let r = bench_json(bin, server.port, args, duration, 1.0);
-    server.stop();
+    let server = Server::start_pinned(kind, &[]);
+    let r = bench_json(bin, server.port(), args, duration, 1.0);
+    server.end();
     r
 }
 
 /// RSS growth per connection while `n` connections are held idle: the peak of
 /// samples taken while the load generator holds them, minus the RSS before.
 fn idle_cost(bin: &str, kind: &ServerSpec, n: usize) -> (f64, f64) {
-    let server = Running::start(kind, &[]);
+    let server = Server::start_pinned(kind, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = server.rss_bytes();
-    let port = server.port;
+    let port = server.port();
     let bin_owned = bin.to_owned();
     let generator = thread::spawn(move || {
         bench_json(
@@ -320,7 +318,7 @@ fn idle_cost(bin: &str, kind: &ServerSpec, n: usize) -> (f64, f64) {
         thread::sleep(Duration::from_millis(100));
     }
     let r = generator.join().unwrap_or_default();
-    server.stop();
+    server.end();
     (
         peak.saturating_sub(before) as f64 / n as f64,
         get(&r, "idle_ok"),

@@ -62,7 +62,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run,
+    Server, ServerSpec, build_anchors, build_release, build_uring_anchor, cannot_run,
     idle_cost_with_loadgen, loadgen, machine_line, median, proactor_spec, publish, require_tools,
     scratch_file, syscalls_per_message,
 };
@@ -356,14 +356,14 @@ fn server_run_profile(server: &ServerSpec, lg: &Path, messages: u64) -> Option<P
         "--tool=callgrind".to_owned(),
         format!("--callgrind-out-file={}", profile.display()),
     ];
-    let running = Running::start(server, &wrapper);
+    let running = Server::start_pinned(server, &wrapper);
     let args: Vec<String> = ["--conns", "10", "--size", "64", "--duration", "120"]
         .iter()
         .map(|s| (*s).to_owned())
         .chain(["--messages".to_owned(), messages.to_string()])
         .collect();
-    loadgen(lg, running.port, &args);
-    running.stop_within(Duration::from_secs(60));
+    loadgen(lg, running.port(), &args);
+    running.end_within(Duration::from_secs(60));
     let read = read_profile(&profile);
     let _ = std::fs::remove_file(&profile);
     read
@@ -564,20 +564,20 @@ fn generator_instructions(
 /// One load generator run under callgrind: its instructions and the
 /// messages it completed.
 fn generator_run(generator: &ServerSpec, server: &ServerSpec, seconds: f64) -> Option<(f64, f64)> {
-    let running = Running::start(server, &[]);
+    let running = Server::start_pinned(server, &[]);
     let profile = scratch_file(&format!("callgrind-generator-{seconds}.out"));
     let output = Command::new("taskset")
         .args(["-c", "1", "valgrind", "--tool=callgrind"])
         .arg(format!("--callgrind-out-file={}", profile.display()))
         .arg(&generator.program)
         .args(&generator.args)
-        .args(["--addr", &format!("127.0.0.1:{}", running.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", running.port())])
         .args(["--duration", &seconds.to_string()])
         .env("RUST_LOG", "warn")
         .stderr(Stdio::null())
         .output()
         .ok()?;
-    running.stop();
+    running.end();
     let text = String::from_utf8_lossy(&output.stdout);
     let report: BTreeMap<String, f64> = text
         .lines()

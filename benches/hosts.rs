@@ -41,8 +41,6 @@
 
 mod common;
 
-#[path = "../tests/integration/support/hosts.rs"]
-mod hosts;
 #[path = "hosts/stage.rs"]
 mod stage;
 
@@ -55,6 +53,7 @@ use std::time::{Duration, Instant};
 use reactor_echo::bench::procfs;
 use rustix::process::Signal;
 
+use common::support::hosts;
 use common::{build_release, cannot_run, machine_line, publish};
 use stage::{Balancer, CLIENTS, SERVERS, Stage};
 

@@ -51,7 +51,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, build_release_into, cannot_run,
+    Server, ServerSpec, build_anchors, build_release, build_release_into, cannot_run,
     instructions_per_message, loadgen, machine_line, median, messages_args, publish, require_tools,
     scratch_file, serve_messages, strings, syscalls_per_message,
 };
@@ -358,8 +358,8 @@ fn masks_per_message(
             "-o",
             &file.display().to_string(),
         ]);
-        let running = Running::start(server, &wrapper);
-        drive(running.port, messages);
+        let running = Server::start_pinned(server, &wrapper);
+        drive(running.port(), messages);
         let stats = running.stop_for_stats();
         let text = std::fs::read_to_string(&file).ok();
         let _ = std::fs::remove_file(&file);

@@ -3,7 +3,8 @@
 //! Each lab (`docs/labs/NAME.patch`, explained in `docs/labs.md`) removes
 //! one safeguard from the reactor. For each, this check copies the project
 //! into a scratch folder under `target/labs/`, runs the test that guards
-//! the safeguard there (it must pass), applies the patch with `git apply`,
+//! the safeguard there (it must pass), applies the patch (`common::apply_patch`:
+//! `git apply`, checked to have changed every file the patch names),
 //! and runs the test again: it must fail now. A lab whose test still passes
 //! means the suite no longer catches that fault, and the check exits 1; so
 //! the labs cannot rot, and each is proof that the suite catches its fault.
@@ -12,10 +13,14 @@
 //! one target folder, so the dependencies are built once. Needs `git` (for
 //! `git apply`). CI runs it.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use common::{apply_patch, copy_project};
 
 /// A lab: its patch, and the test that must catch it.
 struct Lab {
@@ -83,7 +88,7 @@ fn main() {
     // where `CARGO_BIN_EXE_reactor-echo` is one path, so the binary there is
     // whichever copy was built last.
     let baseline = work.join("unpatched");
-    if let Err(why) = fresh_copy(&root, &baseline) {
+    if let Err(why) = copy_project(&root, &baseline) {
         eprintln!("error: cargo bench --bench labs cannot run: {why}");
         std::process::exit(1);
     }
@@ -93,17 +98,18 @@ fn main() {
         .collect();
     for (lab, before) in LABS.iter().zip(before) {
         let copy = work.join(lab.name);
-        if let Err(why) = fresh_copy(&root, &copy) {
+        if let Err(why) = copy_project(&root, &copy) {
             eprintln!("error: cargo bench --bench labs cannot run: {why}");
             std::process::exit(1);
         }
         let patch = root.join(format!("docs/labs/{}.patch", lab.name));
-        let applied = Command::new("git")
-            .args(["apply", "--unsafe-paths"])
-            .arg(&patch)
-            .current_dir(&copy)
-            .status()
-            .is_ok_and(|s| s.success());
+        let applied = match apply_patch(&copy, &patch) {
+            Ok(()) => true,
+            Err(why) => {
+                eprintln!("{}: {why}", lab.name);
+                false
+            }
+        };
         let after = if applied {
             run_test(&copy, &target_dir, lab.test)
         } else {
@@ -151,31 +157,6 @@ impl Outcome {
             Outcome::NotApplied => "the patch does not apply",
         }
     }
-}
-
-/// Copies what a build and the tests need into `to`, replacing what was there.
-fn fresh_copy(root: &Path, to: &Path) -> Result<(), String> {
-    let _ = std::fs::remove_dir_all(to);
-    std::fs::create_dir_all(to).map_err(|e| format!("{}: {e}", to.display()))?;
-    for item in [
-        "Cargo.toml",
-        "Cargo.lock",
-        "src",
-        "tests",
-        "benches",
-        "docs",
-    ] {
-        let ok = Command::new("cp")
-            .arg("-r")
-            .arg(root.join(item))
-            .arg(to)
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            return Err(format!("cannot copy {item} into {}", to.display()));
-        }
-    }
-    Ok(())
 }
 
 /// Runs `cargo test ARGS` in `dir`, with the shared target folder.

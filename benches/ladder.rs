@@ -31,10 +31,6 @@
 //! says which in one line and exits 1.
 
 mod common;
-// The comparison's plots; the ladder draws only the lines.
-#[allow(dead_code)]
-#[path = "compare/plot.rs"]
-mod compare_plot;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -43,11 +39,13 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use common::support::Step;
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line,
-    parse_flat_json, require_tools, strings, syscalls_per_message,
+    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line,
+    require_tools, strings, syscalls_per_message,
 };
-use reactor_echo::bench::cpu_window::CpuTime;
+use reactor_echo::bench::measure::cpu_window::CpuTime;
+use reactor_echo::bench::report::parse_json_numbers;
 
 /// The loads of the throughput columns.
 const LOADS: [usize; 3] = [10, 100, 1000];
@@ -97,24 +95,15 @@ fn main() {
     let anchors = build_anchors(&root).unwrap_or_else(|why| cannot_run("ladder", &why));
     let lg = anchors.loadgen;
     let examples = root.join("target/release/examples");
-    let step = |name: &str| {
-        let program = examples.join(name).display().to_string();
-        ServerSpec::new(name, &program, &["127.0.0.1:0"])
-    };
-    let servers = [
-        step("01_blocking"),
-        step("02_thread_per_client"),
-        step("03_nonblocking_busy"),
-        step("04_poll"),
-        step("05_epoll_level"),
-        step("06_mio_edge"),
-        step("07_io_uring"),
-        ServerSpec::new(
+    let servers: Vec<ServerSpec> = Step::ALL
+        .iter()
+        .map(|step| step.spec_in(&examples))
+        .chain([ServerSpec::new(
             "reactor-echo serve",
             &bin,
             &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
-        ),
-    ];
+        )])
+        .collect();
     let loads: &[usize] = if quick { &[100] } else { &LOADS };
 
     let mut rows = Vec::new();
@@ -232,7 +221,7 @@ fn main() {
     std::fs::create_dir_all(&dir).expect("create the output folder");
     std::fs::write(dir.join("ladder.md"), &out).expect("write the table");
     let names: Vec<&str> = servers.iter().map(|s| s.name.as_str()).collect();
-    compare_plot::lines(
+    common::plot::lines(
         &dir.join("ladder.svg"),
         "the ladder: messages/s (64-byte, 1 in flight per connection)",
         "messages/s",
@@ -244,7 +233,7 @@ fn main() {
 
 /// One closed-loop run of the C load generator at `conns` connections.
 fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
-    let running = Running::start(server, &[]);
+    let running = Server::start_pinned(server, &[]);
     let mut args: Vec<String> = strings(&[
         "--conns",
         &conns.to_string(),
@@ -263,8 +252,8 @@ fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
             conns.div_ceil(PER_SOURCE).to_string(),
         ]);
     }
-    let r = loadgen(lg, running.port, &args);
-    running.stop();
+    let r = loadgen(lg, running.port(), &args);
+    running.end();
     let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
     let established = get("conns_established");
     let answered = established - get("conns_stalled");
@@ -301,7 +290,7 @@ fn run_load(server: &ServerSpec, lg: &Path, conns: usize) -> Load {
 /// (a second load generator holds them, and does one round trip on each at
 /// the end, which is not counted here).
 fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
-    let running = Running::start(server, &[]);
+    let running = Server::start_pinned(server, &[]);
     let idle_args: Vec<String> = strings(&[
         "--conns",
         &C10K_IDLE.to_string(),
@@ -315,7 +304,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
     let holder = Command::new("taskset")
         .args(["-c", "1"])
         .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", running.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", running.port())])
         .args(&idle_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -338,7 +327,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
                         "--warmup",
                         "1",
                     ]);
-                    rate = loadgen(lg, running.port, &args)
+                    rate = loadgen(lg, running.port(), &args)
                         .get("msgs_per_s")
                         .copied()
                         .unwrap_or(f64::NAN);
@@ -349,7 +338,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
         }
         let _ = holder.wait();
     }
-    running.stop();
+    running.end();
     rate
 }
 
@@ -363,14 +352,14 @@ enum Idle {
 /// The server's CPU share while `conns` connections sit idle, and its RSS
 /// growth per connection.
 fn idle_cost(server: &ServerSpec, lg: &Path, conns: usize) -> Idle {
-    let running = Running::start(server, &[]);
+    let running = Server::start_pinned(server, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = running.rss_bytes();
     let mut result = Idle::NotReached { connected: 0.0 };
     let child = Command::new("taskset")
         .args(["-c", "1"])
         .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", running.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", running.port())])
         .args(["--conns", &conns.to_string(), "--size", "64", "--idle", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -400,7 +389,7 @@ fn idle_cost(server: &ServerSpec, lg: &Path, conns: usize) -> Idle {
                 }
                 if line.starts_with('{') {
                     if let Idle::NotReached { connected } = &mut result {
-                        *connected = parse_flat_json(&line)
+                        *connected = parse_json_numbers(&line)
                             .get("conns_established")
                             .copied()
                             .unwrap_or(0.0);
@@ -410,7 +399,7 @@ fn idle_cost(server: &ServerSpec, lg: &Path, conns: usize) -> Idle {
         }
         let _ = child.wait();
     }
-    running.stop();
+    running.end();
     result
 }
 

@@ -47,14 +47,14 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reactor_echo::bench::PER_SOURCE;
-use reactor_echo::bench::cpu_window::CpuTime;
-use reactor_echo::bench::kernel::KernelReading;
+use reactor_echo::bench::measure::cpu_window::CpuTime;
+use reactor_echo::bench::measure::kernel::KernelReading;
+use reactor_echo::bench::procfs::{self, resident_kib};
 use reactor_echo::bench::report::parse_json_numbers;
-use reactor_echo::bench::server_memory::resident_kib;
 
 use common::{
-    Running, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line, median,
-    parse_flat_json, publish, require_tools, strings,
+    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line, median,
+    publish, require_tools, strings,
 };
 
 struct Options {
@@ -123,25 +123,12 @@ struct Hold {
 /// Each worker's open sockets (its connections and its own listener):
 /// every process of the tree that holds more than a few. A supervisor
 /// holds pipes to its workers, not sockets, so it is left out.
-fn connections_per_worker(server: &Running) -> Vec<usize> {
+fn connections_per_worker(server: &Server) -> Vec<usize> {
     let mut counts = Vec::new();
-    let mut stack = vec![server.root_pid()];
+    let mut stack = vec![server.pid()];
     while let Some(pid) = stack.pop() {
-        let sockets = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| {
-            d.flatten()
-                .filter(|fd| {
-                    std::fs::read_link(fd.path())
-                        .is_ok_and(|target| target.to_string_lossy().starts_with("socket:"))
-                })
-                .count()
-        });
-        let children =
-            std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        stack.extend(
-            children
-                .split_whitespace()
-                .filter_map(|c| c.parse::<u32>().ok()),
-        );
+        let sockets = procfs::open_descriptors(pid).map_or(0, |(_, sockets)| sockets);
+        stack.extend(procfs::live_children(pid));
         if sockets > 8 {
             counts.push(sockets);
         }
@@ -150,16 +137,16 @@ fn connections_per_worker(server: &Running) -> Vec<usize> {
 }
 
 /// Runs the C load generator's idle hold; measures at `idle-ready`.
-fn hold_with_c_loadgen(server: &Running, lg: &Path, o: &Options) -> Hold {
-    let before_rss = resident_kib(server.root_pid()).unwrap_or(0);
+fn hold_with_c_loadgen(server: &Server, lg: &Path, o: &Options) -> Hold {
+    let before_rss = resident_kib(server.pid()).unwrap_or(0);
     let before = KernelReading::now();
-    let cpu_before = CpuTime::of_tree(server.root_pid()).ok();
+    let cpu_before = CpuTime::of_tree(server.pid()).ok();
     let sources = o.connections.div_ceil(PER_SOURCE).max(1);
     let started = Instant::now();
     let mut child = Command::new("taskset")
         .args(["-c", "1"])
         .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
         .args(["--conns", &o.connections.to_string(), "--size", "64"])
         .args(["--idle", &o.hold.to_string()])
         .args(["--connect-timeout", "600", "--rtt-timeout", "300"])
@@ -177,7 +164,7 @@ fn hold_with_c_loadgen(server: &Running, lg: &Path, o: &Options) -> Hold {
             measure_open(server, o.connections, before_rss, &before, &mut hold);
         }
         if line.starts_with('{') {
-            let r = parse_flat_json(&line);
+            let r = parse_json_numbers(&line);
             let get = |k: &str| r.get(k).copied().unwrap_or(f64::NAN);
             hold.wave_s = get("duration_s");
             hold.round_trips_ok = get("idle_ok");
@@ -192,15 +179,15 @@ fn hold_with_c_loadgen(server: &Running, lg: &Path, o: &Options) -> Hold {
 }
 
 /// Runs `reactor-echo bench --idle` over its processes.
-fn hold_with_bench(server: &Running, bin: &str, o: &Options) -> Hold {
-    let cpu_before = CpuTime::of_tree(server.root_pid()).ok();
+fn hold_with_bench(server: &Server, bin: &str, o: &Options) -> Hold {
+    let cpu_before = CpuTime::of_tree(server.pid()).ok();
     let mut child = Command::new("taskset")
         .args(["-c", "1", bin, "bench", "--json", "--idle"])
-        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
         .args(["--connections", &o.connections.to_string()])
         .args(["--duration", &o.hold.to_string()])
         .args(["--connect-timeout", "600", "--reply-timeout", "300"])
-        .args(["--server-pid", &server.root_pid().to_string()])
+        .args(["--server-pid", &server.pid().to_string()])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -249,13 +236,13 @@ fn hold_with_bench(server: &Running, bin: &str, o: &Options) -> Hold {
 }
 
 fn measure_open(
-    server: &Running,
+    server: &Server,
     connections: usize,
     before_rss: u64,
     before: &KernelReading,
     hold: &mut Hold,
 ) {
-    let rss = resident_kib(server.root_pid()).unwrap_or(0);
+    let rss = resident_kib(server.pid()).unwrap_or(0);
     let now = KernelReading::now();
     hold.server_bytes_per_conn =
         rss.saturating_sub(before_rss) as f64 * 1024.0 / connections as f64;
@@ -267,8 +254,8 @@ fn measure_open(
     hold.spread = min_max(&connections_per_worker(server));
 }
 
-fn cpu_since(server: &Running, before: Option<CpuTime>) -> f64 {
-    let (Some(before), Ok(after)) = (before, CpuTime::of_tree(server.root_pid())) else {
+fn cpu_since(server: &Server, before: Option<CpuTime>) -> f64 {
+    let (Some(before), Ok(after)) = (before, CpuTime::of_tree(server.pid())) else {
         return f64::NAN;
     };
     let spent = after.since(before);
@@ -283,11 +270,11 @@ fn min_max(v: &[usize]) -> (usize, usize) {
 }
 
 /// Closed-loop messages/s with `conns` open, by the C load generator.
-fn throughput(server: &Running, lg: &Path, conns: usize, duration: u64) -> f64 {
+fn throughput(server: &Server, lg: &Path, conns: usize, duration: u64) -> f64 {
     let sources = conns.div_ceil(PER_SOURCE).max(1);
     let r = loadgen(
         lg,
-        server.port,
+        server.port(),
         &strings(&[
             "--conns",
             &conns.to_string(),
@@ -350,14 +337,14 @@ fn main() {
     let mut holds = Vec::new();
     for (name, spec, with_bench) in pairings {
         eprintln!("scale: {name} ...");
-        let server = Running::start(spec, &[]);
+        let server = Server::start_pinned(spec, &[]);
         std::thread::sleep(Duration::from_millis(500));
         let hold = if with_bench {
             hold_with_bench(&server, &bin, &o)
         } else {
             hold_with_c_loadgen(&server, &anchors.loadgen, &o)
         };
-        server.stop_root_within(Duration::from_secs(60));
+        server.end_root_within(Duration::from_secs(60));
         // Let the closed connections' TIME-WAIT and memory go before the next.
         std::thread::sleep(Duration::from_secs(5));
         holds.push((name, hold));
@@ -373,10 +360,10 @@ fn main() {
             };
             for spec in order {
                 eprintln!("scale: throughput, {} with {tc} connections ...", spec.name);
-                let server = Running::start(spec, &[]);
+                let server = Server::start_pinned(spec, &[]);
                 std::thread::sleep(Duration::from_millis(500));
                 let rate = throughput(&server, &anchors.loadgen, tc, 10);
-                server.stop_root_within(Duration::from_secs(60));
+                server.end_root_within(Duration::from_secs(60));
                 std::thread::sleep(Duration::from_secs(3));
                 rates.entry(spec.name.as_str()).or_default().push(rate);
             }

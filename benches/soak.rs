@@ -27,7 +27,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Running, ServerSpec, bench_json, build_release, cannot_run, machine_line, median, publish,
+    Server, ServerSpec, bench_json, build_release, cannot_run, machine_line, median, publish,
     require_tools,
 };
 use plotters::prelude::*;
@@ -74,7 +74,7 @@ fn main() {
         &bin,
         &["serve", "--tcp", "127.0.0.1:0", "--udp", "off"],
     );
-    let server = Running::start(&spec, &[]);
+    let server = Server::start_pinned(&spec, &[]);
     thread::sleep(Duration::from_millis(300));
     let pid = server.server_pid();
     let fds_at_start = open_fds(pid);
@@ -82,7 +82,7 @@ fn main() {
     let total = Duration::from_secs_f64(minutes * 60.0);
     let churn = Command::new("taskset")
         .args(["-c", "1", &bin, "bench", "--json", "--churn"])
-        .args(["--addr", &format!("127.0.0.1:{}", server.port)])
+        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
         .args(["--connections", CHURN_SLOTS, "--warmup", "0"])
         // Past the last window, which may start just before `total`.
         .args([
@@ -97,7 +97,7 @@ fn main() {
     let started = Instant::now();
     let mut samples = Vec::new();
     while started.elapsed() < total {
-        let port = server.port;
+        let port = server.port();
         let bin_owned = bin.clone();
         let pid_text = pid.to_string();
         let window = thread::spawn(move || {
@@ -159,7 +159,7 @@ fn main() {
     thread::sleep(Duration::from_secs(2));
     let fds_after = open_fds(pid);
     let rss_after = rss_mib(pid);
-    server.stop();
+    server.end();
 
     let complete = minutes >= 30.0;
     let dir = if complete {
@@ -185,12 +185,12 @@ fn main() {
 
 /// The server's resident memory in MiB (`VmRSS`).
 fn rss_mib(pid: u32) -> f64 {
-    reactor_echo::bench::server_memory::resident_kib(pid).map_or(f64::NAN, |k| k as f64 / 1024.0)
+    reactor_echo::bench::procfs::resident_kib(pid).map_or(f64::NAN, |k| k as f64 / 1024.0)
 }
 
 /// The server's open descriptors.
 fn open_fds(pid: u32) -> f64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(f64::NAN, |d| d.count() as f64)
+    reactor_echo::bench::procfs::open_descriptors(pid).map_or(f64::NAN, |(all, _)| all as f64)
 }
 
 /// Whether the run met each target, with the figures that say so.

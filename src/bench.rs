@@ -58,11 +58,6 @@ pub(crate) mod processes;
 pub mod procfs;
 pub mod report;
 
-// The paths the tests and benches used before the folders, kept until they
-// use the ones above.
-pub use measure::{cpu_window, kernel, server_memory};
-pub use report::interchange;
-
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, ToSocketAddrs};
 
 use clap::{Args, Subcommand};

@@ -19,7 +19,7 @@ use reactor_echo::workers::SupervisedStats;
 use rustix::process::Signal;
 
 use crate::common::cannot_run;
-use crate::hosts::{self, FRONT, Network, PORT};
+use crate::common::support::hosts::{self, FRONT, Network, PORT};
 
 /// Server hosts and client hosts.
 pub const SERVERS: usize = 3;

@@ -14,44 +14,21 @@ use std::time::Duration;
 use crate::support::spec::ServerSpec;
 use crate::support::*;
 
-/// The steps of the ladder, in order.
-#[derive(Debug, Clone, Copy)]
-pub enum Step {
-    Blocking,
-    ThreadPerClient,
-    NonblockingBusy,
-    Poll,
-    EpollLevel,
-    MioEdge,
-    IoUring,
+/// How a test starts a step: its example as cargo built it for the tests.
+trait Started {
+    fn spec(self) -> ServerSpec;
+    fn start(self) -> Server;
 }
 
-impl Step {
-    /// The example's name (`cargo run --example NAME`).
-    pub fn example(self) -> &'static str {
-        match self {
-            Step::Blocking => "01_blocking",
-            Step::ThreadPerClient => "02_thread_per_client",
-            Step::NonblockingBusy => "03_nonblocking_busy",
-            Step::Poll => "04_poll",
-            Step::EpollLevel => "05_epoll_level",
-            Step::MioEdge => "06_mio_edge",
-            Step::IoUring => "07_io_uring",
-        }
-    }
-
+impl Started for Step {
     /// How to start it: the example cargo built beside the binary under
     /// test, on an ephemeral port.
-    pub fn spec(self) -> ServerSpec {
+    fn spec(self) -> ServerSpec {
         let examples = Path::new(BIN)
             .parent()
             .expect("the binary's folder")
             .join("examples");
-        ServerSpec::new(
-            self.example(),
-            examples.join(self.example()),
-            &["127.0.0.1:0"],
-        )
+        self.spec_in(&examples)
     }
 
     fn start(self) -> Server {
@@ -186,5 +163,29 @@ course_test! {
         thread::sleep(Duration::from_millis(50));
         let mut next = server.connect();
         round_trip(&mut next, b"after the reset", b"after the reset");
+    }
+}
+
+/// The one list of steps is the course: every example under `docs/course/`
+/// is a step, in order, and every step is built, so that a step added to
+/// the course but not to the list (which the tests and the ladder bench
+/// run) fails here rather than going untested.
+#[test]
+fn the_list_of_steps_is_the_course() {
+    let course = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/course");
+    let mut examples: Vec<String> = std::fs::read_dir(&course)
+        .expect("read docs/course")
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".rs").map(str::to_owned)
+        })
+        .collect();
+    examples.sort();
+    let listed: Vec<&str> = Step::ALL.iter().map(|step| step.example()).collect();
+    assert_eq!(examples, listed, "docs/course's examples against Step::ALL");
+    for step in Step::ALL {
+        let program = step.spec().program;
+        assert!(program.exists(), "{} is not built", program.display());
     }
 }

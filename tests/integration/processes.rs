@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use reactor_echo::bench::interchange;
+use reactor_echo::bench::report::interchange;
 
 use crate::support::*;
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-use reactor_echo::bench::interchange;
+use reactor_echo::bench::report::interchange;
 
 use crate::support::*;
 

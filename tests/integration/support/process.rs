@@ -1,8 +1,12 @@
 //! A running server: start it (a [`ServerSpec`]) on port 0, read its
-//! `listening` and `stats` lines, signal it and stop it by its PID.
+//! `listening` and `stats` lines, read it through `/proc`, signal it and
+//! stop it by its PID. The one process type of the tests and the benches
+//! (which include this folder): a bench starts its server with
+//! [`Server::start_pinned`], under a counting wrapper, and ends it with
+//! [`Server::end`] or [`Server::stop_for_stats`].
 
 use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{Receiver, channel};
@@ -16,7 +20,6 @@ use reactor_echo::proactor::ProactorStats;
 use reactor_echo::stats::Stats;
 
 use super::kinds::Kind;
-use super::proc::proc_status_number;
 use super::spec::ServerSpec;
 
 /// How long any single wait in a test may take before it fails.
@@ -127,9 +130,22 @@ impl Server {
         }
     }
 
-    /// The process id.
+    /// The process id: of the server, or of the supervisor of its workers,
+    /// whose tree holds the whole server (of a wrapper that does not
+    /// execute the program in its place, such as `strace` or valgrind: see
+    /// [`Server::server_pid`]).
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The PID of the server itself: under a wrapper that runs it as a
+    /// child (`strace`), the deepest descendant.
+    pub fn server_pid(&self) -> u32 {
+        let mut pid = self.pid();
+        while let Some(&child) = procfs::live_children(pid).first() {
+            pid = child;
+        }
+        pid
     }
 
     /// Its running child processes (a supervisor's workers).
@@ -249,31 +265,138 @@ impl Server {
         last
     }
 
-    /// Current resident set size in bytes (VmRSS).
+    /// The server's resident set size in bytes: `Rss` of `smaps_rollup`
+    /// (see [`procfs::resident_kib_alone`] for why not `VmRSS`).
     pub fn rss(&self) -> u64 {
-        proc_status_number(self.pid(), "VmRSS:") * 1024
+        procfs::resident_kib_alone(self.server_pid()).expect("read smaps_rollup") * 1024
     }
 
     /// Peak resident set size in bytes (VmHWM).
     pub fn peak_rss(&self) -> u64 {
-        proc_status_number(self.pid(), "VmHWM:") * 1024
+        procfs::status_number(self.server_pid(), "VmHWM:").expect("VmHWM") * 1024
     }
 
-    /// The number of threads the server runs.
+    /// The number of threads the server runs (0 if it cannot be read).
     pub fn threads(&self) -> u64 {
-        proc_status_number(self.pid(), "Threads:")
+        procfs::status_number(self.server_pid(), "Threads:").unwrap_or(0)
     }
 
     /// CPU time used so far (user + system), in clock ticks (1/100 s).
     pub fn cpu_ticks(&self) -> u64 {
-        let stat =
-            std::fs::read_to_string(format!("/proc/{}/stat", self.pid())).expect("read stat");
-        // The command name may contain spaces; fields restart after ')'.
-        let after = &stat[stat.rfind(')').expect(")") + 2..];
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+        let (user, system) = procfs::cpu_time(self.server_pid()).expect("read stat");
+        ((user + system).as_millis() / 10) as u64
     }
 }
+
+/// The benches' part: a server pinned to a core under a counting wrapper,
+/// ended whatever it is (a test stops a server with [`Server::stop`], which
+/// asserts that it exits and prints its stats line).
+#[allow(dead_code)] // the integration tests use none of it
+impl Server {
+    /// A server for a benchmark: `spec` exactly as it says (a bench's spec
+    /// names its own addresses), on CPU 0 (`taskset -c 0`: the load
+    /// generators take CPU 1), under `wrapper` (`strace -f -c -o FILE`,
+    /// `valgrind --tool=callgrind ...`, or nothing), logging warnings only.
+    pub fn start_pinned(spec: &ServerSpec, wrapper: &[String]) -> Server {
+        let mut command = tied_to_this_thread("taskset");
+        command
+            .args(["-c", "0"])
+            .args(wrapper)
+            .args(spec.command_line())
+            .env("RUST_LOG", "warn");
+        Server::spawn(command)
+    }
+
+    /// The TCP port (panics if TCP is off).
+    pub fn port(&self) -> u16 {
+        self.tcp().port()
+    }
+
+    /// The same, 0 if it cannot be read (a bench reads a server that may
+    /// have died: its table says so rather than the bench panicking).
+    pub fn rss_bytes(&self) -> u64 {
+        procfs::resident_kib_alone(self.server_pid()).unwrap_or(0) * 1024
+    }
+
+    /// Ends a server of any kind (the C reference programs print no stats
+    /// line, and a bench does not assert on its exit): SIGTERM, SIGKILL
+    /// after 5 s. See [`Server::end_within`].
+    pub fn end(self) {
+        self.end_within(Duration::from_secs(5));
+    }
+
+    /// Ends the server and returns the last stats line it printed, parsed
+    /// (the reactor's or the proactor's final one), if it printed one:
+    /// SIGTERM, SIGKILL after 60 s, for a server under valgrind writing its
+    /// profile.
+    pub fn stop_for_stats(mut self) -> Option<Stats> {
+        let pid = self.server_pid();
+        self.terminate(pid, Duration::from_secs(60));
+        stats_of(&self.last_stats_line()?).ok()
+    }
+
+    /// Ends the server with SIGTERM, and SIGKILL if it has not exited after
+    /// `patience` (a server under valgrind takes a while to write its
+    /// profile).
+    ///
+    /// The signal goes to the server itself, the deepest descendant: under
+    /// `strace` that is the traced program, which strace lets the signal
+    /// reach; signalling strace itself would end the count without ending
+    /// the server.
+    pub fn end_within(mut self, patience: Duration) {
+        let pid = self.server_pid();
+        self.terminate(pid, patience);
+    }
+
+    /// Ends a server of several processes: SIGTERM to the root (a
+    /// supervisor forwards it to its workers), SIGKILL after `patience`.
+    pub fn end_root_within(mut self, patience: Duration) {
+        let pid = self.pid();
+        self.terminate(pid, patience);
+    }
+
+    /// SIGTERM to `pid`; if the server has not exited after
+    /// [`NUDGE_AFTER`], one TCP connection to its port, opened and closed at
+    /// once; SIGKILL after `patience`.
+    ///
+    /// Why the connection: valgrind delivers a signal to the program only
+    /// between system calls, and holds it while a thread waits in a call it
+    /// cannot interrupt itself. A proactor waits in `io_uring_enter` with no
+    /// timeout, so under callgrind a SIGTERM alone never ends it (checked).
+    /// A connection is a completion (the accept), which makes
+    /// `io_uring_enter` return, and valgrind then delivers the signal. For
+    /// a server that has already exited, or is on its way out, it does
+    /// nothing: refused, or accepted and closed by a server that is
+    /// finishing anyway.
+    fn terminate(&mut self, pid: u32, patience: Duration) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let start = Instant::now();
+        let mut nudged = false;
+        while start.elapsed() < patience {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            if let Some(tcp) = self
+                .tcp
+                .filter(|_| !nudged && start.elapsed() >= NUDGE_AFTER)
+            {
+                nudged = true;
+                let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, tcp.port()));
+                let _ = TcpStream::connect_timeout(&addr, Duration::from_millis(500));
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How long [`Server::end_within`] waits after SIGTERM before it opens the
+/// connection that lets a signal held by valgrind through.
+#[allow(dead_code)] // the benches' part
+const NUDGE_AFTER: Duration = Duration::from_millis(300);
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -323,13 +446,18 @@ pub fn parse_listening(line: &str) -> (Option<SocketAddr>, Option<SocketAddr>) {
 /// one-reactor line, or the proactor's (the same fields, then the ring's
 /// two).
 pub fn parse_stats(line: &str) -> Stats {
+    stats_of(line).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// [`parse_stats`], with the reader's error instead of a panic.
+fn stats_of(line: &str) -> Result<Stats, String> {
     line.parse::<Stats>()
         .or_else(|e| {
             line.parse::<ProactorStats>()
                 .map(|counted| counted.stats)
                 .map_err(|_| e)
         })
-        .unwrap_or_else(|e| panic!("{e}"))
+        .map_err(|e| e.to_string())
 }
 
 /// Raises this test process's soft open-file limit to its hard limit.

@@ -1,5 +1,6 @@
-//! The comparison's SVG plots, drawn with plotters: one line per server
-//! against the connection count (log scale), and bars for idle memory.
+//! The benches' SVG plots, drawn with plotters: one line per server
+//! against the connection count (log scale; the comparison and the
+//! course's ladder), and bars for idle memory (the comparison).
 
 use std::path::Path;
 
