@@ -18,7 +18,7 @@
 //! most of the 1,739 instructions per message that the cost table gave the
 //! generator then (at b669841); with this and the other changes
 //! `docs/benchmarks.md` lists, it gives
-//! [403](../../docs/benchmarks/cost.md "reactor-echo bench").
+//! [405](../../docs/benchmarks/cost.md "reactor-echo bench").
 
 /// What the server is expected to do to the bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -12,10 +12,10 @@
 //!
 //! Not nothing: the cost bench measures the disabled trace lines, this
 //! macro's included, at
-//! [16](../../docs/benchmarks/cost.md "What the disabled trace lines cost") user-space instructions
+//! [18](../../docs/benchmarks/cost.md "What the disabled trace lines cost") user-space instructions
 //! per echoed message against a build with trace compiled out
-//! ([215](../../docs/benchmarks/cost.md "trace lines compiled in") against
-//! [198](../../docs/benchmarks/cost.md "trace compiled out"), each rounded: the 16 is the
+//! ([216](../../docs/benchmarks/cost.md "trace lines compiled in") against
+//! [198](../../docs/benchmarks/cost.md "trace compiled out"), each rounded: the 18 is the
 //! difference of the unrounded counts). The cost table has no figure for
 //! plain `trace!` on this path, so what the macro saves is not measured.
 //!
