@@ -314,7 +314,9 @@ impl Proactor {
         }
         if self.ctx.held.take_subsided_peak() {
             // Peers that did not read made us hold megabytes; those buffers
-            // are freed now, and this hands the pages back.
+            // are freed now, and so are the pool's (up to 4 MiB kept through
+            // the peak); this hands the pages back.
+            self.ctx.pool.release();
             crate::allocator::give_back_free_memory();
         }
         let wake = [

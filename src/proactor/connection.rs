@@ -122,6 +122,14 @@ impl BufferPool {
             self.free.push(buf);
         }
     }
+
+    /// Frees every buffer kept. After a peak of owed bytes has subsided the
+    /// pool may hold up to 4 MiB that the quiet server no longer needs; the
+    /// next replies take fresh buffers and fill it again as far as the load
+    /// asks.
+    pub fn release(&mut self) {
+        self.free = Vec::new();
+    }
 }
 
 /// One accepted connection.
