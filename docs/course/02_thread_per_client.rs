@@ -10,7 +10,7 @@
 //! here, of which the pages it touches stay resident), a kernel task, and
 //! a context switch into the thread for every message (and out again when
 //! it blocks). Idle connections cost no CPU, but each holds its thread and
-//! its pages: [19071](ladder.md "02_thread_per_client") bytes of RSS per
+//! its pages: [19407](ladder.md "02_thread_per_client") bytes of RSS per
 //! idle connection in the course's table (`docs/course/ladder.md`, with
 //! 1,000 idle), where the reactor needs [29](ladder.md "reactor-echo serve").
 //!

@@ -12,7 +12,7 @@
 //! sleeps: it burns a whole core even when every client is idle, and each
 //! round makes a syscall per client whether it has anything or not. With
 //! 1,000 connections open and silent it uses
-//! [100.5%](ladder.md "03_nonblocking_busy") of a CPU (the course's table,
+//! [99.5%](ladder.md "03_nonblocking_busy") of a CPU (the course's table,
 //! `docs/course/ladder.md`).
 //!
 //! **What breaks next.** The loop needs to be told *which* sockets are

@@ -12,11 +12,12 @@
 //! every socket on it: O(n) work per wake-up for n connections, however few
 //! are ready. That was the C10K problem. The course's table
 //! (`docs/course/ladder.md`) shows it where few of many are ready: 100
-//! active connections beside 10,000 idle get [27764](ladder.md "04_poll")
+//! active connections beside 10,000 idle get [35933](ladder.md "04_poll")
 //! messages/s. With every connection active the same scan is shared by
-//! many ready sockets, and poll keeps up: [202088](ladder.md "04_poll") at
-//! 10,000 busy connections, the best of the steps there. Throughput does
-//! not fall with the connection count; it falls with the idle ones.
+//! many ready sockets, and poll keeps up: [135922](ladder.md "04_poll") at
+//! 10,000 busy connections, a little below the epoll steps there
+//! ([152097](ladder.md "05_epoll_level") for step 5). What costs it most
+//! is not the connections but the idle ones among them.
 //!
 //! **What breaks next.** With thousands of mostly idle connections, almost
 //! all of that scan is waste. Step 5 registers each socket once with epoll,

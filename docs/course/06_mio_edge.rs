@@ -10,13 +10,13 @@
 //! second event comes for work left behind. The slab key is the token, so
 //! an event finds its client with one index.
 //!
-//! **What it costs.** For nearly every message three syscalls, the `read`,
+//! **What it costs.** For most messages three syscalls, the `read`,
 //! the `write` and the `read` that returns `WouldBlock`, plus a share of
-//! `epoll_wait`: [2.961](ladder.md "06_mio_edge") per message in the
+//! `epoll_wait`: [2.820](ladder.md "06_mio_edge") per message in the
 //! course's table (`docs/course/ladder.md`), where the project's reactor,
 //! which stops at a short read on Linux, makes
 //! [2.010](ladder.md "reactor-echo serve"). Then
-//! [37](ladder.md "06_mio_edge") bytes of RSS per idle connection on our
+//! [33](ladder.md "06_mio_edge") bytes of RSS per idle connection on our
 //! side (1,000 idle), and the discipline of the rule above.
 //!
 //! **What breaks next.** Nothing, for well-behaved peers. The project's
@@ -25,7 +25,10 @@
 //! with a bound (`--max-pending`), EOF told from reset, half-close and a
 //! lingering close (`state.rs`), idle deadlines (`deadlines.rs`), running
 //! out of descriptors (`listener.rs`), signals and a graceful shutdown
-//! (`shutdown.rs`), and UDP on the same poll (`udp.rs`).
+//! (`shutdown.rs`), and UDP on the same poll (`udp.rs`). Step 7 keeps the
+//! one thread and the slab but asks the kernel something else: not which
+//! sockets are ready, but to do the reads and writes and say when each is
+//! done.
 //!
 //! Run: `cargo run --example 06_mio_edge -- 127.0.0.1:0`
 
