@@ -52,7 +52,10 @@ fn apply_to_a_copy(root: &Path, patch: &Path, scratch: &Path) -> Result<(), Stri
         .args(["apply", "--verbose"])
         .arg(patch)
         .current_dir(scratch)
-        .env("GIT_CEILING_DIRECTORIES", scratch.parent().unwrap_or(scratch))
+        .env(
+            "GIT_CEILING_DIRECTORIES",
+            scratch.parent().unwrap_or(scratch),
+        )
         .output()
         .map_err(|e| format!("git: {e}"))?;
     let said = format!(
