@@ -133,3 +133,26 @@ pub fn send_to(socket: &UdpSocket, bytes: &[u8], to: SocketAddr) -> Sent {
         };
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// `send`'s guard tells an empty buffer (nothing to send: `Bytes(0)`)
+    /// from a send that took nothing from a non-empty one (`WriteZero`).
+    /// Linux never gives the second on a TCP socket (a full buffer is
+    /// `EAGAIN`), so only the first can be shown: an empty send must not
+    /// be reported as a failure.
+    #[test]
+    fn an_empty_send_sends_nothing_and_is_no_failure() {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        // Connected before mio has it (mio's own connect returns while the
+        // handshake is still under way).
+        let connected =
+            std::net::TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let stream = TcpStream::from_std(connected);
+        assert!(matches!(send(&stream, &[]), Sent::Bytes(0)));
+        assert!(matches!(send(&stream, b"x"), Sent::Bytes(1)));
+    }
+}
