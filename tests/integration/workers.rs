@@ -390,6 +390,33 @@ fn the_summed_line_comes_once_per_interval() {
     );
 }
 
+/// The first summed line comes one interval after the start, not at once:
+/// a line at start would count nothing yet (and then keep an interval
+/// early for the whole run).
+#[test]
+fn the_first_summed_line_waits_one_interval() {
+    let server = Server::start(
+        kind::reactor,
+        &["--workers", "2", "--stats-interval", "2", "--udp", "off"],
+    );
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_millis(1_200) {
+        if let Some(line) = server.next_line(Duration::from_millis(100)) {
+            assert!(
+                line.parse::<SupervisedStats>().is_err(),
+                "a summed line {:?} after start, before the 2 s interval: {line}",
+                started.elapsed()
+            );
+        }
+    }
+    let first = eventually(Duration::from_secs(3), || {
+        server
+            .next_line(Duration::from_millis(100))
+            .is_some_and(|line| line.parse::<SupervisedStats>().is_ok())
+    });
+    assert!(first, "no summed line within one interval after that");
+}
+
 /// A worker that dies as soon as it starts does not make the supervisor
 /// spin: each slot is started at most once a second. The test kills the
 /// worker in slot 0 every time a new one appears, for 3.5 s: at most about
