@@ -49,14 +49,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    SYSTEM_US, Server, ServerSpec, USER_US, build_anchors, build_release, build_uring_anchor,
-    cannot_run, closed_loop, idle_cost_with_loadgen, machine_line, median, proactor_spec, publish,
-    require_tools, run_with_cpu_split, syscalls_per_message,
+    SYSTEM_US, Server, ServerSpec, USER_US, bench_json, build_anchors, build_release,
+    build_uring_anchor, cannot_run, closed_loop, idle_cost_with_loadgen, machine_line, median,
+    proactor_spec, publish, require_tools, run_with_cpu_split, syscalls_per_message,
 };
 
 /// The connection counts of a complete run.
@@ -353,27 +350,14 @@ fn c_generator_run(lg: &Path, port: u16, conns: usize, duration: u64) -> (f64, f
 /// warm-up as the C generator: messages per second, and its own CPU
 /// microseconds per message (`bench_cpu.us_per_msg`).
 fn our_generator_run(bin: &str, port: u16, conns: usize, duration: u64) -> (f64, f64) {
-    let report = Command::new("taskset")
-        .args(["-c", "1", bin, "bench", "--json", "--addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(["--connections", &conns.to_string()])
-        .args([
-            "--size",
-            "64",
-            "--duration",
-            &duration.to_string(),
-            "--warmup",
-            "1",
-        ])
-        .env("RUST_LOG", "warn")
-        .output()
-        .ok()
-        .and_then(|out| {
-            let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            let json = text.lines().find(|l| l.starts_with('{'))?;
-            Some(parse_json_numbers(json))
-        })
-        .unwrap_or_default();
+    let conns = conns.to_string();
+    let report = bench_json(
+        bin,
+        port,
+        &["--connections", &conns, "--size", "64"],
+        duration as f64,
+        1.0,
+    );
     let get = |key: &str| report.get(key).copied().unwrap_or(f64::NAN);
     (get("messages_per_sec"), get("bench_cpu.us_per_msg"))
 }

@@ -41,8 +41,8 @@ use std::time::Duration;
 
 use common::support::Step;
 use common::{
-    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line,
-    require_tools, strings, syscalls_per_message,
+    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, loadgen_command,
+    machine_line, require_tools, strings, syscalls_per_message,
 };
 use reactor_echo::bench::measure::cpu_window::CpuTime;
 use reactor_echo::bench::report::parse_json_numbers;
@@ -301,10 +301,7 @@ fn active_among_idle(server: &ServerSpec, lg: &Path) -> f64 {
         "--connect-timeout",
         "20",
     ]);
-    let holder = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", running.port())])
+    let holder = loadgen_command(lg, running.port())
         .args(&idle_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -356,10 +353,7 @@ fn idle_cost(server: &ServerSpec, lg: &Path, conns: usize) -> Idle {
     thread::sleep(Duration::from_millis(200));
     let before = running.rss_bytes();
     let mut result = Idle::NotReached { connected: 0.0 };
-    let child = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", running.port())])
+    let child = loadgen_command(lg, running.port())
         .args(["--conns", &conns.to_string(), "--size", "64", "--idle", "3"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

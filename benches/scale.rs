@@ -53,8 +53,8 @@ use reactor_echo::bench::procfs::{self, resident_kib};
 use reactor_echo::bench::report::parse_json_numbers;
 
 use common::{
-    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, machine_line, median,
-    publish, require_tools, strings,
+    Server, ServerSpec, build_anchors, build_release, cannot_run, loadgen, loadgen_command,
+    machine_line, median, publish, require_tools, strings,
 };
 
 struct Options {
@@ -143,10 +143,7 @@ fn hold_with_c_loadgen(server: &Server, lg: &Path, o: &Options) -> Hold {
     let cpu_before = CpuTime::of_tree(server.pid()).ok();
     let sources = o.connections.div_ceil(PER_SOURCE).max(1);
     let started = Instant::now();
-    let mut child = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
+    let mut child = loadgen_command(lg, server.port())
         .args(["--conns", &o.connections.to_string(), "--size", "64"])
         .args(["--idle", &o.hold.to_string()])
         .args(["--connect-timeout", "600", "--rtt-timeout", "300"])

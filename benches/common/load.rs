@@ -14,13 +14,21 @@ use reactor_echo::stats::Stats;
 
 use super::{Server, ServerSpec, strings};
 
+/// The C load generator pinned to CPU 1 (the server has CPU 0), aimed at
+/// `127.0.0.1:port`: add its arguments, then run or spawn it.
+pub fn loadgen_command(lg: &Path, port: u16) -> Command {
+    let mut command = Command::new("taskset");
+    command
+        .args(["-c", "1"])
+        .arg(lg)
+        .args(["--addr", &format!("127.0.0.1:{port}")]);
+    command
+}
+
 /// Runs the C load generator against `127.0.0.1:port` with `args`; the
 /// numbers of its JSON report (empty if it printed none).
 pub fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f64> {
-    let out = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(loadgen)
-        .args(["--addr", &format!("127.0.0.1:{port}")])
+    let out = loadgen_command(loadgen, port)
         .args(args)
         .output()
         .expect("run loadgen");

@@ -5,7 +5,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::thread;
 use std::time::Duration;
 
@@ -14,7 +14,7 @@ use reactor_echo::bench::procfs;
 use reactor_echo::bench::report::parse_json_numbers;
 use reactor_echo::stats::Stats;
 
-use super::{Server, ServerSpec, scratch_file, serve_messages, strings};
+use super::{Server, ServerSpec, loadgen_command, scratch_file, serve_messages, strings};
 
 /// Syscalls per message from `strace -c -f`: the difference between a long
 /// and a short run, so start-up and connection set-up cancel out.
@@ -160,10 +160,7 @@ pub fn idle_cost_with_loadgen(
         round_trips_ok: 0.0,
         kernel: [kernel_before; 3],
     };
-    let child = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
+    let child = loadgen_command(lg, server.port())
         .args(["--conns", &conns.to_string(), "--size", "64"])
         .args(extra)
         .stdout(Stdio::piped())
@@ -204,10 +201,7 @@ pub fn rss_kept_after_peak(kind: &ServerSpec, lg: &Path, conns: usize) -> u64 {
     let server = Server::start_pinned(kind, &[]);
     thread::sleep(Duration::from_millis(200));
     let before = server.rss_bytes();
-    let _ = Command::new("taskset")
-        .args(["-c", "1"])
-        .arg(lg)
-        .args(["--addr", &format!("127.0.0.1:{}", server.port())])
+    let _ = loadgen_command(lg, server.port())
         .args(["--conns", &conns.to_string(), "--size", "64", "--idle", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
