@@ -32,13 +32,7 @@ pub fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f
         .args(args)
         .output()
         .expect("run loadgen");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with('{'))
-        .unwrap_or("{}");
-    parse_json_numbers(json)
+    bench_report(&out.stdout)
 }
 
 /// The standard closed-loop run of the C load generator against `port`:
@@ -139,20 +133,34 @@ pub fn bench_json(
     duration: f64,
     warmup: f64,
 ) -> BTreeMap<String, f64> {
-    let out = Command::new("taskset")
+    let out = bench_command(bin, port, args, duration, warmup).output();
+    let Ok(out) = out else {
+        return BTreeMap::new();
+    };
+    bench_report(&out.stdout)
+}
+
+/// The command [`bench_json`] runs: `reactor-echo bench --json` pinned to
+/// CPU 1, aimed at `127.0.0.1:port`, with `args`.
+pub fn bench_command(bin: &str, port: u16, args: &[&str], duration: f64, warmup: f64) -> Command {
+    let mut command = Command::new("taskset");
+    command
         .args(["-c", "1", bin, "bench", "--json"])
         .args(["--addr", &format!("127.0.0.1:{port}")])
         .args(["--duration", &duration.to_string()])
         .args(["--warmup", &warmup.to_string()])
         .args(args)
-        .env("RUST_LOG", "warn")
-        .output();
-    let Ok(out) = out else {
-        return BTreeMap::new();
-    };
-    let text = String::from_utf8_lossy(&out.stdout);
+        .env("RUST_LOG", "warn");
+    command
+}
+
+/// The numbers of the JSON report in a generator's standard output (the
+/// last line that starts with `{`; empty if there is none).
+pub fn bench_report(stdout: &[u8]) -> BTreeMap<String, f64> {
+    let text = String::from_utf8_lossy(stdout);
     text.lines()
+        .rev()
         .find(|l| l.starts_with('{'))
-        .map(reactor_echo::bench::report::parse_json_numbers)
+        .map(parse_json_numbers)
         .unwrap_or_default()
 }

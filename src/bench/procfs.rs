@@ -220,6 +220,70 @@ fn parse_machine_busy(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(busy * 1000 / TICKS_PER_SECOND))
 }
 
+/// One CPU's time since boot, from its line of `/proc/stat` (`cpuN user
+/// nice system idle iowait irq softirq steal ...`), in four parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CpuSplit {
+    /// User space (user and nice).
+    pub user: Duration,
+    /// The kernel on a process's behalf: its syscalls, and the network
+    /// work it does in its own context.
+    pub system: Duration,
+    /// Interrupts and softirqs counted apart from any process (with
+    /// `CONFIG_IRQ_TIME_ACCOUNTING`; otherwise they land in `system`).
+    pub interrupts: Duration,
+    /// Idle and waiting for I/O.
+    pub idle: Duration,
+}
+
+impl CpuSplit {
+    /// The time spent since `earlier`, part by part.
+    pub fn since(self, earlier: CpuSplit) -> CpuSplit {
+        CpuSplit {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+            interrupts: self.interrupts.saturating_sub(earlier.interrupts),
+            idle: self.idle.saturating_sub(earlier.idle),
+        }
+    }
+
+    /// Everything but idle.
+    pub fn busy(&self) -> Duration {
+        self.user + self.system + self.interrupts
+    }
+}
+
+/// CPU `cpu`'s time since boot, split ([`CpuSplit`]); `None` if there is
+/// no such CPU or `/proc/stat` cannot be read. A bench that pins a program
+/// to one CPU reads there what the program cost, the softirqs it caused
+/// included, which no process's own times show.
+pub fn cpu_split(cpu: usize) -> Option<CpuSplit> {
+    parse_cpu_split(&std::fs::read_to_string("/proc/stat").ok()?, cpu)
+}
+
+fn parse_cpu_split(stat: &str, cpu: usize) -> Option<CpuSplit> {
+    let name = format!("cpu{cpu}");
+    let line = stat
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+    let ticks: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|w| w.parse().ok())
+        .collect::<Option<_>>()?;
+    let [user, nice, system, idle, iowait, irq, softirq, steal] = ticks[..] else {
+        return None;
+    };
+    let time = |t: u64| Duration::from_millis(t * 1000 / TICKS_PER_SECOND);
+    Some(CpuSplit {
+        user: time(user + nice),
+        system: time(system + steal),
+        interrupts: time(irq + softirq),
+        idle: time(idle + iowait),
+    })
+}
+
 /// A line of `/proc/meminfo` in KiB (`MemAvailable:`, `MemTotal:`, ...).
 pub fn meminfo_kib(name: &str) -> Option<u64> {
     field_kib(&std::fs::read_to_string("/proc/meminfo").ok()?, name)
@@ -337,6 +401,22 @@ mod tests {
         assert_eq!(parse_machine_busy(stat), Some(Duration::from_millis(1500)));
         assert_eq!(parse_machine_busy("cpu  1 2 3\n"), None);
         assert_eq!(parse_machine_busy("intr 1 2 3 4 5 6 7 8\n"), None);
+    }
+
+    #[test]
+    fn one_cpus_line_is_split_in_four() {
+        let stat = "cpu  100 2 30 9000 400 5 6 7 0 0\ncpu0 50 1 15 4500 200 2 3 3 0 0\ncpu1 9 0 8 7 6 5 4 0 0 0\n";
+        let ms = Duration::from_millis;
+        let cpu0 = CpuSplit {
+            user: ms(510),
+            system: ms(180),
+            interrupts: ms(50),
+            idle: ms(47_000),
+        };
+        assert_eq!(parse_cpu_split(stat, 0), Some(cpu0));
+        assert_eq!(parse_cpu_split(stat, 1).map(|c| c.busy()), Some(ms(260)));
+        assert_eq!(parse_cpu_split(stat, 2), None);
+        assert_eq!(cpu0.since(CpuSplit::default()), cpu0);
     }
 
     #[test]
