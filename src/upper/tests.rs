@@ -120,6 +120,24 @@ fn broken_carry_passes_through_and_next_byte_starts_fresh() {
     assert_eq!(out, b"\xe2\x82AB");
 }
 
+/// A byte that can never start a character (`FF`), or a leader whose next
+/// byte already broke it, is passed on in the same reply: only a sequence
+/// that more bytes could still complete is held back, or a peer that sent
+/// invalid UTF-8 would wait for its reply until it sent more.
+#[test]
+fn a_broken_sequence_at_the_end_of_a_chunk_is_answered_at_once() {
+    for (input, reply) in [
+        (&b"ab\xff"[..], &b"AB\xff"[..]),
+        (b"a\xe2\x28\xa1", b"A\xe2(\xa1"),
+    ] {
+        let mut stream = UpperStream::new();
+        let mut out = Vec::new();
+        stream.feed(&mut input.to_vec(), &mut out);
+        assert_eq!(out, reply, "{input:x?}");
+        assert!(!stream.has_carry(), "{input:x?} held back");
+    }
+}
+
 /// Bytes biased towards UTF-8 edge cases: ASCII, multi-byte characters with
 /// interesting case mappings, lone continuation bytes and truncated leaders.
 fn edgy_bytes() -> impl Strategy<Value = Vec<u8>> {

@@ -135,3 +135,16 @@ server_test! {
         assert_error(kind, &["--tcp", "off", "--udp", "off"], 2, "nothing to serve");
     }
 }
+
+server_test! {
+    /// The start-up log says which mode runs, by its name: the one line
+    /// that tells an operator what `--mode` the server took.
+    fn the_log_names_the_mode_that_runs(kind) for all {
+        for mode in ["echo", "upper", "greet"] {
+            let server = Server::start(kind, &["--mode", mode]);
+            let line = format!("mode {mode}\n");
+            let said = eventually(PATIENCE, || server.stderr().contains(&line));
+            assert!(said, "no `{}` line in:\n{}", line.trim(), server.stderr());
+        }
+    }
+}
