@@ -316,14 +316,25 @@ fn main() {
                 .unwrap_or_default(),
         )
     };
+    let range = |conns: usize, p: usize| {
+        let v = samples
+            .get(&(conns, p))
+            .and_then(|m| m.get("rate"))
+            .cloned()
+            .unwrap_or_default();
+        let (lo, hi) = v.iter().fold((f64::INFINITY, 0.0f64), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+        format!("{lo:.0} to {hi:.0}")
+    };
     let mut out = format!(
         "Medians of {} repeats, the four pairs in an order that rotates every repeat; {} s measured after 1 s warm-up, 64-byte messages, one in flight per connection; server on CPU 0, load generator on CPU 1; {}.\n\n",
         o.repeats,
         o.duration,
         machine_line()
     );
-    out += "| connections | generator | server | msg/s | vs reactor | p99/p50 | CPU 0 busy | CPU 0 us/msg: user + system + interrupts | CPU 1 busy | CPU 1 us/msg: user + system + interrupts | server process us/msg: user + system | errors |\n";
-    out += "|---:|---|---|---:|---:|---:|---:|---|---:|---|---|---:|\n";
+    out += "| connections | generator | server | msg/s | lowest to highest repeat | vs reactor | p99/p50 | CPU 0 busy | CPU 0 us/msg: user + system + interrupts | CPU 1 busy | CPU 1 us/msg: user + system + interrupts | server process us/msg: user + system | errors |\n";
+    out += "|---:|---|---|---:|---|---:|---:|---:|---|---:|---|---|---:|\n";
     for &conns in &o.conns {
         for (p, &(s, generator)) in pairs.iter().enumerate() {
             let reactor = pairs
@@ -332,10 +343,11 @@ fn main() {
                 .unwrap_or(p);
             let m = |key: &str| med(conns, p, key);
             out += &format!(
-                "| {conns} | {} | {} | {:.0} | {:.2}x | {:.2} | {:.0}% | {:.2} + {:.2} + {:.2} = {:.2} | {:.0}% | {:.2} + {:.2} + {:.2} = {:.2} | {:.2} + {:.2} | {:.0} |\n",
+                "| {conns} | {} | {} | {:.0} | {} | {:.2}x | {:.2} | {:.0}% | {:.2} + {:.2} + {:.2} = {:.2} | {:.0}% | {:.2} + {:.2} + {:.2} = {:.2} | {:.2} + {:.2} | {:.0} |\n",
                 generator.name(),
                 servers[s].name,
                 m("rate"),
+                range(conns, p),
                 m("rate") / med(conns, reactor, "rate"),
                 m("p99/p50"),
                 100.0 * m("cpu0 busy"),

@@ -106,7 +106,12 @@ mod tests {
             "listening tcp=off",
             "listening tcp=off udp=off extra",
         ] {
-            assert!(bad.parse::<Listening>().is_err(), "{bad}");
+            let error = bad.parse::<Listening>().expect_err(bad);
+            let said = error.to_string();
+            assert!(
+                said.starts_with("not a listening line: ") && said.contains(&format!("{bad:?}")),
+                "{said}"
+            );
         }
     }
 }

@@ -353,6 +353,63 @@ mod tests {
         assert_eq!((sum.wakeups, sum.events, sum.max_batch), (4, 12, 7));
     }
 
+    /// Every counter of its own: each close reason moves its own count and
+    /// `active`, a rejection moves only `rejected`; and summing two sets
+    /// (the workers' one line) adds every counter and keeps the larger
+    /// `max_batch`. Each field gets a different value, so a counter added
+    /// to the wrong field, subtracted or left out changes the line.
+    #[test]
+    fn every_counter_is_counted_and_summed_on_its_own() {
+        let mut stats = Stats::default();
+        for _ in 0..6 {
+            stats.opened();
+        }
+        stats.closed(CloseReason::Eof);
+        for _ in 0..2 {
+            stats.closed(CloseReason::Reset);
+        }
+        for _ in 0..3 {
+            stats.closed(CloseReason::Idle);
+        }
+        stats.rejected();
+        assert_eq!((stats.accepted, stats.active, stats.rejected), (6, 0, 1));
+        assert_eq!(
+            (stats.closed_eof, stats.closed_reset, stats.closed_idle),
+            (1, 2, 3)
+        );
+
+        let names: Vec<String> = Stats::default()
+            .to_string()
+            .split_whitespace()
+            .skip(1)
+            .map(|field| field.trim_end_matches("=0").to_owned())
+            .collect();
+        let with = |value: &dyn Fn(u64) -> u64| -> Stats {
+            let fields: Vec<String> = (1..)
+                .zip(&names)
+                .map(|(i, name)| format!("{name}={}", value(i)))
+                .collect();
+            format!("stats {}", fields.join(" "))
+                .parse()
+                .expect("a stats line")
+        };
+        let mut sum = with(&|i| i);
+        sum.add(&with(&|i| 1000 * i));
+        let expected = with(&|i| 1001 * i);
+        let max_batch = names
+            .iter()
+            .position(|n| n == "max_batch")
+            .expect("max_batch") as u64
+            + 1;
+        assert_eq!(
+            sum.max_batch,
+            1000 * max_batch,
+            "the larger batch, not a sum"
+        );
+        sum.max_batch = expected.max_batch;
+        assert_eq!(sum.to_string(), expected.to_string());
+    }
+
     #[test]
     fn the_reader_reads_what_the_writer_writes_and_nothing_else() {
         let stats = Stats {
