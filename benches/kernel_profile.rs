@@ -90,7 +90,7 @@ const RULES: [(&str, &str); 7] = [
     ),
     (
         "sockets and TCP/IP",
-        "tcp __tcp ip_ __ip_ ipv4_ inet __inet sk_ __sk_ skb __skb kfree_skb __kfree_skb consume_skb net_ __net netif __netif dev_ __dev_ loopback process_backlog napi __napi sock __sock lock_sock release_sock __release_sock security_sock __sys_ sys_ raw_v4 nf_ validate_xmit eth_ bpf_ __build_skb __alloc_skb alloc_skb do_softirq __do_softirq handle_softirqs __local_bh_enable",
+        "tcp __tcp bbr_ minmax_ ip_ __ip_ ipv4_ inet __inet sk_ __sk_ skb __skb kfree_skb __kfree_skb consume_skb net_ __net netif __netif dev_ __dev_ loopback process_backlog napi __napi sock __sock lock_sock release_sock __release_sock security_sock __sys_ sys_ raw_v4 nf_ validate_xmit eth_ bpf_ __build_skb __alloc_skb alloc_skb do_softirq __do_softirq handle_softirqs __local_bh_enable",
     ),
     (
         "memory",
