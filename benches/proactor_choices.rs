@@ -6,7 +6,9 @@
 //! a multishot recv per connection, plain (copying) sends, no SQPOLL. Each
 //! choice undone is one patch in `benches/proactor_choices/` (a few lines of
 //! `src/proactor/ring.rs` each, with a comment that says what it changes:
-//! read them). This bench builds the proactor as it is, and once with each
+//! read them); so is one feature the minimal C server lacks, added (fixed
+//! files: `fixed-files.patch` registers each connection's descriptor with
+//! the ring, so that its operations skip the file-table lookup). This bench builds the proactor as it is, and once with each
 //! patch applied (a copy of the project under `target/proactor-choices/`,
 //! the copies sharing one target folder), then measures every build in
 //! interleaved order (A B C ... A B C ...), as `benches/anchors.rs`
@@ -54,7 +56,8 @@ use common::{
 
 /// One build of the proactor: as it is, or with one choice undone.
 struct Choice {
-    /// The patch in `benches/proactor_choices/` that undoes the choice.
+    /// The patch in `benches/proactor_choices/` that undoes the choice (or
+    /// adds the feature).
     patch: Option<&'static str>,
     /// What the build does, for the table.
     name: &'static str,
@@ -88,6 +91,10 @@ const CHOICES: [Choice; 7] = [
     Choice {
         patch: Some("no-byte-limit"),
         name: "multishot recv without a byte limit (backpressure by the cancel alone)",
+    },
+    Choice {
+        patch: Some("fixed-files"),
+        name: "fixed files: a connection's recv and sends name a registered file",
     },
 ];
 
