@@ -446,7 +446,11 @@ mod tests {
             line.replace(" rejected_source=21", ""),
             format!("{line} extra=1"),
         ] {
-            assert!(bad.parse::<Stats>().is_err(), "{bad}");
+            let said = bad.parse::<Stats>().expect_err(&bad).to_string();
+            assert!(
+                said.starts_with("not a stats line: ") && said.contains(&format!("{bad:?}")),
+                "{said}"
+            );
         }
     }
 }
