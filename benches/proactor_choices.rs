@@ -63,7 +63,7 @@ struct Choice {
     name: &'static str,
 }
 
-const CHOICES: [Choice; 7] = [
+const CHOICES: [Choice; 8] = [
     Choice {
         patch: None,
         name: "as built",

@@ -23,6 +23,8 @@
 //! interchange encoding, so that reports of several processes or machines
 //! merge exactly.
 
+#[cfg(test)]
+pub(crate) mod fixtures;
 pub mod hdr_log;
 mod human;
 pub mod interchange;

@@ -229,3 +229,6 @@ pub fn merge_texts(texts: &[(String, String)]) -> Result<Report, String> {
     }
     Ok(merged)
 }
+
+#[cfg(test)]
+mod tests;
