@@ -160,3 +160,26 @@ impl<'a> Reply<'a> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `greet` answers the first bytes with the greeting, final, and
+    /// nothing after: not a second greeting for more bytes, not one for an
+    /// empty chunk before them. (The servers stop calling `on_bytes` after
+    /// the final reply; this is the service's own contract, for any caller.)
+    #[test]
+    fn greet_answers_the_first_bytes_once() {
+        let service = Service::new(Mode::Greet, "hi");
+        let mut stream = service.new_stream();
+        let mut out = Vec::new();
+        let empty = service.on_bytes(&mut stream, &mut [], &mut out);
+        assert!(empty.bytes.is_empty() && !empty.is_final);
+        let (mut hello, mut more) = (*b"hello", *b"more");
+        let first = service.on_bytes(&mut stream, &mut hello, &mut out);
+        assert_eq!((first.bytes, first.is_final), (&b"hi"[..], true));
+        let again = service.on_bytes(&mut stream, &mut more, &mut out);
+        assert!(again.bytes.is_empty() && !again.is_final);
+    }
+}

@@ -193,12 +193,30 @@ fn bad_chaos_mix_is_one_clear_line() {
     }
 }
 
+/// The idle CPU time the peers of the test below need to play, in
+/// seconds: a quiet machine gives them more than three of the four a 2 s
+/// run has on two cores.
+const PEERS_NEED_IDLE_S: f64 = 0.5;
+
 /// Beside an open loop the peers' thread yields the core to the honest
 /// clients (`SCHED_IDLE`), yet the peers still play: every kind completes
 /// its scripts, while the honest clients keep their rate.
+///
+/// A `SCHED_IDLE` thread runs only on a CPU nothing else wants, so the
+/// peers' half is checked only when the machine had idle time to give
+/// them: beside a CPU hog (`.ci/flaky`) they rightly wait, and the test
+/// says so on stderr instead of failing. The open loop leaves most of a
+/// quiet machine idle.
 #[test]
 fn beside_an_open_loop_the_peers_still_play() {
+    let idle_cpu = || {
+        (0..reactor_echo::bench::procfs::online_cores().unwrap_or(1))
+            .filter_map(reactor_echo::bench::procfs::cpu_split)
+            .map(|cpu| cpu.idle)
+            .sum::<std::time::Duration>()
+    };
     let server = Server::start(kind::reactor, &[]);
+    let idle_before = idle_cpu();
     let out = bench_at(
         server.tcp(),
         &[
@@ -222,6 +240,14 @@ fn beside_an_open_loop_the_peers_still_play() {
     );
     assert_eq!((at(&r, "errors"), at(&r, "mismatches")), (0, 0));
     assert!((3200..=4800).contains(&at(&r, "messages")), "{r:?}");
+    let idle = idle_cpu().saturating_sub(idle_before).as_secs_f64();
+    if idle < PEERS_NEED_IDLE_S {
+        eprintln!(
+            "the peers' cycles are not checked: the machine was idle {idle:.2} CPU-seconds \
+             in the run, and SCHED_IDLE peers run only on an idle CPU"
+        );
+        return;
+    }
     for name in ["reset", "half_close", "slice", "slow"] {
         assert!(
             at(&r, &format!("chaos_{name}.cycles")) > 5,
