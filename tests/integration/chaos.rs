@@ -194,8 +194,8 @@ fn bad_chaos_mix_is_one_clear_line() {
 }
 
 /// The idle CPU time the peers of the test below need to play, in
-/// seconds: a quiet machine gives them more than three of the four a 2 s
-/// run has on two cores.
+/// seconds, of the four a 2 s run has on two cores: the open loop leaves
+/// most of a quiet machine idle.
 const PEERS_NEED_IDLE_S: f64 = 0.5;
 
 /// Beside an open loop the peers' thread yields the core to the honest
