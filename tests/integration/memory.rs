@@ -161,7 +161,11 @@ server_test! {
         }
         // The kernel's buffers take the bytes at once; the server reads them,
         // writes what the small windows let through, and keeps the rest.
-        eventually(PATIENCE, || server.rss() > before + (10 << 20));
+        // On a machine busy with other work the server reaches its peak
+        // later (it once owed under 3 MiB after 10 s beside a whole test
+        // suite and two busy loops): the wait ends when the peak is there,
+        // and may take three times the usual patience.
+        eventually(3 * PATIENCE, || server.rss() > before + (10 << 20));
         let peak = server.rss();
         assert!(
             peak > before + (8 << 20),
