@@ -45,9 +45,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::{
-    Server, ServerSpec, bench_command, bench_report, build_anchors, build_release, cannot_run,
-    closed_loop_args, loadgen_command, machine_line, median, proactor_spec, publish, reactor_spec,
-    require_tools,
+    Args, Server, ServerSpec, bench_command, bench_report, build_anchors, build_release,
+    cannot_run, closed_loop_args, loadgen_command, machine_line, median, proactor_spec, publish,
+    reactor_spec, require_tools,
 };
 use reactor_echo::bench::measure::cpu_window::CpuTime;
 use reactor_echo::bench::procfs::{CpuSplit, cpu_split};
@@ -81,36 +81,23 @@ impl Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        repeats: DEFAULT_REPEATS,
-        duration: DEFAULT_DURATION,
-        conns: DEFAULT_CONNS.to_vec(),
-        quick: false,
+    let args = Args::from_env();
+    // `--quick` sets its own defaults; an option given beside it still wins.
+    let quick = args.flag("--quick");
+    let o = Options {
+        repeats: args
+            .value("--repeats")
+            .unwrap_or(if quick { 1 } else { DEFAULT_REPEATS }),
+        duration: args.value("--duration").unwrap_or(DEFAULT_DURATION),
+        conns: args.list("--conns").unwrap_or_else(|| {
+            if quick {
+                vec![100]
+            } else {
+                DEFAULT_CONNS.to_vec()
+            }
+        }),
+        quick,
     };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = |i: usize| args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--repeats" => o.repeats = value(i).parse().expect("--repeats N"),
-            "--duration" => o.duration = value(i).parse().expect("--duration S"),
-            "--conns" => {
-                o.conns = value(i)
-                    .split(',')
-                    .map(|c| c.parse().expect("--conns list"))
-                    .collect()
-            }
-            "--quick" => {
-                o.quick = true;
-                o.repeats = 1;
-                o.conns = vec![100];
-                i -= 1;
-            }
-            // cargo bench passes --bench; ignore anything else unknown.
-            _ => i -= 1,
-        }
-        i += 2;
-    }
     assert!(o.duration >= 4, "--duration is at least 4 seconds");
     o
 }

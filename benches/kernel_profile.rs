@@ -40,9 +40,9 @@ use std::thread;
 use std::time::Duration;
 
 use common::{
-    Server, ServerSpec, bench_report, build_anchors, build_release, build_uring_anchor, cannot_run,
-    closed_loop_args, loadgen_command, machine_line, proactor_spec, publish, reactor_spec,
-    require_tools, scratch_file,
+    Args, Server, ServerSpec, bench_report, build_anchors, build_release, build_uring_anchor,
+    cannot_run, closed_loop_args, loadgen_command, machine_line, proactor_spec, publish,
+    reactor_spec, require_tools, scratch_file,
 };
 
 const DEFAULT_CONNS: [usize; 2] = [1000, 10_000];
@@ -138,38 +138,25 @@ impl Options {
 }
 
 fn options() -> Options {
-    let mut o = Options {
-        repeats: DEFAULT_REPEATS,
-        conns: DEFAULT_CONNS.to_vec(),
-        seconds: DEFAULT_SECONDS,
-        quick: false,
-    };
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut i = 0;
-    while i < args.len() {
-        let value = |i: usize| args.get(i + 1).cloned().unwrap_or_default();
-        match args[i].as_str() {
-            "--repeats" => o.repeats = value(i).parse().expect("--repeats N"),
-            "--seconds" => o.seconds = value(i).parse().expect("--seconds S"),
-            "--conns" => {
-                o.conns = value(i)
-                    .split(',')
-                    .map(|c| c.parse().expect("--conns list"))
-                    .collect()
+    let args = Args::from_env();
+    // `--quick` sets its own defaults; an option given beside it still wins.
+    let quick = args.flag("--quick");
+    Options {
+        repeats: args
+            .value("--repeats")
+            .unwrap_or(if quick { 1 } else { DEFAULT_REPEATS }),
+        conns: args.list("--conns").unwrap_or_else(|| {
+            if quick {
+                vec![1000]
+            } else {
+                DEFAULT_CONNS.to_vec()
             }
-            "--quick" => {
-                o.quick = true;
-                o.repeats = 1;
-                o.conns = vec![1000];
-                o.seconds = 2;
-                i -= 1;
-            }
-            // cargo bench passes --bench; ignore anything else unknown.
-            _ => i -= 1,
-        }
-        i += 2;
+        }),
+        seconds: args
+            .value("--seconds")
+            .unwrap_or(if quick { 2 } else { DEFAULT_SECONDS }),
+        quick,
     }
-    o
 }
 
 /// What the samples of one server at one count added up to.

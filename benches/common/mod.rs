@@ -1,4 +1,5 @@
-//! Shared by the benchmarks, one concern per file: [`servers`] (the
+//! Shared by the benchmarks, one concern per file: [`args`] (a bench's
+//! options after `--`), [`servers`] (the
 //! servers the comparison benches name), [`load`] (the C load generator
 //! and `reactor-echo bench`, pinned to CPU 1), [`measure`] (syscalls,
 //! instructions and memory per message or connection), [`plot`] (the SVG
@@ -12,6 +13,7 @@
 #![allow(dead_code)] // each bench uses its own subset
 
 pub mod anchors;
+pub mod args;
 pub mod build;
 pub mod load;
 pub mod measure;
@@ -22,7 +24,7 @@ pub mod tokio_echo;
 // Each bench names what it uses as `common::NAME`, wherever it lives; a
 // bench that uses nothing of a file would otherwise be warned about it.
 #[allow(unused_imports)]
-pub use {anchors::*, build::*, load::*, measure::*, servers::*};
+pub use {anchors::*, args::*, build::*, load::*, measure::*, servers::*};
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

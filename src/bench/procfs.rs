@@ -205,19 +205,7 @@ pub fn machine_busy() -> Option<Duration> {
 }
 
 fn parse_machine_busy(stat: &str) -> Option<Duration> {
-    let mut words = stat.lines().next()?.split_whitespace();
-    if words.next()? != "cpu" {
-        return None;
-    }
-    let ticks: Vec<u64> = words
-        .take(8)
-        .map(|w| w.parse().ok())
-        .collect::<Option<_>>()?;
-    let [user, nice, system, _idle, _iowait, irq, softirq, steal] = ticks[..] else {
-        return None;
-    };
-    let busy = user + nice + system + irq + softirq + steal;
-    Some(Duration::from_millis(busy * 1000 / TICKS_PER_SECOND))
+    parse_cpu_line(stat, "cpu").map(|all| all.busy())
 }
 
 /// One CPU's time since boot, from its line of `/proc/stat` (`cpuN user
@@ -262,10 +250,16 @@ pub fn cpu_split(cpu: usize) -> Option<CpuSplit> {
 }
 
 fn parse_cpu_split(stat: &str, cpu: usize) -> Option<CpuSplit> {
-    let name = format!("cpu{cpu}");
+    parse_cpu_line(stat, &format!("cpu{cpu}"))
+}
+
+/// The line of `/proc/stat` named `name` (`cpu` for the whole machine,
+/// `cpuN` for one CPU), split ([`CpuSplit`]); `None` if there is none or it
+/// has fewer than eight times.
+fn parse_cpu_line(stat: &str, name: &str) -> Option<CpuSplit> {
     let line = stat
         .lines()
-        .find(|l| l.split_whitespace().next() == Some(name.as_str()))?;
+        .find(|l| l.split_whitespace().next() == Some(name))?;
     let ticks: Vec<u64> = line
         .split_whitespace()
         .skip(1)
