@@ -6,9 +6,16 @@
 //! a multishot recv per connection, plain (copying) sends, no SQPOLL. Each
 //! choice undone is one patch in `benches/proactor_choices/` (a few lines of
 //! `src/proactor/ring.rs` each, with a comment that says what it changes:
-//! read them); so is one feature the minimal C server lacks, added (fixed
-//! files: `fixed-files.patch` registers each connection's descriptor with
-//! the ring, so that its operations skip the file-table lookup). This bench builds the proactor as it is, and once with each
+//! read them); so is each feature the minimal C server lacks, added: fixed
+//! files (`fixed-files.patch` registers each connection's descriptor with
+//! the ring, so that its operations skip the file-table lookup), a
+//! registered ring descriptor (`registered-ring.patch`: each
+//! `io_uring_enter` names the ring by an index), recv bundles
+//! (`recv-bundles.patch`: one completion for several provided buffers),
+//! and an incrementally consumed buffer ring (`incremental-buffers.patch`:
+//! 64 KiB buffers the kernel fills a message at a time, beside
+//! `large-buffers.patch`, the same buffers without it, as the control).
+//! This bench builds the proactor as it is, and once with each
 //! patch applied (a copy of the project under `target/proactor-choices/`,
 //! the copies sharing one target folder), then measures every build in
 //! interleaved order (A B C ... A B C ...), as `benches/anchors.rs`
@@ -17,8 +24,14 @@
 //! * messages/s and p99/p50 at 100 and at 1,000 connections (the C load
 //!   generator, closed loop, 64-byte messages, every reply byte verified),
 //!   medians of the repeats, with the ratio to the build as it is;
+//! * bulk: megabytes a second echoed on 10 connections that each keep four
+//!   16 KiB messages in flight (the same generator, every byte verified),
+//!   the server's CPU time per megabyte, and the recv completions per MiB
+//!   received (from the server's stats line): where bundles and larger
+//!   buffers act, since a 64-byte message fills less than one buffer;
 //! * the server's CPU time per message at 1,000 connections, user + system
-//!   (an SQPOLL thread is one of the server's threads: its time counts);
+//!   (an SQPOLL thread is one of the server's threads: its time counts),
+//!   and its RSS at the end of that run;
 //! * syscalls per echoed message at 1,000 connections (`strace -f -c`, as in
 //!   the anchors table);
 //! * user-space instructions per message (callgrind, as in the cost table);
@@ -51,7 +64,7 @@ use socket2::{Domain, Socket, Type};
 use common::{
     Server, ServerSpec, apply_patch, build_anchors, build_release, build_release_into, cannot_run,
     copy_project, instructions_per_message, machine_line, median, proactor_spec, publish,
-    require_tools, run_with_cpu_split, syscalls_per_message,
+    require_tools, run_args_with_cpu_split, run_with_cpu_split, syscalls_per_message,
 };
 
 /// One build of the proactor: as it is, or with one choice undone.
@@ -63,7 +76,7 @@ struct Choice {
     name: &'static str,
 }
 
-const CHOICES: [Choice; 8] = [
+const CHOICES: [Choice; 12] = [
     Choice {
         patch: None,
         name: "as built",
@@ -96,11 +109,48 @@ const CHOICES: [Choice; 8] = [
         patch: Some("fixed-files"),
         name: "fixed files: a connection's recv and sends name a registered file",
     },
+    Choice {
+        patch: Some("registered-ring"),
+        name: "registered ring: `io_uring_enter` names the ring by an index",
+    },
+    Choice {
+        patch: Some("recv-bundles"),
+        name: "recv bundles: one completion for several provided buffers",
+    },
+    Choice {
+        patch: Some("large-buffers"),
+        name: "256 provided buffers of 64 KiB instead of 4,096 of 4 KiB",
+    },
+    Choice {
+        patch: Some("incremental-buffers"),
+        name: "the same 64 KiB buffers, consumed incrementally (`IOU_PBUF_RING_INC`)",
+    },
 ];
 
 /// The connection counts of the messages/s columns; the CPU, syscall and
 /// instruction columns are at the last.
 const CONNS: [usize; 2] = [100, 1_000];
+
+/// The bulk run: connections, message size, messages in flight on each.
+const BULK_CONNS: usize = 10;
+const BULK_SIZE: usize = 16_384;
+const BULK_PIPELINE: usize = 4;
+
+/// The C load generator's arguments for the bulk run.
+fn bulk_args(duration: f64) -> Vec<String> {
+    common::strings(&[
+        "--conns",
+        &BULK_CONNS.to_string(),
+        "--size",
+        &BULK_SIZE.to_string(),
+        "--pipeline",
+        &BULK_PIPELINE.to_string(),
+        "--duration",
+        &duration.to_string(),
+        "--warmup",
+        "1",
+    ])
+}
 
 struct Options {
     repeats: usize,
@@ -157,6 +207,7 @@ fn main() {
             for conns in CONNS {
                 let server = Server::start_pinned(spec, &[]);
                 let r = run_with_cpu_split(&lg, &server, conns, o.duration as f64);
+                let rss = server.rss_bytes() as f64;
                 server.end();
                 let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
                 eprintln!(
@@ -177,9 +228,24 @@ fn main() {
                     ("wrong", get("errors") + get("mismatches")),
                     ("user", get(common::USER_US)),
                     ("system", get(common::SYSTEM_US)),
+                    ("rss", rss),
                 ] {
                     m.entry(format!("{key}@{conns}")).or_default().push(value);
                 }
+            }
+            let bulk = bulk_run(&lg, spec, o.duration as f64);
+            eprintln!(
+                "repeat {repeat} {:<52} bulk: {:>7.1} MB/s, server {:.0} us/MB, {:.1} recv completions/MiB, {} wrong",
+                spec.name, bulk.mb_per_s, bulk.cpu_us_per_mb, bulk.recvs_per_mib, bulk.wrong
+            );
+            let m = &mut samples[k];
+            for (key, value) in [
+                ("bulk", bulk.mb_per_s),
+                ("bulk cpu", bulk.cpu_us_per_mb),
+                ("bulk recvs", bulk.recvs_per_mib),
+                ("wrong@bulk", bulk.wrong),
+            ] {
+                m.entry(key.to_owned()).or_default().push(value);
             }
         }
     }
@@ -208,6 +274,36 @@ fn main() {
     print!("{table}");
     let written = publish(&root, "proactor_choices.md", &table, !o.quick);
     eprintln!("wrote {}", written.display());
+}
+
+/// What one bulk run measured.
+struct Bulk {
+    /// Megabytes (10^6 bytes) echoed a second.
+    mb_per_s: f64,
+    /// The server's user + system microseconds per megabyte.
+    cpu_us_per_mb: f64,
+    /// Recv completions per MiB received, from the server's stats line.
+    recvs_per_mib: f64,
+    /// The load generator's errors and wrong bytes.
+    wrong: f64,
+}
+
+/// The bulk run against a fresh server of `spec`, stopped for its stats
+/// line at the end.
+fn bulk_run(lg: &Path, spec: &ServerSpec, duration: f64) -> Bulk {
+    let server = Server::start_pinned(spec, &[]);
+    let r = run_args_with_cpu_split(lg, &server, bulk_args(duration));
+    let stats = server.stop_for_stats();
+    let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
+    let megabytes_per_message = BULK_SIZE as f64 / 1e6;
+    Bulk {
+        mb_per_s: get("msgs_per_s") * megabytes_per_message,
+        cpu_us_per_mb: (get(common::USER_US) + get(common::SYSTEM_US)) / megabytes_per_message,
+        recvs_per_mib: stats.map_or(f64::NAN, |s| {
+            s.reads as f64 / (s.bytes_in as f64 / f64::from(1 << 20))
+        }),
+        wrong: get("errors") + get("mismatches"),
+    }
 }
 
 /// Peers that send and never read (the test `memory_of_owed_bytes_is_given_back_after_the_peers_leave`
@@ -308,10 +404,10 @@ fn table(
         head += &format!(" msg/s @{conns} | p99/p50 @{conns} |");
     }
     head += &format!(
-        " wrong bytes and errors | server user + system us/msg @{last} | syscalls/msg @{last} | user-space instructions/msg | RSS held per never-reading peer (bytes) |\n"
+        " bulk MB/s | bulk server us/MB | bulk recv completions/MiB | wrong bytes and errors | server user + system us/msg @{last} | syscalls/msg @{last} | user-space instructions/msg | server RSS @{last} (MiB) | RSS held per never-reading peer (bytes) |\n"
     );
     out += &head;
-    out += &format!("|---|{}\n", "---:|".repeat(CONNS.len() * 2 + 5));
+    out += &format!("|---|{}\n", "---:|".repeat(CONNS.len() * 2 + 9));
     let fixed =
         |v: Option<f64>, places: usize| v.map_or("-".to_owned(), |v| format!("{v:.places$}"));
     for (k, spec) in builds.iter().enumerate() {
@@ -327,14 +423,18 @@ fn table(
                 med(k, &format!("p99/p50@{conns}"))
             );
         }
+        let bulk = med(k, "bulk");
+        row += &format!(
+            " {bulk:.0} ({:.2}x) | {:.0} | {:.1} |",
+            bulk / med(0, "bulk"),
+            med(k, "bulk cpu"),
+            med(k, "bulk recvs")
+        );
         let wrong: f64 = CONNS
             .iter()
-            .flat_map(|c| {
-                samples[k]
-                    .get(&format!("wrong@{c}"))
-                    .cloned()
-                    .unwrap_or_default()
-            })
+            .map(|c| format!("wrong@{c}"))
+            .chain(["wrong@bulk".to_owned()])
+            .flat_map(|key| samples[k].get(&key).cloned().unwrap_or_default())
             .sum();
         let (user, system) = (
             med(k, &format!("user@{last}")),
@@ -342,16 +442,17 @@ fn table(
         );
         let (syscalls, instructions) = counted[k];
         row += &format!(
-            " {wrong:.0} | {user:.2} + {system:.2} = {:.2} | {} | {} | {:.0} |\n",
+            " {wrong:.0} | {user:.2} + {system:.2} = {:.2} | {} | {} | {:.1} | {:.0} |\n",
             user + system,
             fixed(syscalls, 3),
             fixed(instructions, 0),
+            med(k, &format!("rss@{last}")) / f64::from(1 << 20),
             med(k, "held")
         );
         out += &row;
     }
     out += &format!(
-        "\n(The ratio after each messages/s figure is to the build as it is, in the same run. Wrong bytes and errors: the load generator's count over every run of the build, all connection counts. Syscalls per message: `strace -f -c` over 100,000 messages minus 10,000, divided by 90,000, on {last} connections; an SQPOLL thread's work is not a syscall. Instructions: callgrind's total over 20000 messages minus a run of 1, divided by 19999, on 10 connections. RSS held: the server's RSS growth at its peak while {NEVER_READING_PEERS} peers with a 4 KiB receive buffer each write 12 MiB and read nothing, divided by {NEVER_READING_PEERS}; `--max-pending` is at its default, 65536 bytes. Each build but the first is `benches/proactor_choices/NAME.patch` applied to the source measured.)\n"
+        "\n(The ratio after each messages/s and MB/s figure is to the build as it is, in the same run. Bulk: {BULK_CONNS} connections, each keeping {BULK_PIPELINE} messages of {BULK_SIZE} bytes in flight, MB = 10^6 bytes echoed; recv completions per MiB: the server's `reads` over its `bytes_in`. Wrong bytes and errors: the load generator's count over every run of the build, all connection counts and bulk. Server RSS: at the end of a {last}-connection run, before the server stops. Syscalls per message: `strace -f -c` over 100,000 messages minus 10,000, divided by 90,000, on {last} connections; an SQPOLL thread's work is not a syscall. Instructions: callgrind's total over 20000 messages minus a run of 1, divided by 19999, on 10 connections. RSS held: the server's RSS growth at its peak while {NEVER_READING_PEERS} peers with a 4 KiB receive buffer each write 12 MiB and read nothing, divided by {NEVER_READING_PEERS}; `--max-pending` is at its default, 65536 bytes. Each build but the first is `benches/proactor_choices/NAME.patch` applied to the source measured.)\n"
     );
     out
 }

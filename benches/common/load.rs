@@ -107,8 +107,17 @@ pub fn run_with_cpu_split(
     conns: usize,
     duration: f64,
 ) -> BTreeMap<String, f64> {
+    run_args_with_cpu_split(lg, server, closed_loop_args(conns, duration))
+}
+
+/// [`run_with_cpu_split`] with the load generator's arguments given (a
+/// message size or a pipeline of the caller's).
+pub fn run_args_with_cpu_split(
+    lg: &Path,
+    server: &Server,
+    mut args: Vec<String>,
+) -> BTreeMap<String, f64> {
     let pid = server.server_pid();
-    let mut args = closed_loop_args(conns, duration);
     args.extend(["--server-pid".to_owned(), pid.to_string()]);
     let start = CpuTime::of(pid);
     let mut r = loadgen(lg, server.port(), &args);
