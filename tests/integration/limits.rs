@@ -5,6 +5,8 @@ use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use reactor_echo::reactor::listener::RETRY_WHILE_PAUSED;
+
 use crate::support::*;
 
 server_test! {
@@ -56,7 +58,11 @@ server_test! {
             server.stderr()
         );
 
-        // While exhausted, the server idles instead of retrying accept in a loop.
+        // While exhausted, the server idles instead of retrying accept in a
+        // loop: also past its first retry, one second after it paused (a
+        // reactor's retry that fails must wait a second again, not find
+        // itself due for ever), so the measured second starts later than that.
+        thread::sleep(RETRY_WHILE_PAUSED + Duration::from_millis(500));
         let before = server.cpu_ticks();
         thread::sleep(Duration::from_secs(1));
         let used = server.cpu_ticks() - before;
@@ -78,6 +84,122 @@ server_test! {
         round_trip(&mut clients[0], b"again", b"again");
         let (status, _) = server.stop();
         assert!(status.success());
+    }
+}
+
+server_test! {
+    /// Out of descriptors, a client waiting in the backlog is let in as soon
+    /// as another connection closes, not at the acceptor's next retry (once
+    /// a second): the listener raises no new event for a connection already
+    /// queued, so the close itself must resume accepting. Each try first
+    /// makes one round trip on a served client, so that every event before
+    /// it has been handled (and a reactor that retried on any wake-up would
+    /// have just retried, and failed); then it closes one served client and
+    /// times the first waiting client's reply. A retry would answer about a
+    /// second later; the close, at once. One try in three must come in
+    /// under half a second, so that a stall of the busy machine is not
+    /// taken for a missed close.
+    fn a_close_lets_the_next_waiting_client_in_at_once(kind) for [reactor, threads, proactor]
+    skip [iterative: "excused: one client at a time never holds more than one descriptor for clients"] {
+        raise_fd_limit();
+        let server = Server::start_wrapped(
+            &["prlimit", "--nofile=64:64"],
+            kind,
+            &["--max-connections", "1000"],
+        );
+        // More clients than 64 descriptors can hold, each with one byte sent.
+        let mut clients: Vec<TcpStream> = (0..90)
+            .map(|_| {
+                let mut c = server.connect();
+                c.write_all(b"?").unwrap();
+                c
+            })
+            .collect();
+        assert!(
+            eventually(PATIENCE, || server
+                .stderr()
+                .contains("out of file descriptors")),
+            "stderr:\n{}",
+            server.stderr()
+        );
+        // Every byte sent before this round trip has been answered, if its
+        // client was accepted (clients[0] was: the table was empty).
+        let mut first = clients.remove(0);
+        let mut got = [0u8; 1];
+        first.read_exact(&mut got).unwrap();
+        round_trip(&mut first, b"sync", b"sync");
+        // The rest are served (their byte came back) or wait in the
+        // backlog, in the order they connected.
+        let (mut served, mut waiting): (Vec<TcpStream>, Vec<TcpStream>) =
+            clients.into_iter().partition(|c| {
+                c.set_nonblocking(true).unwrap();
+                let answered = (&*c).read(&mut [0u8; 1]).is_ok_and(|n| n == 1);
+                c.set_nonblocking(false).unwrap();
+                answered
+            });
+        assert!(
+            served.len() >= 3 && waiting.len() >= 3,
+            "{} served, {} waiting: expected several of each",
+            served.len(),
+            waiting.len()
+        );
+        let mut tries = Vec::new();
+        for _ in 0..3 {
+            round_trip(&mut first, b"sync", b"sync");
+            let closed_at = Instant::now();
+            drop(served.remove(0));
+            let mut next = waiting.remove(0);
+            next.read_exact(&mut got)
+                .expect("the first waiting client is served once a descriptor is free");
+            tries.push(closed_at.elapsed());
+            if tries.last().is_some_and(|&t| t < RETRY_WHILE_PAUSED / 2) {
+                break;
+            }
+            // Served now, it holds the descriptor the close freed.
+            served.push(next);
+        }
+        assert!(
+            tries.iter().any(|&t| t < RETRY_WHILE_PAUSED / 2),
+            "the first waiting client was served {tries:?} after a close, in each try: \
+             accepting resumed at the retry, not on the close"
+        );
+        let (status, _) = server.stop();
+        assert!(status.success());
+    }
+}
+
+server_test! {
+    /// A --max-connections above what the open-file limit allows is warned
+    /// about at start (accept will pause when descriptors run out); one
+    /// within it, and the default, are not. Under `prlimit --nofile=64:64`
+    /// the limit allows 48: 64 less the 16 kept for everything else.
+    fn a_connection_limit_past_the_open_file_limit_is_warned_about(kind) for [reactor]
+    skip [
+        threads: "not checked: the blocking server does not compare --max-connections with the open-file limit",
+        iterative: "not checked: the blocking server does not compare --max-connections with the open-file limit",
+        proactor: "not checked: the proactor does not compare --max-connections with the open-file limit"
+    ] {
+        let warning = "is above what the open-file limit (64) allows";
+        for (args, limit, warned) in [
+            (&["--max-connections", "49"][..], 49, true),
+            (&["--max-connections", "48"][..], 48, false),
+            (&[][..], 48, false),
+        ] {
+            let server = Server::start_wrapped(&["prlimit", "--nofile=64:64"], kind, args);
+            // The warning, if any, comes before the line with the limit.
+            let stated = format!("max connections: {limit};");
+            assert!(
+                eventually(PATIENCE, || server.stderr().contains(&stated)),
+                "{args:?}: no {stated:?} in stderr:\n{}",
+                server.stderr()
+            );
+            let stderr = server.stderr();
+            assert_eq!(
+                stderr.contains(warning),
+                warned,
+                "{args:?}: the warning {warning:?} expected {warned}; stderr:\n{stderr}"
+            );
+        }
     }
 }
 
