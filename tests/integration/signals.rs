@@ -21,6 +21,33 @@ server_test! {
 }
 
 server_test! {
+    /// The loop's own counters on the stats line: the events handled, and
+    /// the largest batch of them. A connection and three requests, each
+    /// sent only once the previous one is answered, are at least four
+    /// events (the listener's, then one per request), and at least four
+    /// wake-ups; no batch is larger than all of them together.
+    fn the_stats_line_counts_the_events_the_loop_handled(kind) for [reactor, proactor]
+    skip [
+        threads: "no event loop: a thread per connection blocks in its own calls, and the loop's counters stay 0",
+        iterative: "no event loop: one thread blocks in each call in turn, and the loop's counters stay 0"
+    ] {
+        let server = Server::start(kind, &[]);
+        let mut c = server.connect();
+        for request in [&b"one"[..], b"two", b"three"] {
+            round_trip(&mut c, request, request);
+        }
+        let (status, stats) = server.stop();
+        assert_eq!(status.code(), Some(0));
+        assert!(stats.wakeups >= 4, "{stats:?}");
+        assert!(stats.events >= 4, "{stats:?}");
+        assert!(
+            stats.max_batch >= 1 && stats.max_batch <= stats.events,
+            "{stats:?}"
+        );
+    }
+}
+
+server_test! {
     /// SIGINT behaves the same: the connected client sees the server's FIN
     /// at once, and once it closes too the server exits without waiting out
     /// the grace period.
