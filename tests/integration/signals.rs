@@ -103,6 +103,18 @@ server_test! {
             .next_line(Duration::from_millis(2500))
             .expect("a second line");
         assert_eq!(parse_stats(&again).accepted, 1, "{again}");
+        // One a second, not one every two: the next three take about three
+        // seconds (a line that comes late does not move the next one later).
+        let from = Instant::now();
+        for _ in 0..3 {
+            let line = server.next_line(PATIENCE).expect("another line");
+            parse_stats(&line);
+        }
+        let took = from.elapsed();
+        assert!(
+            (Duration::from_millis(1500)..Duration::from_millis(4500)).contains(&took),
+            "three more lines took {took:?} at one a second"
+        );
     }
 }
 
