@@ -10,11 +10,15 @@ use crate::service::{Mode, Service};
 
 /// A connection (server side) and its peer (client side).
 fn pair() -> (Connection, std::net::TcpStream) {
+    pair_serving(&Service::new(Mode::Echo, ""))
+}
+
+/// The same, for a connection of `service`.
+fn pair_serving(service: &Service) -> (Connection, std::net::TcpStream) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
     let (accepted, _) = listener.accept().unwrap();
     accepted.set_nonblocking(true).unwrap();
-    let service = Service::new(Mode::Echo, "");
     let clock = Clock::starting_at(Instant::now());
     let conn = Connection::new(
         TcpStream::from_std(accepted),
@@ -70,6 +74,55 @@ fn without_a_hint_a_short_read_ends_the_turn_on_linux() {
     assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
     assert_eq!(conn.state(), State::Open);
     assert_eq!(ctx.stats.bytes_in, 3);
+}
+
+#[test]
+fn every_recv_is_counted_and_those_that_find_nothing_apart() {
+    let (mut conn, mut peer) = pair();
+    let mut ctx = small_ctx();
+    // A spurious event: one recv, which finds nothing.
+    assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
+    assert_eq!((ctx.stats.reads, ctx.stats.reads_wouldblock), (1, 1));
+    // One budget of full reads, and one byte more.
+    peer.write_all(&[b'x'; SMALL_SCRATCH * READ_BUDGET + 1])
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(conn.on_readable(0, &mut ctx).read_again());
+    let budget = READ_BUDGET as u64;
+    assert_eq!(
+        (ctx.stats.reads, ctx.stats.reads_wouldblock),
+        (1 + budget, 1)
+    );
+    // The byte left: a short read, which ends the turn on Linux; elsewhere
+    // the loop reads on to `WouldBlock`.
+    assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
+    let (reads, empty) = if SHORT_READ_MEANS_DRAINED {
+        (1, 0)
+    } else {
+        (2, 1)
+    };
+    assert_eq!(
+        (ctx.stats.reads, ctx.stats.reads_wouldblock),
+        (1 + budget + reads, 1 + empty)
+    );
+}
+
+#[test]
+fn greet_reads_on_to_a_hinted_fin_in_the_turn_of_its_reply() {
+    let service = Service::new(Mode::Greet, "hi");
+    let (mut conn, mut peer) = pair_serving(&service);
+    // The peer's bytes and its FIN, both queued before the event.
+    peer.write_all(b"hello").unwrap();
+    peer.shutdown(Shutdown::Write).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let now = Instant::now();
+    let mut ctx = Ctx::new(service, 1024, 1 << 20, Clock::starting_at(now).tick(now));
+    conn.hint_peer_fin();
+    // The greeting is the last reply; the FIN that follows it raises no
+    // new event, so the same turn reads on to it and closes.
+    assert!(conn.on_readable(0, &mut ctx).closed());
+    assert_eq!(conn.state(), State::Closed(CloseReason::Eof));
+    assert_eq!(ctx.stats.bytes_out, 2);
 }
 
 /// A slab slot costs no more than the connection in it: slab 0.4 stores
