@@ -1,7 +1,7 @@
 //! The read paths of a connection, on a real loopback socket pair: every
 //! path must carry epoll's EOF hint through to the verdict.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener};
 use std::time::{Duration, Instant};
 
@@ -26,6 +26,29 @@ fn pair_serving(service: &Service) -> (Connection, std::net::TcpStream) {
         clock.tick(Instant::now()),
     );
     (conn, peer)
+}
+
+/// An echo connection that cannot send much at once: its send buffer and
+/// its peer's receive buffer are a few KiB each (set before connecting, so
+/// that the window the peer advertises is small from the start).
+fn pair_with_small_buffers() -> (Connection, std::net::TcpStream) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let peer = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    peer.set_recv_buffer_size(4096).unwrap();
+    peer.connect(&listener.local_addr().unwrap().into())
+        .unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    socket2::SockRef::from(&accepted)
+        .set_send_buffer_size(4096)
+        .unwrap();
+    accepted.set_nonblocking(true).unwrap();
+    let clock = Clock::starting_at(Instant::now());
+    let conn = Connection::new(
+        TcpStream::from_std(accepted),
+        Service::new(Mode::Echo, "").new_stream(),
+        clock.tick(Instant::now()),
+    );
+    (conn, peer.into())
 }
 
 /// A scratch buffer much smaller than what the peer sends, so that the read
@@ -164,6 +187,53 @@ fn after_our_fin_input_is_read_counted_and_dropped_until_the_peers_fin() {
     conn.hint_peer_fin();
     assert!(conn.on_readable(0, &mut ctx).closed());
     assert_eq!(conn.state(), State::Closed(CloseReason::Eof));
+}
+
+#[test]
+fn every_send_is_counted_and_what_the_kernel_leaves_is_owed_then_flushed() {
+    let (mut conn, mut peer) = pair_with_small_buffers();
+    let now = Instant::now();
+    let mut ctx = Ctx::new(
+        Service::new(Mode::Echo, ""),
+        64 * 1024,
+        1 << 20,
+        Clock::starting_at(now).tick(now),
+    );
+    // A small reply: one send, which takes it all.
+    peer.write_all(b"abc").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
+    assert_eq!((ctx.stats.writes, ctx.stats.bytes_out), (1, 3));
+    let mut got = [0u8; 3];
+    peer.read_exact(&mut got).unwrap();
+    // A reply far larger than the buffers: the first send takes part of
+    // it, and at least one more is tried before the rest is owed.
+    let sent = vec![b'y'; 48 * 1024];
+    peer.write_all(&sent).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.on_readable(0, &mut ctx);
+    let owed = conn.owed() as u64;
+    assert!(owed > 0, "the buffers took a 48 KiB reply whole");
+    assert_eq!(ctx.stats.bytes_out + owed, 3 + sent.len() as u64);
+    assert!(ctx.stats.writes >= 3, "{} sends", ctx.stats.writes);
+    // The peer reads; each writable turn flushes more, and counts its sends.
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut received = 0;
+    let mut buf = [0u8; 4096];
+    while received < sent.len() {
+        received += peer.read(&mut buf).unwrap();
+        let (writes, out) = (ctx.stats.writes, ctx.stats.bytes_out);
+        conn.on_writable(0, &mut ctx);
+        if out < ctx.stats.bytes_out {
+            assert!(
+                ctx.stats.writes > writes,
+                "bytes went out with no send counted"
+            );
+        }
+    }
+    assert_eq!(conn.owed(), 0);
+    assert_eq!(ctx.stats.bytes_out, 3 + sent.len() as u64);
 }
 
 /// A slab slot costs no more than the connection in it: slab 0.4 stores
