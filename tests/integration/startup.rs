@@ -137,6 +137,26 @@ server_test! {
 }
 
 server_test! {
+    /// `RUST_LOG=trace` shows the reactor's per-message path, as the
+    /// docs promise: each wake-up, each connection's event with the
+    /// readiness it reported, and each read.
+    fn the_trace_log_shows_every_wake_up_event_and_read(kind) for [reactor]
+    skip [
+        threads: "its trace lines are its own: this test reads the reactor's",
+        iterative: "its trace lines are its own: this test reads the reactor's",
+        proactor: "its trace lines are its own: this test reads the reactor's"
+    ] {
+        let server = Server::start_wrapped(&["env", "RUST_LOG=trace"], kind, &[]);
+        let mut client = server.connect();
+        round_trip(&mut client, b"abc", b"abc");
+        for line in ["wake: ", "conn=0 event readable", "conn=0 read 3 bytes"] {
+            let said = eventually(PATIENCE, || server.stderr().contains(line));
+            assert!(said, "no {line:?} in:\n{}", server.stderr());
+        }
+    }
+}
+
+server_test! {
     /// The start-up log says which mode runs, by its name: the one line
     /// that tells an operator what `--mode` the server took.
     fn the_log_names_the_mode_that_runs(kind) for all {
