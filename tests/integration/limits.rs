@@ -163,6 +163,12 @@ server_test! {
             "the first waiting client was served {tries:?} after a close, in each try: \
              accepting resumed at the retry, not on the close"
         );
+        // And the log says so: the pause is over.
+        assert!(
+            eventually(PATIENCE, || server.stderr().contains("accept resumed")),
+            "stderr:\n{}",
+            server.stderr()
+        );
         let (status, _) = server.stop();
         assert!(status.success());
     }
