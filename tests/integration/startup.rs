@@ -139,7 +139,8 @@ server_test! {
 server_test! {
     /// `RUST_LOG=trace` shows the reactor's per-message path, as the
     /// docs promise: each wake-up, each connection's event with the
-    /// readiness it reported, and each read.
+    /// readiness it reported, and each read; and no flush where nothing
+    /// is owed.
     fn the_trace_log_shows_every_wake_up_event_and_read(kind) for [reactor]
     skip [
         threads: "its trace lines are its own: this test reads the reactor's",
@@ -153,6 +154,10 @@ server_test! {
             let said = eventually(PATIENCE, || server.stderr().contains(line));
             assert!(said, "no {line:?} in:\n{}", server.stderr());
         }
+        // A reply sent whole leaves nothing owed: each writable event finds
+        // nothing to flush, and says nothing (the read came after it).
+        let stderr = server.stderr();
+        assert!(!stderr.contains("owed bytes"), "a flush of nothing in:\n{stderr}");
     }
 }
 

@@ -219,6 +219,7 @@ fn every_send_is_counted_and_what_the_kernel_leaves_is_owed_then_flushed() {
     // The peer reads; each writable turn flushes more, and counts its sends.
     peer.set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
+    let reads = ctx.stats.reads;
     let mut received = 0;
     let mut buf = [0u8; 4096];
     while received < sent.len() {
@@ -234,6 +235,96 @@ fn every_send_is_counted_and_what_the_kernel_leaves_is_owed_then_flushed() {
     }
     assert_eq!(conn.owed(), 0);
     assert_eq!(ctx.stats.bytes_out, 3 + sent.len() as u64);
+    // The connection was reading all along: flushing resumed nothing, so
+    // it read nothing (the event's own readable part reads, not the flush).
+    assert_eq!(ctx.stats.reads, reads);
+}
+
+/// A context for an echo connection whose clock starts at `epoch`, with
+/// `max_pending` as given.
+fn ctx_at(epoch: Instant, max_pending: usize) -> (Ctx, Clock) {
+    let clock = Clock::starting_at(epoch);
+    let ctx = Ctx::new(
+        Service::new(Mode::Echo, ""),
+        64 * 1024,
+        max_pending,
+        clock.tick(epoch),
+    );
+    (ctx, clock)
+}
+
+#[test]
+fn a_flush_refreshes_the_idle_clock_only_when_bytes_go_out() {
+    let (mut conn, mut peer) = pair_with_small_buffers();
+    let epoch = Instant::now();
+    let (mut ctx, clock) = ctx_at(epoch, 1 << 20);
+    let idle = Some(Duration::from_secs(1));
+    peer.write_all(&[b'z'; 48 * 1024]).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.on_readable(0, &mut ctx);
+    // Flush until the peer's window and our send buffer are full: then a
+    // flush moves nothing.
+    let mut before = usize::MAX;
+    while conn.owed() != before {
+        before = conn.owed();
+        conn.on_writable(0, &mut ctx);
+    }
+    assert!(before > 0, "the buffers took the whole reply");
+    // Ten seconds on, a writable turn that moves nothing: still idle since
+    // the read.
+    let later = epoch + Duration::from_secs(10);
+    ctx.tick = clock.tick(later);
+    conn.on_writable(0, &mut ctx);
+    assert_eq!(
+        conn.owed(),
+        before,
+        "a flush moved bytes the peer has no room for"
+    );
+    let deadline = conn.deadline(idle, &clock, later).unwrap();
+    assert!(deadline < later, "refreshed by a flush that moved nothing");
+    // Twenty seconds on, the peer reads, and a flush moves bytes: active now.
+    let later = epoch + Duration::from_secs(20);
+    ctx.tick = clock.tick(later);
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    while conn.owed() == before {
+        let _ = peer.read(&mut buf).unwrap();
+        conn.on_writable(0, &mut ctx);
+    }
+    let deadline = conn.deadline(idle, &clock, later).unwrap();
+    assert!(
+        deadline > later,
+        "not refreshed by a flush that moved bytes"
+    );
+}
+
+#[test]
+fn a_flush_that_resumes_a_paused_connection_reads_what_waited() {
+    let (mut conn, mut peer) = pair_with_small_buffers();
+    let (mut ctx, _) = ctx_at(Instant::now(), 1024);
+    let sent = vec![b'p'; 48 * 1024];
+    peer.write_all(&sent).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    conn.on_readable(0, &mut ctx);
+    assert_eq!(conn.state(), State::Paused);
+    // Input that comes while paused waits in the socket: its event is
+    // spent, none will come for it again.
+    peer.write_all(b"later").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(conn.on_readable(0, &mut ctx), Turn::DONE);
+    assert_eq!(ctx.stats.bytes_in, sent.len() as u64);
+    // The peer reads; the flush that empties what is owed resumes, and
+    // reads what waited at once.
+    peer.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 16 * 1024];
+    while conn.state() == State::Paused {
+        let _ = peer.read(&mut buf).unwrap();
+        conn.on_writable(0, &mut ctx);
+    }
+    assert_eq!(conn.state(), State::Open);
+    assert_eq!(ctx.stats.bytes_in, sent.len() as u64 + 5);
 }
 
 /// A slab slot costs no more than the connection in it: slab 0.4 stores
