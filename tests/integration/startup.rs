@@ -150,14 +150,31 @@ server_test! {
         let server = Server::start_wrapped(&["env", "RUST_LOG=trace"], kind, &[]);
         let mut client = server.connect();
         round_trip(&mut client, b"abc", b"abc");
-        for line in ["wake: ", "conn=0 event readable", "conn=0 read 3 bytes"] {
+        round_trip(&mut client, b"defg", b"defg");
+        let lines = [
+            "wake: ",
+            "conn=0 event readable",
+            "conn=0 read 3 bytes",
+            "conn=0 read 4 bytes",
+        ];
+        for line in lines {
             let said = eventually(PATIENCE, || server.stderr().contains(line));
             assert!(said, "no {line:?} in:\n{}", server.stderr());
         }
-        // A reply sent whole leaves nothing owed: each writable event finds
-        // nothing to flush, and says nothing (the read came after it).
+        // The first request's whole turn is logged before the second's
+        // read. Its reply, sent whole, is no partial write and leaves
+        // nothing owed: each writable event finds nothing to flush, and
+        // says nothing.
         let stderr = server.stderr();
-        assert!(!stderr.contains("owed bytes"), "a flush of nothing in:\n{stderr}");
+        let first = &stderr[..stderr.find("conn=0 read 4 bytes").unwrap()];
+        assert!(
+            !first.contains("partial write"),
+            "a whole reply called partial in:\n{first}"
+        );
+        assert!(
+            !first.contains("owed bytes"),
+            "a flush of nothing in:\n{first}"
+        );
     }
 }
 
