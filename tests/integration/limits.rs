@@ -175,6 +175,51 @@ server_test! {
 }
 
 server_test! {
+    /// A paused acceptor also retries by itself, once a second: descriptors
+    /// may be freed elsewhere than by one of its connections closing. Here
+    /// the running server's open-file limit is lowered before the clients
+    /// come (its soft limit, to 64 under a hard limit of 128: `prlimit
+    /// --pid`, allowed on one's own processes), and raised back once they
+    /// fill it: a client waiting in the backlog is then let in with no
+    /// connection closing and none arriving.
+    fn a_paused_acceptor_retries_by_itself(kind) for [reactor, threads]
+    skip [
+        iterative: "excused: one client at a time never holds more than one descriptor for clients",
+        proactor: "not this way: its multishot accept takes the open-file limit once, when armed (io_uring's accept prep), so a limit lowered afterwards never pauses it"
+    ] {
+        raise_fd_limit();
+        let server = Server::start_wrapped(
+            &["prlimit", "--nofile=128:128"],
+            kind,
+            &["--max-connections", "1000"],
+        );
+        let set_limit = |soft: u32| {
+            let set = std::process::Command::new("prlimit")
+                .arg(format!("--pid={}", server.server_pid()))
+                .arg(format!("--nofile={soft}:128"))
+                .status()
+                .expect("run prlimit");
+            assert!(set.success(), "prlimit --pid --nofile={soft}:128 failed");
+        };
+        set_limit(64);
+        let mut clients: Vec<TcpStream> = (0..90).map(|_| server.connect()).collect();
+        assert!(
+            eventually(PATIENCE, || server
+                .stderr()
+                .contains("out of file descriptors")),
+            "stderr:\n{}",
+            server.stderr()
+        );
+        set_limit(128);
+        // The last client, at the back of the backlog, is answered.
+        round_trip(clients.last_mut().unwrap(), b"last", b"last");
+        let (status, stats) = server.stop();
+        assert!(status.success());
+        assert_eq!(stats.accepted, 90, "{stats:?}");
+    }
+}
+
+server_test! {
     /// A --max-connections above what the open-file limit allows is warned
     /// about at start (accept will pause when descriptors run out); one
     /// within it, and the default, are not. Under `prlimit --nofile=64:64`
