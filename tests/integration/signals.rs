@@ -48,6 +48,32 @@ server_test! {
 }
 
 server_test! {
+    /// An ordinary run raises no warning about accepting: connections come,
+    /// are served and go, and the acceptor never pauses (its warnings are
+    /// for running out of descriptors, or an accept that fails). Read once
+    /// the server has said its last line, `stopped`.
+    fn ordinary_connections_raise_no_accept_warning(kind) for all {
+        let mut server = Server::start(kind, &[]);
+        for request in [&b"one"[..], b"two", b"three"] {
+            let mut c = server.connect();
+            round_trip(&mut c, request, request);
+        }
+        server.signal("TERM");
+        let status = server.wait_exit(PATIENCE).expect("exits");
+        assert_eq!(status.code(), Some(0));
+        assert!(
+            eventually(PATIENCE, || server.stderr().contains("stopped")),
+            "stderr:\n{}",
+            server.stderr()
+        );
+        let stderr = server.stderr();
+        for warning in ["accept failed", "accept paused", "accept resumed"] {
+            assert!(!stderr.contains(warning), "{warning:?} in:\n{stderr}");
+        }
+    }
+}
+
+server_test! {
     /// SIGINT behaves the same: the connected client sees the server's FIN
     /// at once, and once it closes too the server exits without waiting out
     /// the grace period.
