@@ -2,10 +2,10 @@
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::AsFd;
 use std::thread;
 use std::time::Duration;
 
+use crate::support::namespace;
 use crate::support::*;
 
 server_test! {
@@ -122,20 +122,29 @@ server_test! {
     /// runs in a network namespace of its own whose sockets start with 8 MiB
     /// buffers, and the client joins it. Needs root; skipped without.
     fn megabytes_waiting_whole_in_the_socket_are_all_answered(kind) for all {
-        if !rustix::process::geteuid().is_root() {
-            eprintln!("skipped: a network namespace of its own needs root");
+        if let Some(why) = namespace::cannot_unshare_network_because() {
+            eprintln!("skipped: {why}");
             return;
         }
-        let server = Server::start_wrapped(&WITH_8_MIB_SOCKET_BUFFERS, kind, &["--udp", "off"]);
-        let mut client = join_network_of(&server).unwrap();
+        // tcp_rmem and tcp_wmem are each namespace's own.
+        let wrapper = namespace::in_own_network(
+            "echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_rmem \
+             && echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_wmem",
+        );
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let server = Server::start_wrapped(&wrapper, kind, &["--udp", "off"]);
+        let addr = server.tcp();
+        let mut client =
+            namespace::in_network_of(server.pid(), move || TcpStream::connect(addr)).unwrap();
         client.set_read_timeout(Some(PATIENCE)).unwrap();
         round_trip(&mut client, b"hello", b"hello");
         let payload = pattern(3 << 20, 11);
         server.signal("STOP");
         // The signal is delivered to each thread on its way back from the
         // kernel: one may still read a little before it stops.
+        let pid = server.pid();
         assert!(
-            eventually(PATIENCE, || every_thread_stopped(server.pid())),
+            eventually(PATIENCE, || namespace::every_thread_stopped(pid)),
             "the server did not stop"
         );
         client.write_all(&payload).unwrap();
@@ -164,54 +173,6 @@ server_test! {
         let (status, _) = server.stop();
         assert!(status.success());
     }
-}
-
-/// A wrapper that runs the server in a new network namespace (`unshare
-/// --net`, whose `exec` keeps the PID), with its loopback up and its TCP
-/// sockets' buffers starting at 8 MiB (`tcp_rmem` and `tcp_wmem` are each
-/// namespace's own).
-const WITH_8_MIB_SOCKET_BUFFERS: [&str; 6] = [
-    "unshare",
-    "--net",
-    "--",
-    "sh",
-    "-c",
-    "ip link set lo up \
-     && echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_rmem \
-     && echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_wmem \
-     && exec \"$0\" \"$@\"",
-];
-
-/// A client connected to `server` from inside the server's network
-/// namespace: a thread joins it (setns(2) moves only the calling thread)
-/// and connects; the socket stays in that namespace whichever thread uses it.
-fn join_network_of(server: &Server) -> std::io::Result<TcpStream> {
-    let (pid, addr) = (server.pid(), server.tcp());
-    thread::spawn(move || {
-        let namespace = std::fs::File::open(format!("/proc/{pid}/ns/net"))?;
-        rustix::thread::move_into_link_name_space(
-            namespace.as_fd(),
-            Some(rustix::thread::LinkNameSpaceType::Network),
-        )?;
-        TcpStream::connect(addr)
-    })
-    .join()
-    .expect("the joining thread")
-}
-
-/// Whether every thread of process `pid` is stopped (state `T` in its
-/// `/proc/PID/task/TID/stat`).
-fn every_thread_stopped(pid: u32) -> bool {
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return false;
-    };
-    tasks.flatten().all(|task| {
-        std::fs::read_to_string(task.path().join("stat")).is_ok_and(|stat| {
-            stat.rsplit(')')
-                .next()
-                .is_some_and(|rest| rest.trim_start().starts_with('T'))
-        })
-    })
 }
 
 /// The bytes that the server's one established TCP connection has received
