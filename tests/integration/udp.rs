@@ -4,6 +4,7 @@
 use std::net::UdpSocket;
 use std::time::Duration;
 
+use crate::support::namespace;
 use crate::support::*;
 
 fn client() -> UdpSocket {
@@ -139,5 +140,75 @@ server_test! {
         assert!(server.tcp.is_none());
         let socket = client();
         assert_eq!(ask(&socket, &server, b"solo"), b"solo");
+    }
+}
+
+server_test! {
+    /// Replies the kernel cannot take yet (the socket's send buffer is full:
+    /// `send_to` says `WouldBlock`) are queued and sent once it has room,
+    /// every one, each counted once; and a shutdown waits for them. A send
+    /// buffer fills only where replies leave more slowly than they are made,
+    /// so the server runs in a network namespace of its own whose loopback
+    /// sends 4 Mbit/s (tc's token bucket), and answers 150 datagrams at once
+    /// (it is stopped while they come) with a greeting of 1,400 bytes each.
+    /// SIGTERM comes as soon as the first reply is back, with most of the
+    /// others still waiting. Needs root and tc; skipped without.
+    fn replies_the_kernel_cannot_take_yet_are_queued_and_all_sent(kind) for [reactor, proactor]
+    skip [
+        threads: "no queue, by design: one blocking send_to at a time waits for room before the next request is read, so at SIGTERM the requests not yet read are not taken (the loops have read all 150 and hold what the kernel could not take)",
+        iterative: "no queue, by design: one blocking send_to at a time waits for room before the next request is read, so at SIGTERM the requests not yet read are not taken (the loops have read all 150 and hold what the kernel could not take)"
+    ] {
+        if let Some(why) = namespace::cannot_unshare_network_because() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        let greeting = "g".repeat(1400);
+        let wrapper =
+            namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let mut server = Server::start_wrapped(
+            &wrapper,
+            kind,
+            &["--mode", "greet", "--greeting", &greeting, "--tcp", "off"],
+        );
+        let (pid, addr) = (server.pid(), server.udp());
+        let socket = namespace::in_network_of(pid, || {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.set_read_timeout(Some(PATIENCE))?;
+            Ok(socket)
+        })
+        .unwrap();
+        server.signal("STOP");
+        assert!(
+            eventually(PATIENCE, || namespace::every_thread_stopped(pid)),
+            "the server did not stop"
+        );
+        // 150 small requests pass the bucket at once (its burst), and the
+        // stopped server's socket holds them all.
+        const SENT: u64 = 150;
+        for _ in 0..SENT {
+            socket.send_to(b"?", addr).unwrap();
+        }
+        server.signal("CONT");
+        let mut buf = vec![0u8; 2048];
+        let mut got = 0;
+        while got < SENT {
+            match socket.recv_from(&mut buf) {
+                Ok((n, _)) => assert_eq!(&buf[..n], greeting.as_bytes()),
+                Err(e) => panic!("{got} of {SENT} replies, then: {e}"),
+            }
+            got += 1;
+            if got == 1 {
+                server.signal("TERM");
+            }
+        }
+        let status = server.wait_exit(PATIENCE).expect("exits");
+        assert!(status.success());
+        let stats = parse_stats(&server.last_stats_line().expect("a stats line"));
+        assert_eq!(
+            (stats.udp_in, stats.udp_out, stats.udp_dropped),
+            (SENT, SENT, 0),
+            "{stats:?}"
+        );
     }
 }
