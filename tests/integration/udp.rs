@@ -81,6 +81,24 @@ server_test! {
 }
 
 server_test! {
+    /// A reply too large for a datagram (uppercasing can grow text: "ΐ",
+    /// two bytes, is three characters, six bytes, in upper case) is dropped
+    /// and counted, not sent, and the server goes on answering.
+    fn a_reply_too_large_for_a_datagram_is_dropped_and_counted(kind) for all {
+        let server = Server::start(kind, &["--mode", "upper"]);
+        let socket = client();
+        socket.send_to("ΐ".repeat(30_000).as_bytes(), server.udp()).unwrap();
+        assert_eq!(ask(&socket, &server, b"after"), b"AFTER");
+        let (_, stats) = server.stop();
+        assert_eq!(
+            (stats.udp_in, stats.udp_out, stats.udp_dropped),
+            (2, 1, 1),
+            "{stats:?}"
+        );
+    }
+}
+
+server_test! {
     /// UDP over IPv6 on [::1], when the machine has it.
     fn udp_and_tcp_over_ipv6(kind) for all {
         if std::net::TcpListener::bind("[::1]:0").is_err() {
