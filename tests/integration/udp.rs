@@ -230,3 +230,91 @@ server_test! {
         );
     }
 }
+
+server_test! {
+    /// A queued reply that the kernel then refuses (here a firewall rule,
+    /// added while it waits, drops everything to the client: `send_to` says
+    /// EPERM) is dropped and counted, once: every datagram is either sent or
+    /// dropped, and the client gets exactly the ones sent. The same slow
+    /// loopback as above, in a namespace of its own, with nftables' rule
+    /// added there while the server is stopped, its queue full. Needs root
+    /// and nft; skipped without.
+    fn a_queued_reply_the_kernel_refuses_is_dropped_and_counted(kind) for [reactor, proactor]
+    skip [
+        threads: "no queue, by design: a blocking send_to waits for room, one reply at a time",
+        iterative: "no queue, by design: a blocking send_to waits for room, one reply at a time"
+    ] {
+        if let Some(why) = namespace::cannot_unshare_network_because() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        if std::process::Command::new("nft").arg("--version").output().is_err() {
+            eprintln!("skipped: nft (nftables) is not installed");
+            return;
+        }
+        let greeting = "g".repeat(1400);
+        let wrapper =
+            namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let mut server = Server::start_wrapped(
+            &wrapper,
+            kind,
+            &["--mode", "greet", "--greeting", &greeting, "--tcp", "off"],
+        );
+        let (pid, addr) = (server.pid(), server.udp());
+        let socket = namespace::in_network_of(pid, || {
+            let socket = UdpSocket::bind("127.0.0.1:0")?;
+            socket.set_read_timeout(Some(PATIENCE))?;
+            Ok(socket)
+        })
+        .unwrap();
+        let stop = |server: &Server| {
+            server.signal("STOP");
+            assert!(
+                eventually(PATIENCE, || namespace::every_thread_stopped(pid)),
+                "the server did not stop"
+            );
+        };
+        stop(&server);
+        const SENT: u64 = 150;
+        for _ in 0..SENT {
+            socket.send_to(b"?", addr).unwrap();
+        }
+        server.signal("CONT");
+        let mut buf = vec![0u8; 2048];
+        socket.recv_from(&mut buf).expect("a first reply");
+        // The server has answered all 150 in one turn, and queued what its
+        // send buffer could not take: stop it there, and refuse the rest.
+        stop(&server);
+        let rule = format!(
+            "add table inet t; add chain inet t out {{ type filter hook output priority 0; }}; \
+             add rule inet t out udp dport {} drop",
+            socket.local_addr().unwrap().port()
+        );
+        let added = std::process::Command::new("nsenter")
+            .arg(format!("--net=/proc/{pid}/ns/net"))
+            .args(["nft", &rule])
+            .status()
+            .expect("run nsenter nft");
+        assert!(added.success(), "nft failed: {rule}");
+        server.signal("CONT");
+        server.signal("TERM");
+        let status = server.wait_exit(PATIENCE).expect("exits");
+        assert!(status.success());
+        let stats = parse_stats(&server.last_stats_line().expect("a stats line"));
+        assert_eq!(
+            (stats.udp_in, stats.udp_out + stats.udp_dropped),
+            (SENT, SENT),
+            "{stats:?}"
+        );
+        assert!(stats.udp_dropped > 0, "nothing was refused: {stats:?}");
+        // The client gets exactly the replies sent (the first one included).
+        let mut got = 1;
+        while got < stats.udp_out {
+            match socket.recv_from(&mut buf) {
+                Ok(_) => got += 1,
+                Err(e) => panic!("{got} of {} replies sent, then: {e}", stats.udp_out),
+            }
+        }
+    }
+}
