@@ -180,6 +180,10 @@ server_test! {
             eprintln!("skipped: {why}");
             return;
         }
+        if let Some(why) = namespace::missing_tool(&[("tc", "-V")]) {
+            eprintln!("skipped: {why}");
+            return;
+        }
         let greeting = "g".repeat(1400);
         let wrapper =
             namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
@@ -248,8 +252,9 @@ server_test! {
             eprintln!("skipped: {why}");
             return;
         }
-        if std::process::Command::new("nft").arg("--version").output().is_err() {
-            eprintln!("skipped: nft (nftables) is not installed");
+        let tools = [("tc", "-V"), ("nft", "--version"), ("nsenter", "--version")];
+        if let Some(why) = namespace::missing_tool(&tools) {
+            eprintln!("skipped: {why}");
             return;
         }
         let greeting = "g".repeat(1400);

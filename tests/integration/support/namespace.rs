@@ -16,6 +16,18 @@ pub fn cannot_unshare_network_because() -> Option<&'static str> {
     (!rustix::process::geteuid().is_root()).then_some("a network namespace of its own needs root")
 }
 
+/// The first of `tools` (each a program and an argument that only makes it
+/// say its version) that cannot be run here, said as a reason to skip.
+pub fn missing_tool(tools: &[(&str, &str)]) -> Option<String> {
+    tools.iter().find_map(|(tool, arg)| {
+        let runs = std::process::Command::new(tool)
+            .arg(arg)
+            .output()
+            .is_ok_and(|out| out.status.success());
+        (!runs).then(|| format!("`{tool}` cannot be run here"))
+    })
+}
+
 /// A wrapper for [`super::Server::start_wrapped`] that runs the server in a
 /// new network namespace (`unshare --net`, which executes the program in
 /// its place, so the server keeps the PID), with its loopback up and the
