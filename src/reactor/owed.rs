@@ -194,6 +194,7 @@ mod tests {
         assert_eq!(owed.len(), 0);
         owed.push(b"hello ", &mut held);
         owed.consume(2, &mut held);
+        assert_eq!((owed.unsent(), owed.len()), (&b"llo "[..], 4));
         owed.push(b"world", &mut held);
         assert_eq!(owed.unsent(), b"llo world");
         assert_eq!(owed.len(), 9);

@@ -98,3 +98,27 @@ impl Shutdown {
         self.deadline
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reactor's `Debug` form shows the shutdown's deadline: the one
+    /// thing of it that matters (the signal source has no `Debug`). Made
+    /// with no signal at all, so that the test process's own handlers stay
+    /// as they are.
+    #[test]
+    fn the_debug_form_shows_the_deadline() {
+        let mut shutdown = Shutdown {
+            signals: Signals::new(std::iter::empty::<i32>()).unwrap(),
+            deadline: None,
+        };
+        assert_eq!(format!("{shutdown:?}"), "Shutdown { deadline: None, .. }");
+        let at = Instant::now();
+        shutdown.deadline = Some(at);
+        assert_eq!(
+            format!("{shutdown:?}"),
+            format!("Shutdown {{ deadline: Some({at:?}), .. }}")
+        );
+    }
+}

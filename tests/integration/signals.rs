@@ -21,6 +21,88 @@ server_test! {
 }
 
 server_test! {
+    /// The loop's own counters on the stats line: the events handled, and
+    /// the largest batch of them. A connection and three requests, each
+    /// sent only once the previous one is answered, are at least four
+    /// events (the listener's, then one per request), and at least four
+    /// wake-ups; no batch is larger than all of them together.
+    fn the_stats_line_counts_the_events_the_loop_handled(kind) for [reactor, proactor]
+    skip [
+        threads: "no event loop: a thread per connection blocks in its own calls, and the loop's counters stay 0",
+        iterative: "no event loop: one thread blocks in each call in turn, and the loop's counters stay 0"
+    ] {
+        let server = Server::start(kind, &[]);
+        let mut c = server.connect();
+        for request in [&b"one"[..], b"two", b"three"] {
+            round_trip(&mut c, request, request);
+        }
+        let (status, stats) = server.stop();
+        assert_eq!(status.code(), Some(0));
+        assert!(stats.wakeups >= 4, "{stats:?}");
+        assert!(stats.events >= 4, "{stats:?}");
+        assert!(
+            stats.max_batch >= 1 && stats.max_batch <= stats.events,
+            "{stats:?}"
+        );
+    }
+}
+
+server_test! {
+    /// An ordinary run raises no warning about accepting: connections come,
+    /// are served and go, and the acceptor never pauses (its warnings are
+    /// for running out of descriptors, or an accept that fails). Read once
+    /// the server has said its last line, `stopped`.
+    fn ordinary_connections_raise_no_accept_warning(kind) for all {
+        let mut server = Server::start(kind, &[]);
+        for request in [&b"one"[..], b"two", b"three"] {
+            let mut c = server.connect();
+            round_trip(&mut c, request, request);
+        }
+        server.signal("TERM");
+        let status = server.wait_exit(PATIENCE).expect("exits");
+        assert_eq!(status.code(), Some(0));
+        assert!(
+            eventually(PATIENCE, || server.stderr().contains("stopped")),
+            "stderr:\n{}",
+            server.stderr()
+        );
+        let stderr = server.stderr();
+        for warning in ["accept failed", "accept paused", "accept resumed"] {
+            assert!(!stderr.contains(warning), "{warning:?} in:\n{stderr}");
+        }
+    }
+}
+
+server_test! {
+    /// After the signal, UDP requests are no longer taken, while a TCP
+    /// connection still holds the grace period open: one asked before is
+    /// answered and counted, one sent after the server's FIN is not read.
+    fn after_the_signal_udp_requests_are_no_longer_taken(kind) for [reactor, proactor]
+    skip [
+        threads: "not so: its UDP thread answers until the process exits, so a datagram during the grace period may be answered (seen: udp_in 2)",
+        iterative: "not so: its UDP thread answers until the process exits, so a datagram during the grace period may be answered (seen: udp_in 2)"
+    ] {
+        let server = Server::start(kind, &[]);
+        let mut tcp = server.connect();
+        round_trip(&mut tcp, b"held", b"held");
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        udp.set_read_timeout(Some(PATIENCE)).unwrap();
+        udp.send_to(b"before", server.udp()).unwrap();
+        let mut buf = [0u8; 16];
+        let (n, _) = udp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"before");
+        server.signal("TERM");
+        // The server's FIN: the grace period has begun.
+        assert_eq!(tcp.read(&mut buf).unwrap_or(0), 0, "the server's FIN");
+        udp.send_to(b"after", server.udp()).unwrap();
+        drop(tcp);
+        let (status, stats) = server.stop_after_signal();
+        assert_eq!(status.code(), Some(0));
+        assert_eq!((stats.udp_in, stats.udp_out), (1, 1), "{stats:?}");
+    }
+}
+
+server_test! {
     /// SIGINT behaves the same: the connected client sees the server's FIN
     /// at once, and once it closes too the server exits without waiting out
     /// the grace period.
@@ -76,6 +158,18 @@ server_test! {
             .next_line(Duration::from_millis(2500))
             .expect("a second line");
         assert_eq!(parse_stats(&again).accepted, 1, "{again}");
+        // One a second, not one every two: the next three take about three
+        // seconds (a line that comes late does not move the next one later).
+        let from = Instant::now();
+        for _ in 0..3 {
+            let line = server.next_line(PATIENCE).expect("another line");
+            parse_stats(&line);
+        }
+        let took = from.elapsed();
+        assert!(
+            (Duration::from_millis(1500)..Duration::from_millis(4500)).contains(&took),
+            "three more lines took {took:?} at one a second"
+        );
     }
 }
 

@@ -137,6 +137,48 @@ server_test! {
 }
 
 server_test! {
+    /// `RUST_LOG=trace` shows the reactor's per-message path, as the
+    /// docs promise: each wake-up, each connection's event with the
+    /// readiness it reported, and each read; and no flush where nothing
+    /// is owed.
+    fn the_trace_log_shows_every_wake_up_event_and_read(kind) for [reactor]
+    skip [
+        threads: "its trace lines are its own: this test reads the reactor's",
+        iterative: "its trace lines are its own: this test reads the reactor's",
+        proactor: "its trace lines are its own: this test reads the reactor's"
+    ] {
+        let server = Server::start_wrapped(&["env", "RUST_LOG=trace"], kind, &[]);
+        let mut client = server.connect();
+        round_trip(&mut client, b"abc", b"abc");
+        round_trip(&mut client, b"defg", b"defg");
+        let lines = [
+            "wake: ",
+            "conn=0 event readable",
+            "conn=0 read 3 bytes",
+            "conn=0 read 4 bytes",
+        ];
+        for line in lines {
+            let said = eventually(PATIENCE, || server.stderr().contains(line));
+            assert!(said, "no {line:?} in:\n{}", server.stderr());
+        }
+        // The first request's whole turn is logged before the second's
+        // read. Its reply, sent whole, is no partial write and leaves
+        // nothing owed: each writable event finds nothing to flush, and
+        // says nothing.
+        let stderr = server.stderr();
+        let first = &stderr[..stderr.find("conn=0 read 4 bytes").unwrap()];
+        assert!(
+            !first.contains("partial write"),
+            "a whole reply called partial in:\n{first}"
+        );
+        assert!(
+            !first.contains("owed bytes"),
+            "a flush of nothing in:\n{first}"
+        );
+    }
+}
+
+server_test! {
     /// The start-up log says which mode runs, by its name: the one line
     /// that tells an operator what `--mode` the server took.
     fn the_log_names_the_mode_that_runs(kind) for all {

@@ -1,10 +1,11 @@
 //! TCP echo and upper, byte-exact; half-close; reset by a peer.
 
-use std::io::Write;
-use std::net::Shutdown;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
 use std::thread;
 use std::time::Duration;
 
+use crate::support::namespace;
 use crate::support::*;
 
 server_test! {
@@ -106,6 +107,90 @@ server_test! {
         let (_, stats) = server.stop();
         assert_eq!(stats.closed_eof, 1, "{stats:?}");
     }
+}
+
+server_test! {
+    /// Megabytes that wait whole in the server's socket, with nothing more
+    /// to come, are all answered: past the read budget (a reactor reads 1
+    /// MiB per turn, twice per wake-up), the server reads again at once, not
+    /// at the connection's next event, since none will come. To have them
+    /// wait whole, the server is stopped (SIGSTOP) while the peer sends 3
+    /// MiB, and continued once its socket holds every byte. On this machine's
+    /// loopback a socket's receive buffer stays far under 2 MiB (autotuning
+    /// sizes it to what the server reads in a round trip of a few
+    /// microseconds), as it would not over a long, fast path; so the server
+    /// runs in a network namespace of its own whose sockets start with 8 MiB
+    /// buffers, and the client joins it. Needs root; skipped without.
+    fn megabytes_waiting_whole_in_the_socket_are_all_answered(kind) for all {
+        if let Some(why) = namespace::cannot_unshare_network_because() {
+            eprintln!("skipped: {why}");
+            return;
+        }
+        // tcp_rmem and tcp_wmem are each namespace's own.
+        let wrapper = namespace::in_own_network(
+            "echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_rmem \
+             && echo '4096 8388608 8388608' > /proc/sys/net/ipv4/tcp_wmem",
+        );
+        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+        let server = Server::start_wrapped(&wrapper, kind, &["--udp", "off"]);
+        let addr = server.tcp();
+        let mut client =
+            namespace::in_network_of(server.pid(), move || TcpStream::connect(addr)).unwrap();
+        client.set_read_timeout(Some(PATIENCE)).unwrap();
+        round_trip(&mut client, b"hello", b"hello");
+        let payload = pattern(3 << 20, 11);
+        server.signal("STOP");
+        // The signal is delivered to each thread on its way back from the
+        // kernel: one may still read a little before it stops.
+        let pid = server.pid();
+        assert!(
+            eventually(PATIENCE, || namespace::every_thread_stopped(pid)),
+            "the server did not stop"
+        );
+        client.write_all(&payload).unwrap();
+        let held = || received_but_unread(&server).unwrap_or(0);
+        let whole = eventually(PATIENCE, || held() == payload.len());
+        server.signal("CONT");
+        assert!(
+            whole,
+            "the stopped server's socket holds {} of the {} bytes sent",
+            held(),
+            payload.len()
+        );
+        let mut got = vec![0; payload.len()];
+        let mut read = 0;
+        while read < got.len() {
+            match client.read(&mut got[read..]) {
+                Ok(0) => break,
+                Ok(n) => read += n,
+                Err(e) => panic!(
+                    "the peer got {read} of the {} bytes back, then: {e}",
+                    payload.len()
+                ),
+            }
+        }
+        assert_bytes_eq(&got[..read], &payload);
+        let (status, _) = server.stop();
+        assert!(status.success());
+    }
+}
+
+/// The bytes that the server's one established TCP connection has received
+/// and the server has not read yet: its `rx_queue` in `/proc/PID/net/tcp`
+/// (the table of the server's network namespace).
+fn received_but_unread(server: &Server) -> Option<usize> {
+    let table = std::fs::read_to_string(format!("/proc/{}/net/tcp", server.pid())).ok()?;
+    let port = format!(":{:04X}", server.tcp().port());
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // local_address rem_address st tx_queue:rx_queue; 01 is ESTABLISHED.
+        if fields.get(1)?.ends_with(&port) && *fields.get(3)? == "01" {
+            let (_, rx) = fields.get(4)?.split_once(':')?;
+            usize::from_str_radix(rx, 16).ok()
+        } else {
+            None
+        }
+    })
 }
 
 server_test! {

@@ -11,6 +11,7 @@ pub mod kinds;
 pub mod bench;
 pub mod bytes;
 pub mod hosts;
+pub mod namespace;
 pub mod process;
 pub mod spec;
 pub mod steps;
