@@ -239,7 +239,7 @@ impl Supervisor {
                 }
             };
             match heard {
-                Heard::Line { slot, line, .. } if line.starts_with("listening") => {
+                Heard::Line { slot, line, .. } if announces(&line) => {
                     self.slots[slot].listening = true;
                 }
                 Heard::Line { .. } => {}
@@ -309,7 +309,9 @@ impl Supervisor {
                 self.hear(slot, generation, &line);
                 Ok(None)
             }
-            Heard::Gone { slot, generation } if generation == self.slots[slot].generation => {
+            Heard::Gone { slot, generation }
+                if from_current(generation, self.slots[slot].generation) =>
+            {
                 Ok(Some((slot, self.reap(slot))))
             }
             Heard::Gone { .. } => Ok(None),
@@ -318,7 +320,7 @@ impl Supervisor {
 
     /// A line from a worker: its stats lines are kept (the last one counts).
     fn hear(&mut self, slot: usize, generation: u64, line: &str) {
-        if generation != self.slots[slot].generation {
+        if !from_current(generation, self.slots[slot].generation) {
             return;
         }
         if line.starts_with("stats") {
@@ -450,6 +452,22 @@ impl Supervisor {
 }
 
 /// An exit status in words.
+/// Whether a worker's line is its announcement: the `listening` line, the
+/// first it prints once its sockets are bound.
+fn announces(line: &str) -> bool {
+    line.starts_with("listening")
+}
+
+/// Whether a report (a line, or the end) of a slot's worker of `generation`
+/// comes from the slot's current worker, of `current`, rather than from
+/// one already replaced. (Today a worker's lines and its end come through
+/// one pipe, its end last, and a slot restarts only after that end, so no
+/// older report arrives late; the rule holds for a change that breaks that
+/// order.)
+fn from_current(generation: u64, current: u64) -> bool {
+    generation == current
+}
+
 fn describe(status: Option<ExitStatus>) -> String {
     status.map_or_else(|| "status unknown".to_owned(), |s| s.to_string())
 }
@@ -482,6 +500,28 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         text.split_whitespace().map(str::to_owned).collect()
+    }
+
+    #[test]
+    fn only_the_listening_line_announces_a_worker() {
+        assert!(announces("listening tcp=127.0.0.1:4000 udp=off"));
+        for other in [
+            "stats accepted=0 rejected=0 active=0",
+            "error: cannot bind 127.0.0.1:4000",
+            "",
+        ] {
+            assert!(!announces(other), "{other:?} taken for an announcement");
+        }
+    }
+
+    #[test]
+    fn a_report_of_a_replaced_worker_is_told_from_the_current_ones() {
+        assert!(from_current(3, 3));
+        assert!(
+            !from_current(2, 3),
+            "a report of the worker replaced taken for the current one's"
+        );
+        assert!(!from_current(0, 3));
     }
 
     #[test]
