@@ -56,11 +56,12 @@ fn two_processes_give_one_merged_report() {
     assert!(r["messages"] > 100.0, "{r:?}");
     assert_eq!(histogram(&out, "latency_hdr").len() as f64, r["messages"]);
     assert_eq!(histogram(&out, "connect_hdr").len(), 101);
-    // The kernel's side, read by the parent with all 101 open.
-    assert!(
-        r["kernel_during.tcp_inuse"] >= r["kernel_before.tcp_inuse"] + 101.0,
-        "{r:?}"
-    );
+    // The kernel's side, read by the parent with all 101 open: both ends of
+    // each loopback connection are in use. (Not compared with the count
+    // before: that one is the whole machine's, and the suite's other tests
+    // open and close connections meanwhile; .ci/run once saw 1003 before
+    // and 377 during.)
+    assert!(r["kernel_during.tcp_inuse"] >= 2.0 * 101.0, "{r:?}");
     // The server's CPU and memory, measured once (by the first process and
     // by the parent), not once per process.
     assert!(r["server_cpu.us_per_msg"] > 0.0, "{r:?}");
