@@ -184,22 +184,8 @@ server_test! {
             eprintln!("skipped: {why}");
             return;
         }
-        let greeting = "g".repeat(1400);
-        let wrapper =
-            namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
-        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-        let mut server = Server::start_wrapped(
-            &wrapper,
-            kind,
-            &["--mode", "greet", "--greeting", &greeting, "--tcp", "off"],
-        );
+        let (mut server, socket, greeting) = greeter_behind_a_slow_loopback(kind);
         let (pid, addr) = (server.pid(), server.udp());
-        let socket = namespace::in_network_of(pid, || {
-            let socket = UdpSocket::bind("127.0.0.1:0")?;
-            socket.set_read_timeout(Some(PATIENCE))?;
-            Ok(socket)
-        })
-        .unwrap();
         server.signal("STOP");
         assert!(
             eventually(PATIENCE, || namespace::every_thread_stopped(pid)),
@@ -257,22 +243,8 @@ server_test! {
             eprintln!("skipped: {why}");
             return;
         }
-        let greeting = "g".repeat(1400);
-        let wrapper =
-            namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
-        let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
-        let mut server = Server::start_wrapped(
-            &wrapper,
-            kind,
-            &["--mode", "greet", "--greeting", &greeting, "--tcp", "off"],
-        );
+        let (mut server, socket, _) = greeter_behind_a_slow_loopback(kind);
         let (pid, addr) = (server.pid(), server.udp());
-        let socket = namespace::in_network_of(pid, || {
-            let socket = UdpSocket::bind("127.0.0.1:0")?;
-            socket.set_read_timeout(Some(PATIENCE))?;
-            Ok(socket)
-        })
-        .unwrap();
         let stop = |server: &Server| {
             server.signal("STOP");
             assert!(
@@ -322,4 +294,27 @@ server_test! {
             }
         }
     }
+}
+
+/// A UDP server greeting every datagram with 1,400 bytes, in a network
+/// namespace of its own whose loopback sends 4 Mbit/s (tc tbf), so that
+/// its replies outrun the kernel; a client socket in that namespace; and
+/// the greeting.
+fn greeter_behind_a_slow_loopback(kind: Kind) -> (Server, UdpSocket, String) {
+    let greeting = "g".repeat(1400);
+    let wrapper =
+        namespace::in_own_network("tc qdisc add dev lo root tbf rate 4mbit burst 32kb latency 2s");
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
+    let server = Server::start_wrapped(
+        &wrapper,
+        kind,
+        &["--mode", "greet", "--greeting", &greeting, "--tcp", "off"],
+    );
+    let socket = namespace::in_network_of(server.pid(), || {
+        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(Some(PATIENCE))?;
+        Ok(socket)
+    })
+    .unwrap();
+    (server, socket, greeting)
 }
