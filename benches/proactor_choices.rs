@@ -62,9 +62,9 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use common::{
-    Server, ServerSpec, apply_patch, build_anchors, build_release, build_release_into, cannot_run,
-    copy_project, instructions_per_message, machine_line, median, proactor_spec, publish,
-    require_tools, run_args_with_cpu_split, run_with_cpu_split, syscalls_per_message,
+    Server, ServerSpec, build_anchors, build_proactor_choice, cannot_run, instructions_per_message,
+    machine_line, median, proactor_spec, publish, require_tools, run_args_with_cpu_split,
+    run_with_cpu_split, syscalls_per_message,
 };
 
 /// One build of the proactor: as it is, or with one choice undone.
@@ -362,26 +362,7 @@ fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
 
 /// Builds `choice`: the project as it is, or a patched copy of it.
 fn build(root: &Path, choice: &Choice) -> Result<String, String> {
-    let Some(patch) = choice.patch else {
-        return Ok(build_release(root));
-    };
-    let scratch = root.join("target/proactor-choices");
-    let copy = scratch.join(patch);
-    copy_project(root, &copy)?;
-    apply_patch(
-        &copy,
-        &root.join(format!("benches/proactor_choices/{patch}.patch")),
-    )?;
-    build_release_into(&copy, &scratch.join("target"))
-        .map(|_| ())
-        .and_then(|()| {
-            // Each copy's binary is overwritten by the next build in the
-            // shared folder: keep this one under its own name.
-            let built = scratch.join("target/release/reactor-echo");
-            let kept = scratch.join(format!("reactor-echo-{patch}"));
-            std::fs::copy(&built, &kept).map_err(|e| format!("{}: {e}", kept.display()))?;
-            Ok(kept.display().to_string())
-        })
+    build_proactor_choice(root, choice.patch)
 }
 
 /// The markdown table of the medians.

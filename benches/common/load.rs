@@ -5,6 +5,7 @@
 //! ([`reactor_echo::bench::report::parse_json_numbers`]).
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::Path;
 use std::process::Command;
 
@@ -17,10 +18,18 @@ use super::{Server, ServerSpec, strings};
 /// The C load generator pinned to CPU 1 (the server has CPU 0), aimed at
 /// `127.0.0.1:port`: add its arguments, then run or spawn it.
 pub fn loadgen_command(lg: &Path, port: u16) -> Command {
-    let mut command = Command::new("taskset");
+    loadgen_command_under(&[], lg, port)
+}
+
+/// [`loadgen_command`] started under `wrapper` (`ip netns exec NAME`: the
+/// generator in the network namespace where the server listens).
+pub fn loadgen_command_under(wrapper: &[String], lg: &Path, port: u16) -> Command {
+    let mut words: Vec<OsString> = wrapper.iter().map(OsString::from).collect();
+    words.extend(["taskset", "-c", "1"].map(OsString::from));
+    words.push(lg.as_os_str().to_owned());
+    let mut command = Command::new(&words[0]);
     command
-        .args(["-c", "1"])
-        .arg(lg)
+        .args(&words[1..])
         .args(["--addr", &format!("127.0.0.1:{port}")]);
     command
 }
@@ -28,7 +37,17 @@ pub fn loadgen_command(lg: &Path, port: u16) -> Command {
 /// Runs the C load generator against `127.0.0.1:port` with `args`; the
 /// numbers of its JSON report (empty if it printed none).
 pub fn loadgen(loadgen: &Path, port: u16, args: &[String]) -> BTreeMap<String, f64> {
-    let out = loadgen_command(loadgen, port)
+    loadgen_under(&[], loadgen, port, args)
+}
+
+/// [`loadgen`] under `wrapper` (see [`loadgen_command_under`]).
+pub fn loadgen_under(
+    wrapper: &[String],
+    loadgen: &Path,
+    port: u16,
+    args: &[String],
+) -> BTreeMap<String, f64> {
+    let out = loadgen_command_under(wrapper, loadgen, port)
         .args(args)
         .output()
         .expect("run loadgen");
@@ -115,12 +134,23 @@ pub fn run_with_cpu_split(
 pub fn run_args_with_cpu_split(
     lg: &Path,
     server: &Server,
+    args: Vec<String>,
+) -> BTreeMap<String, f64> {
+    run_under_with_cpu_split(&[], lg, server, args)
+}
+
+/// [`run_args_with_cpu_split`] with the load generator under `wrapper`
+/// (see [`loadgen_command_under`]).
+pub fn run_under_with_cpu_split(
+    wrapper: &[String],
+    lg: &Path,
+    server: &Server,
     mut args: Vec<String>,
 ) -> BTreeMap<String, f64> {
     let pid = server.server_pid();
     args.extend(["--server-pid".to_owned(), pid.to_string()]);
     let start = CpuTime::of(pid);
-    let mut r = loadgen(lg, server.port(), &args);
+    let mut r = loadgen_under(wrapper, lg, server.port(), &args);
     let spent = start.and_then(|a| Ok(CpuTime::of(pid)?.since(a)));
     let get = |key: &str| r.get(key).copied().unwrap_or(f64::NAN);
     let window_us = get("server_cpu_pct") / 100.0 * get("duration_s") * 1e6 / get("msgs");

@@ -329,10 +329,16 @@ impl Server {
     /// (the reactor's or the proactor's final one), if it printed one:
     /// SIGTERM, SIGKILL after 60 s, for a server under valgrind writing its
     /// profile.
-    pub fn stop_for_stats(mut self) -> Option<Stats> {
+    pub fn stop_for_stats(self) -> Option<Stats> {
+        stats_of(&self.stop_for_stats_line()?).ok()
+    }
+
+    /// [`Server::stop_for_stats`], the line as printed: a proactor's
+    /// carries counters of its own (`ProactorStats`).
+    pub fn stop_for_stats_line(mut self) -> Option<String> {
         let pid = self.server_pid();
         self.terminate(pid, Duration::from_secs(60));
-        stats_of(&self.last_stats_line()?).ok()
+        self.last_stats_line()
     }
 
     /// Ends the server with SIGTERM, and SIGKILL if it has not exited after
