@@ -50,7 +50,7 @@
 //! and git; without one it says which in one line and exits 1. The
 //! namespaces are named `re<PID>-zc-delayed` and `re<PID>-zc-quick` and
 //! are deleted at the end (also on a panic). Options (after `--`):
-//! `--repeats N` (default 3), `--duration S` (default 5), `--quick` (1
+//! `--repeats N` (default 5), `--duration S` (default 5), `--quick` (1
 //! repeat, 2 s). A complete run writes `docs/benchmarks/proactor_bulk.md`;
 //! any other, under `target/bench-partial/`.
 
@@ -196,7 +196,7 @@ type Samples = BTreeMap<&'static str, Vec<f64>>;
 fn main() {
     let args = Args::from_env();
     let quick = args.flag("--quick");
-    let repeats: usize = args.value("--repeats").unwrap_or(if quick { 1 } else { 3 });
+    let repeats: usize = args.value("--repeats").unwrap_or(if quick { 1 } else { 5 });
     let duration: f64 = args
         .value("--duration")
         .unwrap_or(if quick { 2.0 } else { 5.0 });
