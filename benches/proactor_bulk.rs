@@ -32,16 +32,15 @@
 //! **The recv's byte limit and the bound.** The proactor arms each
 //! multishot recv with a byte limit, the room left under `--max-pending`
 //! (64 KiB by default), and arms it again when the kernel ends it there
-//! (`docs/proactor.md`, "Backpressure"). Four 16 KiB messages in flight are
-//! exactly 64 KiB: every round of the load generator fills the room, so
-//! the recv ends and waits for the replies to go before it is armed again.
+//! (`docs/proactor.md`, "Backpressure"): a recv ends after about a bound's
+//! worth of bytes, and four 16 KiB messages in flight are exactly 64 KiB.
 //! The bench runs the proactor as it is, `no-byte-limit.patch`, and the
 //! two builds with 64 KiB buffers (`large-buffers.patch`,
-//! `incremental-buffers.patch`: a buffer holds a whole round, so a recv
-//! ends less often) at the default bound and at a bound of 1 MiB, in the root namespace as the
+//! `incremental-buffers.patch`, where one recv can fill up to 64 KiB) at
+//! the default bound and at a bound of 1 MiB, in the root namespace as the
 //! proactor_choices bench does, and counts the re-arms from the server's
-//! stats line. If the limit's re-arms are the cost, it goes away when the
-//! bound is larger than what is in flight.
+//! stats line. If the limit is the cost, the cost goes away when the bound
+//! is larger than what is in flight.
 //!
 //! Every run: 10 connections, four messages in flight on each, every reply
 //! byte verified; MB/s, the p50 round trip, the server's CPU time per MB,
@@ -86,8 +85,8 @@ const SENDS: [(&str, Option<&str>); 2] = [
     ("zero-copy send", Some("zero-copy-send")),
 ];
 /// The byte-limit part's builds: the proactor as it is, without the limit,
-/// and the two builds with 64 KiB buffers (whose recvs end on the limit
-/// less often, a buffer holding more).
+/// and the two builds with 64 KiB buffers (where one recv can fill up to
+/// 64 KiB).
 const LIMITS: [(&str, Option<&str>); 4] = [
     ("as built", None),
     ("no byte limit (`no-byte-limit`)", Some("no-byte-limit")),

@@ -4,9 +4,9 @@
 //! `docs/proactor.md` says why the proactor is built as it is: one
 //! `io_uring_enter` per loop turn, a single issuer with deferred task work,
 //! a multishot recv per connection, plain (copying) sends, no SQPOLL. Each
-//! choice undone is one patch in `benches/proactor_choices/` (a few lines of
-//! `src/proactor/ring.rs` each, with a comment that says what it changes:
-//! read them); so is each feature the minimal C server lacks, added: fixed
+//! choice undone is one patch in `benches/proactor_choices/` (most a few
+//! lines of `src/proactor/ring.rs`, with comments that say what they
+//! change: read them); so is each feature the minimal C server lacks, added: fixed
 //! files (`fixed-files.patch` registers each connection's descriptor with
 //! the ring, so that its operations skip the file-table lookup), a
 //! registered ring descriptor (`registered-ring.patch`: each
