@@ -81,8 +81,14 @@ pub use crate::reactor::Options;
 pub const RING_SIZE: RingSize = RingSize {
     submissions: 4096,
     completions: 65_536,
-    buffers: 4096,
-    buffer_size: 4096,
+    // 16 MiB in 64 KiB buffers, consumed incrementally: one buffer takes
+    // many small messages one after another, and a bulk recv fills up to
+    // 64 KiB at once (docs/proactor.md, "What each choice cost or saved").
+    // Where the kernel cannot consume incrementally, the same 16 MiB as
+    // 4,096 whole buffers of 4 KiB.
+    buffers: 256,
+    buffer_size: 65_536,
+    incremental: true,
 };
 
 /// The proactor's counters beside the stats line's: what the ring did.
@@ -122,7 +128,7 @@ pub fn serve(config: &ServerConfig) -> Result<ProactorStats, ServerError> {
     })?;
     let sockets = Sockets::bind(config, SocketCalls::Blocking)?;
     limits.log();
-    info!("io_uring: {}", ring.setup());
+    info!("io_uring: {}; {}", ring.setup(), ring.buffers());
     let signals =
         SignalPipe::install().map_err(|e| ServerError::new("cannot install signal handlers", e))?;
     let options = Options::from_config(config, max_connections);

@@ -61,6 +61,7 @@ fn main() -> io::Result<()> {
         completions: 16_384,
         buffers: 1024,
         buffer_size: 4096,
+        incremental: false,
     };
     let mut ring = Ring::new(size)?;
     let accept = UserData::new(Op::Accept, 0, 0);

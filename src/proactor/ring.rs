@@ -59,6 +59,8 @@ use super::user_data::{Op, UserData};
 
 mod completion;
 mod provided;
+#[cfg(test)]
+mod tests;
 mod udp_message;
 
 pub use completion::{Completion, Outcome};
@@ -69,6 +71,10 @@ use udp_message::UdpMessage;
 
 /// The buffer group of the provided buffer ring (the only one).
 const BUFFER_GROUP: u16 = 0;
+
+/// `IOU_PBUF_RING_INC` (`include/uapi/linux/io_uring.h`; the `io-uring`
+/// crate does not name it).
+const IOU_PBUF_RING_INC: u16 = 2;
 
 /// How the ring is sized.
 #[derive(Debug, Clone, Copy)]
@@ -83,7 +89,21 @@ pub struct RingSize {
     pub buffers: u16,
     /// Bytes per provided buffer.
     pub buffer_size: u32,
+    /// Whether the kernel is asked to consume each buffer incrementally
+    /// (`IOU_PBUF_RING_INC`, Linux 6.12): a recv takes only the bytes it
+    /// delivers and leaves the rest of the buffer for the next, so a few
+    /// large buffers serve many small messages and a bulk recv fills up to
+    /// a whole one. Where the kernel refuses the flag, the same memory is
+    /// cut into whole buffers of [`WHOLE_BUFFER_SIZE`], each taken by one
+    /// recv whatever it delivers.
+    pub incremental: bool,
 }
+
+/// The size of a whole (not incrementally consumed) provided buffer when
+/// the kernel refuses incremental consumption: large enough for a
+/// 64-byte message many times over, small enough that a recv that takes a
+/// whole buffer for a few bytes wastes little of the ring.
+pub const WHOLE_BUFFER_SIZE: u32 = 4096;
 
 /// What the ring has done, for the stats line.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -115,12 +135,15 @@ pub struct Ring {
     counters: RingCounters,
     /// The setup flags the kernel accepted, for the start-up log.
     setup: &'static str,
+    /// How the provided buffers are cut and consumed, for the start-up log.
+    buffers: String,
 }
 
 impl std::fmt::Debug for Ring {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Ring")
             .field("setup", &self.setup)
+            .field("buffers", &self.buffers)
             .field("in_flight", &self.in_flight)
             .field("counters", &self.counters)
             .finish_non_exhaustive()
@@ -159,18 +182,7 @@ impl Ring {
                 "this kernel's io_uring cannot wait with a timeout (IORING_FEAT_EXT_ARG, 5.11+)",
             ));
         }
-        let provided = ProvidedBuffers::new(size.buffers, size.buffer_size)?;
-        // SAFETY: the entries array is page-aligned memory of `buffers`
-        // entries that `provided` owns and frees only after unregistering
-        // it (ProvidedBuffers::drop runs after the ring is gone; see Drop).
-        unsafe {
-            uring.submitter().register_buf_ring_with_flags(
-                provided.entries.as_ptr() as u64,
-                size.buffers,
-                BUFFER_GROUP,
-                0,
-            )?;
-        }
+        let (provided, buffers) = provide(&uring, size)?;
         let mut ring = Ring {
             uring,
             provided,
@@ -181,8 +193,9 @@ impl Ring {
             reaped: Vec::new(),
             counters: RingCounters::default(),
             setup,
+            buffers,
         };
-        for id in 0..size.buffers {
+        for id in 0..ring.provided.count() {
             ring.provided.add(id);
         }
         ring.provided.publish();
@@ -192,6 +205,17 @@ impl Ring {
     /// The setup flags the kernel accepted, in words.
     pub fn setup(&self) -> &'static str {
         self.setup
+    }
+
+    /// The provided buffers, in words: how many, how large, and whether
+    /// the kernel consumes them incrementally.
+    pub fn buffers(&self) -> &str {
+        &self.buffers
+    }
+
+    /// Whether the kernel consumes the provided buffers incrementally.
+    pub fn incremental(&self) -> bool {
+        self.provided.incremental()
     }
 
     /// What the ring has done so far.
@@ -404,6 +428,11 @@ impl Ring {
 
     /// Gives a provided buffer back to the kernel.
     pub fn recycle(&mut self, buf: ProvidedBuf) {
+        // A buffer the kernel still fills is not ours to give back: the
+        // completion that ends it (without F_BUF_MORE) returns it.
+        if buf.kept {
+            return;
+        }
         self.provided.add(buf.id);
         self.provided.publish();
     }
@@ -467,10 +496,11 @@ impl Ring {
                 Outcome::Accepted(unsafe { OwnedFd::from_raw_fd(res as RawFd) })
             }
             Some(Op::Recv) => match cqueue::buffer_select(cqe.flags()) {
-                Some(id) => Outcome::Received(ProvidedBuf {
+                Some(id) => Outcome::Received(self.provided.received(
                     id,
-                    len: res.max(0) as usize,
-                }),
+                    res.max(0) as usize,
+                    cqueue::buffer_more(cqe.flags()),
+                )),
                 None => result_of(res),
             },
             Some(Op::Send) => {
@@ -533,6 +563,63 @@ fn set_optlen(entry: &mut squeue::Entry, optlen: u32) {
         sqe.add(SQE_OPTLEN_OFFSET)
             .cast::<u32>()
             .write_unaligned(optlen);
+    }
+}
+
+/// Allocates the provided buffers and registers them with the ring:
+/// `size.buffers` of `size.buffer_size`, consumed incrementally if
+/// `size.incremental` and the kernel has it; where the kernel refuses the
+/// flag (`EINVAL` before Linux 6.12), the same memory as whole buffers of
+/// [`WHOLE_BUFFER_SIZE`]. Returns them with their description.
+fn provide(uring: &IoUring, size: RingSize) -> io::Result<(ProvidedBuffers, String)> {
+    let describe = |provided: &ProvidedBuffers, how: &str| {
+        format!(
+            "{} provided buffers of {} KiB, {how}",
+            provided.count(),
+            provided.size() / 1024
+        )
+    };
+    if size.incremental {
+        let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, true)?;
+        match register(uring, &provided, IOU_PBUF_RING_INC) {
+            Ok(()) => {
+                let d = describe(&provided, "consumed incrementally");
+                return Ok((provided, d));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) => return Err(e),
+        }
+        let bytes = u32::from(size.buffers) * size.buffer_size;
+        let count = u16::try_from((bytes / WHOLE_BUFFER_SIZE).clamp(1, 32_768))
+            .unwrap_or(32_768)
+            .next_power_of_two();
+        let provided = ProvidedBuffers::new(count, WHOLE_BUFFER_SIZE, false)?;
+        register(uring, &provided, 0)?;
+        let d = describe(
+            &provided,
+            "whole (no incremental consumption on this kernel: it needs Linux 6.12)",
+        );
+        return Ok((provided, d));
+    }
+    let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, false)?;
+    register(uring, &provided, 0)?;
+    let d = describe(&provided, "whole");
+    Ok((provided, d))
+}
+
+/// Registers `provided` as the ring's buffer group with `flags`.
+fn register(uring: &IoUring, provided: &ProvidedBuffers, flags: u16) -> io::Result<()> {
+    // SAFETY: the entries array is page-aligned memory of `provided.count()`
+    // entries that `provided` owns and frees only after the buffer ring is
+    // unregistered (ProvidedBuffers::drop runs after the ring is gone; see
+    // Drop); if registering fails, the kernel holds nothing.
+    unsafe {
+        uring.submitter().register_buf_ring_with_flags(
+            provided.entries.as_ptr() as u64,
+            provided.count(),
+            BUFFER_GROUP,
+            flags,
+        )
     }
 }
 

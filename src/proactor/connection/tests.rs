@@ -18,6 +18,7 @@ fn ring() -> Ring {
         completions: 256,
         buffers: 16,
         buffer_size: 4096,
+        incremental: false,
     })
     .expect("io_uring is available on this machine")
 }

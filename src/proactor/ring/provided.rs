@@ -4,8 +4,17 @@
 //! One block of entries (page-aligned, registered with the kernel by
 //! `Ring::new`) and one block of buffers. The kernel takes a buffer from
 //! the head; this module gives it back at the tail, and publishes the tail
-//! with a release store. A buffer the kernel filled comes back as a
-//! [`ProvidedBuf`], the token that proves the kernel is done with it.
+//! with a release store. Bytes the kernel filled come back as a
+//! [`ProvidedBuf`], the token that proves the kernel is done with them.
+//!
+//! Consumed incrementally (`IOU_PBUF_RING_INC`), a buffer stays at the
+//! head while recvs, of any connection, take its bytes one after another;
+//! each completion says how many it took, and whether the kernel keeps the
+//! buffer to fill its rest (`IORING_CQE_F_BUF_MORE`). So this module counts
+//! the bytes each buffer has given (`used`): a completion's bytes start
+//! where the one before ended, and the buffer goes back to the tail only
+//! with the completion that ends it. Consumed whole, every completion ends
+//! its buffer, its bytes start at 0, and the same bookkeeping serves.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -14,13 +23,21 @@ use std::sync::atomic::{AtomicU16, Ordering};
 
 use io_uring::types;
 
-/// A provided buffer the kernel has filled and given up: the proof of
-/// ownership that [`Ring::bytes_mut`](super::Ring::bytes_mut) asks for. Not `Clone`; it goes back
-/// with [`Ring::recycle`](super::Ring::recycle) (dropping it instead only loses the buffer).
+/// Bytes of a provided buffer the kernel has filled and given up: the
+/// proof of ownership that [`Ring::bytes_mut`](super::Ring::bytes_mut) asks for. Not `Clone`; it
+/// goes back with [`Ring::recycle`](super::Ring::recycle), which gives the buffer back to the
+/// kernel if this completion ended it (dropping it instead only loses the
+/// buffer).
 #[derive(Debug)]
 pub struct ProvidedBuf {
     pub(super) id: u16,
     pub(super) len: usize,
+    /// Where in the buffer the bytes start: after those of the buffer's
+    /// earlier completions (0 for a buffer consumed whole).
+    pub(super) offset: usize,
+    /// The kernel keeps the buffer to fill its rest (`IORING_CQE_F_BUF_MORE`):
+    /// it goes back to the ring only with the completion that ends it.
+    pub(super) kept: bool,
 }
 
 impl ProvidedBuf {
@@ -53,10 +70,17 @@ pub(super) struct ProvidedBuffers {
     tail: u16,
     /// Set when the kernel may still hold the memory at drop.
     leaked: bool,
+    /// Registered for incremental consumption.
+    incremental: bool,
+    /// The bytes of each buffer the kernel has filled since it was last
+    /// added.
+    used: Vec<usize>,
 }
 
 impl ProvidedBuffers {
-    pub(super) fn new(count: u16, size: u32) -> io::Result<ProvidedBuffers> {
+    /// `count` buffers of `size` bytes, not yet added; `incremental`: the
+    /// caller registers them for incremental consumption.
+    pub(super) fn new(count: u16, size: u32, incremental: bool) -> io::Result<ProvidedBuffers> {
         if !count.is_power_of_two() || count > 32_768 || size == 0 {
             return Err(io::Error::other(format!(
                 "provided buffers: {count} × {size} B (a power of two up to 32768, and a size)"
@@ -90,7 +114,31 @@ impl ProvidedBuffers {
             size: size as usize,
             tail: 0,
             leaked: false,
+            incremental,
+            used: vec![0; usize::from(count)],
         })
+    }
+
+    /// How many buffers.
+    pub(super) fn count(&self) -> u16 {
+        self.count
+    }
+
+    /// Bytes per buffer.
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The tail as this module counts it (for the tests: how many buffers
+    /// have been given back).
+    #[cfg(test)]
+    pub(super) fn tail(&self) -> u16 {
+        self.tail
+    }
+
+    /// Whether they are registered for incremental consumption.
+    pub(super) fn incremental(&self) -> bool {
+        self.incremental
     }
 
     /// Puts buffer `id` at the tail (not yet visible to the kernel).
@@ -105,6 +153,7 @@ impl ProvidedBuffers {
         entry.set_addr(addr as u64);
         entry.set_len(self.size as u32);
         entry.set_bid(id);
+        self.used[usize::from(id)] = 0;
         self.tail = self.tail.wrapping_add(1);
     }
 
@@ -121,15 +170,37 @@ impl ProvidedBuffers {
         }
     }
 
+    /// The token of a completion that filled `len` bytes of buffer `id`,
+    /// after the bytes its earlier completions filled; `kept`: the kernel
+    /// goes on filling the buffer (`IORING_CQE_F_BUF_MORE`).
+    pub(super) fn received(&mut self, id: u16, len: usize, kept: bool) -> ProvidedBuf {
+        let used = &mut self.used[usize::from(id)];
+        let offset = (*used).min(self.size);
+        *used += len;
+        ProvidedBuf {
+            id,
+            len,
+            offset,
+            kept,
+        }
+    }
+
+    /// The bytes `buf` stands for.
     pub(super) fn bytes_mut(&mut self, buf: &ProvidedBuf) -> &mut [u8] {
-        let len = buf.len.min(self.size);
-        // SAFETY: the token exists only for a buffer a completion handed
-        // over and that has not been added back, so the kernel will not
-        // write it, and the token (not Clone) lets one caller at a time
-        // hold this slice; `id` < `count` keeps it inside `memory`.
+        let len = buf.len.min(self.size - buf.offset);
+        // SAFETY: the token exists only for bytes a completion handed over,
+        // in a buffer not added back since, so the kernel will not write
+        // them (consuming a buffer incrementally, it writes only past the
+        // bytes it has handed over). The token (not Clone) lets one caller
+        // at a time hold this slice, and two tokens of one buffer cover
+        // bytes that do not overlap (`received` puts each after the last).
+        // `id` < `count` and `offset` + `len` <= `size` keep it inside
+        // `memory`.
         unsafe {
             std::slice::from_raw_parts_mut(
-                self.memory.as_ptr().add(usize::from(buf.id) * self.size),
+                self.memory
+                    .as_ptr()
+                    .add(usize::from(buf.id) * self.size + buf.offset),
                 len,
             )
         }
