@@ -118,12 +118,12 @@ const CHOICES: [Choice; 12] = [
         name: "recv bundles: one completion for several provided buffers",
     },
     Choice {
-        patch: Some("large-buffers"),
-        name: "256 provided buffers of 64 KiB instead of 4,096 of 4 KiB",
+        patch: Some("whole-buffers"),
+        name: "4,096 whole buffers of 4 KiB, not 256 of 64 KiB consumed incrementally",
     },
     Choice {
-        patch: Some("incremental-buffers"),
-        name: "the same 64 KiB buffers, consumed incrementally (`IOU_PBUF_RING_INC`)",
+        patch: Some("large-buffers"),
+        name: "the same 64 KiB buffers, each taken whole",
     },
 ];
 
