@@ -34,10 +34,10 @@
 //! (64 KiB by default), and arms it again when the kernel ends it there
 //! (`docs/proactor.md`, "Backpressure"): a recv ends after about a bound's
 //! worth of bytes, and four 16 KiB messages in flight are exactly 64 KiB.
-//! The bench runs the proactor as it is, `no-byte-limit.patch`, and the
-//! two builds with 64 KiB buffers (`large-buffers.patch`,
-//! `incremental-buffers.patch`, where one recv can fill up to 64 KiB) at
-//! the default bound and at a bound of 1 MiB, in the root namespace as the
+//! The bench runs the proactor as it is (64 KiB buffers consumed
+//! incrementally), `no-byte-limit.patch`, and the two builds with whole
+//! buffers (`whole-buffers.patch`, 4 KiB; `large-buffers.patch`, 64 KiB)
+//! at the default bound and at a bound of 1 MiB, in the root namespace as the
 //! proactor_choices bench does, and counts the re-arms from the server's
 //! stats line. If the limit is the cost, the cost goes away when the bound
 //! is larger than what is in flight.
@@ -85,15 +85,17 @@ const SENDS: [(&str, Option<&str>); 2] = [
     ("zero-copy send", Some("zero-copy-send")),
 ];
 /// The byte-limit part's builds: the proactor as it is, without the limit,
-/// and the two builds with 64 KiB buffers (where one recv can fill up to
-/// 64 KiB).
+/// and the two builds with whole buffers.
 const LIMITS: [(&str, Option<&str>); 4] = [
     ("as built", None),
     ("no byte limit (`no-byte-limit`)", Some("no-byte-limit")),
-    ("64 KiB buffers (`large-buffers`)", Some("large-buffers")),
     (
-        "64 KiB buffers, incremental (`incremental-buffers`)",
-        Some("incremental-buffers"),
+        "4 KiB whole buffers (`whole-buffers`)",
+        Some("whole-buffers"),
+    ),
+    (
+        "64 KiB whole buffers (`large-buffers`)",
+        Some("large-buffers"),
     ),
 ];
 

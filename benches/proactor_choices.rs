@@ -3,18 +3,19 @@
 //!
 //! `docs/proactor.md` says why the proactor is built as it is: one
 //! `io_uring_enter` per loop turn, a single issuer with deferred task work,
-//! a multishot recv per connection, plain (copying) sends, no SQPOLL. Each
-//! choice undone is one patch in `benches/proactor_choices/` (most a few
-//! lines of `src/proactor/ring.rs`, with comments that say what they
-//! change: read them); so is each feature the minimal C server lacks, added: fixed
-//! files (`fixed-files.patch` registers each connection's descriptor with
-//! the ring, so that its operations skip the file-table lookup), a
-//! registered ring descriptor (`registered-ring.patch`: each
-//! `io_uring_enter` names the ring by an index), recv bundles
-//! (`recv-bundles.patch`: one completion for several provided buffers),
-//! and an incrementally consumed buffer ring (`incremental-buffers.patch`:
-//! 64 KiB buffers the kernel fills a message at a time, beside
-//! `large-buffers.patch`, the same buffers without it, as the control).
+//! a multishot recv per connection, 64 KiB provided buffers the kernel
+//! consumes incrementally, plain (copying) sends, no SQPOLL. Each choice
+//! undone is one patch in `benches/proactor_choices/` (most a few lines of
+//! `src/proactor/ring.rs` or `src/proactor.rs`, with comments that say what
+//! they change: read them): among them `whole-buffers.patch`, the 4,096
+//! whole 4 KiB buffers the proactor had before, and `large-buffers.patch`,
+//! the same 64 KiB buffers taken whole, the control. So is each feature
+//! the minimal C server lacks that did not pay, added: fixed files
+//! (`fixed-files.patch` registers each connection's descriptor with the
+//! ring, so that its operations skip the file-table lookup), a registered
+//! ring descriptor (`registered-ring.patch`: each `io_uring_enter` names
+//! the ring by an index), and recv bundles (`recv-bundles.patch`: one
+//! completion for several provided buffers, on whole 4 KiB buffers).
 //! This bench builds the proactor as it is, and once with each
 //! patch applied (a copy of the project under `target/proactor-choices/`,
 //! the copies sharing one target folder), then measures every build in
