@@ -2,10 +2,11 @@
 //! two experiments: `cargo bench --bench proactor_bulk`.
 //!
 //! In that column (10 connections that each keep four 16 KiB messages in
-//! flight) two builds stand far from the proactor as it is: zero-copy sends
-//! crawl, and the build without the recv's byte limit moves more. Each
-//! part of this bench takes away the suspected cause and measures again,
-//! interleaved with the build as it is.
+//! flight) an earlier build of the proactor, with whole 4 KiB buffers,
+//! showed two outliers: zero-copy sends crawled, and the build without the
+//! recv's byte limit moved more. Each part of this bench takes away the
+//! suspected cause and measures again, interleaved with the build as it
+//! is and the builds with whole buffers.
 //!
 //! **Zero-copy sends and the receiver's ACKs.** A zero-copy send
 //! (`IORING_OP_SEND_ZC`, `benches/proactor_choices/zero-copy-send.patch`)
@@ -22,9 +23,11 @@
 //! one the loopback routes are as the kernel makes them (ACKs delayed), in
 //! the other they carry `quickack 1`, the route attribute that makes every
 //! socket on them acknowledge at once. In each it runs copying sends (the
-//! proactor as it is) and zero-copy sends, server and the C load generator
-//! both inside, at 4 KiB, 16 KiB and 64 KiB messages. If the ACK is the
-//! wait, the crawl goes away where ACKs are quick; what is left is the
+//! proactor as it is), zero-copy sends, and zero-copy sends on the whole
+//! 4 KiB buffers the proactor had when the crawl was found
+//! (`whole-buffers.patch` too), server and the C load generator both
+//! inside, at 4 KiB, 16 KiB and 64 KiB messages. If the ACK is the wait,
+//! the crawl goes away where ACKs are quick; what is left is the
 //! send's own cost on loopback, where the kernel copies a zero-copy packet
 //! anyway when it delivers it to a local socket
 //! (`Documentation/networking/msg_zerocopy.rst`, "Loopback").
@@ -78,25 +81,24 @@ const SIZES: [usize; 3] = [4096, 16_384, 65_536];
 const LIMIT_SIZE: usize = 16_384;
 const BOUNDS: [usize; 2] = [65_536, 1 << 20];
 
-/// The zero-copy part's builds: the proactor as it is, and with zero-copy
-/// sends.
-const SENDS: [(&str, Option<&str>); 2] = [
-    ("copying send", None),
-    ("zero-copy send", Some("zero-copy-send")),
+/// The zero-copy part's builds, each with the patches that make it: the
+/// proactor as it is (copying sends), with zero-copy sends, and with
+/// zero-copy sends on the whole 4 KiB buffers it had before.
+const SENDS: [(&str, &[&str]); 3] = [
+    ("copying", &[]),
+    ("zero-copy", &["zero-copy-send"]),
+    (
+        "zero-copy, whole 4 KiB buffers",
+        &["whole-buffers", "zero-copy-send"],
+    ),
 ];
 /// The byte-limit part's builds: the proactor as it is, without the limit,
 /// and the two builds with whole buffers.
-const LIMITS: [(&str, Option<&str>); 4] = [
-    ("as built", None),
-    ("no byte limit (`no-byte-limit`)", Some("no-byte-limit")),
-    (
-        "4 KiB whole buffers (`whole-buffers`)",
-        Some("whole-buffers"),
-    ),
-    (
-        "64 KiB whole buffers (`large-buffers`)",
-        Some("large-buffers"),
-    ),
+const LIMITS: [(&str, &[&str]); 4] = [
+    ("as built", &[]),
+    ("no byte limit (`no-byte-limit`)", &["no-byte-limit"]),
+    ("4 KiB whole buffers (`whole-buffers`)", &["whole-buffers"]),
+    ("64 KiB whole buffers (`large-buffers`)", &["large-buffers"]),
 ];
 
 /// A network namespace the bench made, deleted when dropped.
@@ -179,10 +181,11 @@ fn ip(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Builds `(name, patch)` into a server of that name, or stops the bench.
-fn spec(root: &Path, (name, patch): (&str, Option<&str>)) -> ServerSpec {
-    let bin =
-        build_proactor_choice(root, patch).unwrap_or_else(|why| cannot_run("proactor_bulk", &why));
+/// Builds `(name, patches)` into a server of that name, or stops the
+/// bench.
+fn spec(root: &Path, (name, patches): (&str, &[&str])) -> ServerSpec {
+    let bin = build_proactor_choice(root, patches)
+        .unwrap_or_else(|why| cannot_run("proactor_bulk", &why));
     ServerSpec {
         name: name.to_owned(),
         ..proactor_spec(&bin)
@@ -227,7 +230,7 @@ fn main() {
                 for (b, spec) in sends.iter().enumerate() {
                     let r = run(&lg, spec, &ns.wrapper(), size, &[], duration);
                     eprintln!(
-                        "repeat {repeat} {size:>6} B, ACKs {acks:<7} {:<15} {:>8.1} MB/s, p50 {:>9.1} us, server {:>5.0} us/MB, {} wrong",
+                        "repeat {repeat} {size:>6} B, ACKs {acks:<7} {:<30} {:>8.1} MB/s, p50 {:>9.1} us, server {:>5.0} us/MB, {} wrong",
                         spec.name, r["mb"], r["p50"], r["cpu"], r["wrong"]
                     );
                     add(zero_copy.entry((size, *acks, b)).or_default(), r);
@@ -345,32 +348,44 @@ fn total<'a>(cells: impl Iterator<Item = Option<&'a Samples>>, key: &str) -> f64
         .sum()
 }
 
-/// The zero-copy part: a row per message size and ACK setting, the two
-/// sends side by side.
+/// The zero-copy part: a row per message size and ACK setting, the sends
+/// side by side.
 fn zero_copy_table(samples: &BTreeMap<(usize, &str, usize), Samples>) -> String {
     let mut out = String::from(
         "Zero-copy sends and the receiver's ACKs, server and load generator in a network namespace of the bench's:\n\n",
     );
-    out += "| message size | the receiver's ACKs | copying send MB/s | zero-copy send MB/s | copying p50 (us) | zero-copy p50 (us) | copying server us/MB | zero-copy server us/MB | wrong bytes and errors |\n";
-    out += "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+    let names: Vec<&str> = SENDS.iter().map(|(name, _)| *name).collect();
+    out += "| message size | the receiver's ACKs |";
+    for (what, unit) in [("MB/s", ""), ("p50", " (us)"), ("server", " us/MB")] {
+        for name in &names {
+            out += &format!(" {name} {what}{unit} |");
+        }
+    }
+    out += " wrong bytes and errors |\n";
+    out += &format!("|---|---|{}\n", "---:|".repeat(3 * names.len() + 1));
     for size in SIZES {
         for acks in ["delayed", "quick"] {
             let cell = |b: usize| samples.get(&(size, acks, b));
-            let (copying, zero_copy) = (med(cell(0), "mb"), med(cell(1), "mb"));
-            out += &format!(
-                "| {} KiB | {acks} | {copying:.1} | {zero_copy:.1} ({:.2}x) | {:.0} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
-                size / 1024,
-                zero_copy / copying,
-                med(cell(0), "p50"),
-                med(cell(1), "p50"),
-                med(cell(0), "cpu"),
-                med(cell(1), "cpu"),
-                total((0..SENDS.len()).map(cell), "wrong"),
-            );
+            let copying = med(cell(0), "mb");
+            out += &format!("| {} KiB | {acks} |", size / 1024);
+            for b in 0..SENDS.len() {
+                let mb = med(cell(b), "mb");
+                out += &if b == 0 {
+                    format!(" {mb:.1} |")
+                } else {
+                    format!(" {mb:.1} ({:.2}x) |", mb / copying)
+                };
+            }
+            for key in ["p50", "cpu"] {
+                for b in 0..SENDS.len() {
+                    out += &format!(" {:.0} |", med(cell(b), key));
+                }
+            }
+            out += &format!(" {:.0} |\n", total((0..SENDS.len()).map(cell), "wrong"));
         }
     }
     out += &format!(
-        "\n({CONNS} connections, each keeping {PIPELINE} messages of the size in flight; MB = 10^6 bytes echoed; p50: the load generator's median round trip of one message. The ratio after zero-copy's MB/s is to copying sends in the same row. Delayed: the namespace's loopback as the kernel makes it; quick: its local routes to 127.0.0.0/8 carry `quickack 1`. Wrong bytes and errors: the load generator's count over every run of both builds in the row. Zero-copy send is `benches/proactor_choices/zero-copy-send.patch` applied to the source measured.)\n"
+        "\n({CONNS} connections, each keeping {PIPELINE} messages of the size in flight; MB = 10^6 bytes echoed; p50: the load generator's median round trip of one message; server: the server's CPU time per MB. The ratio after a zero-copy MB/s is to copying sends in the same row. Delayed: the namespace's loopback as the kernel makes it; quick: its local routes to 127.0.0.0/8 carry `quickack 1`. Wrong bytes and errors: the load generator's count over every run of every build in the row. Zero-copy is `benches/proactor_choices/zero-copy-send.patch` applied to the source measured; on whole 4 KiB buffers, `whole-buffers.patch` first.)\n"
     );
     out
 }

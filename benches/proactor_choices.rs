@@ -363,7 +363,7 @@ fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
 
 /// Builds `choice`: the project as it is, or a patched copy of it.
 fn build(root: &Path, choice: &Choice) -> Result<String, String> {
-    build_proactor_choice(root, choice.patch)
+    build_proactor_choice(root, choice.patch.as_slice())
 }
 
 /// The markdown table of the medians.

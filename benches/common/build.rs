@@ -102,26 +102,29 @@ pub fn apply_patch(copy: &Path, patch: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// The proactor as it is (`patch` None), or with one of the patches in
-/// `benches/proactor_choices/` applied to a copy under
+/// The proactor as it is (`patches` empty), or with the patches in
+/// `benches/proactor_choices/` named applied in order to a copy under
 /// `target/proactor-choices/` (the copies sharing one target folder): the
 /// binary's path, or why it could not be built.
-pub fn build_proactor_choice(root: &Path, patch: Option<&str>) -> Result<String, String> {
-    let Some(patch) = patch else {
+pub fn build_proactor_choice(root: &Path, patches: &[&str]) -> Result<String, String> {
+    if patches.is_empty() {
         return Ok(build_release(root));
-    };
+    }
+    let name = patches.join("+");
     let scratch = root.join("target/proactor-choices");
-    let copy = scratch.join(patch);
+    let copy = scratch.join(&name);
     copy_project(root, &copy)?;
-    apply_patch(
-        &copy,
-        &root.join(format!("benches/proactor_choices/{patch}.patch")),
-    )?;
+    for patch in patches {
+        apply_patch(
+            &copy,
+            &root.join(format!("benches/proactor_choices/{patch}.patch")),
+        )?;
+    }
     build_release_into(&copy, &scratch.join("target"))?;
     // Each copy's binary is overwritten by the next build in the shared
     // folder: keep this one under its own name.
     let built = scratch.join("target/release/reactor-echo");
-    let kept = scratch.join(format!("reactor-echo-{patch}"));
+    let kept = scratch.join(format!("reactor-echo-{name}"));
     std::fs::copy(&built, &kept).map_err(|e| format!("{}: {e}", kept.display()))?;
     Ok(kept.display().to_string())
 }
