@@ -21,13 +21,15 @@
 //!   value*: the `Vec` moves into the ring's table of lent buffers and comes
 //!   back inside its completion ([`Outcome::Sent`], [`Outcome::SentTo`]).
 //!   While it is lent, no one else has it.
-//! * **Receives** pick a buffer from the **provided buffer ring**: memory
-//!   this module allocates once and registers with the kernel, which takes a
-//!   buffer only when data arrives (an idle connection holds none). A
-//!   completion that used one carries a [`ProvidedBuf`], a token that is not
-//!   `Clone`: holding it is the proof that the kernel has given that buffer
-//!   up, so [`Ring::bytes_mut`] can hand out its bytes safely, until the
-//!   token goes back with [`Ring::recycle`].
+//! * **Receives** take bytes from the **provided buffer ring**: memory
+//!   this module allocates once and registers with the kernel, which takes
+//!   from it only when data arrives (an idle connection holds none), a
+//!   buffer at a time or, consumed incrementally, only the bytes a recv
+//!   delivers. A completion that used one carries a [`ProvidedBuf`], a
+//!   token that is not `Clone`: holding it is the proof that the kernel is
+//!   done with those bytes, so [`Ring::bytes_mut`] can hand them out
+//!   safely, until the token goes back with [`Ring::recycle`] (which gives
+//!   the buffer back to the kernel once its last bytes are handed over).
 //! * **Accepted descriptors** come back as [`OwnedFd`]s, made once, here,
 //!   from the number the kernel returned.
 //! * The UDP socket's one `recvmsg` writes into a header, an address and a
