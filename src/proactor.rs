@@ -84,8 +84,8 @@ pub const RING_SIZE: RingSize = RingSize {
     // 16 MiB in 64 KiB buffers, consumed incrementally: one buffer takes
     // many small messages one after another, and a bulk recv fills up to
     // 64 KiB at once (docs/proactor.md, "What each choice cost or saved").
-    // Where the kernel cannot consume incrementally, the same 16 MiB as
-    // 4,096 whole buffers of 4 KiB.
+    // Before Linux 6.16 (no recv byte limit to keep large buffers within
+    // --max-pending), the same 16 MiB as 4,096 whole buffers of 4 KiB.
     buffers: 256,
     buffer_size: 65_536,
     incremental: true,

@@ -95,9 +95,10 @@ pub struct RingSize {
     /// (`IOU_PBUF_RING_INC`, Linux 6.12): a recv takes only the bytes it
     /// delivers and leaves the rest of the buffer for the next, so a few
     /// large buffers serve many small messages and a bulk recv fills up to
-    /// a whole one. Where the kernel refuses the flag, the same memory is
-    /// cut into whole buffers of [`WHOLE_BUFFER_SIZE`], each taken by one
-    /// recv whatever it delivers.
+    /// a whole one. Where the kernel cannot (before 6.12) or has no recv
+    /// byte limit to keep such buffers within the bound (before 6.16), the
+    /// same memory is cut into whole buffers of [`WHOLE_BUFFER_SIZE`], each
+    /// taken by one recv whatever it delivers (see `provide`).
     pub incremental: bool,
 }
 
@@ -570,9 +571,18 @@ fn set_optlen(entry: &mut squeue::Entry, optlen: u32) {
 
 /// Allocates the provided buffers and registers them with the ring:
 /// `size.buffers` of `size.buffer_size`, consumed incrementally if
-/// `size.incremental` and the kernel has it; where the kernel refuses the
-/// flag (`EINVAL` before Linux 6.12), the same memory as whole buffers of
-/// [`WHOLE_BUFFER_SIZE`]. Returns them with their description.
+/// `size.incremental` and the kernel can keep them within the bound;
+/// otherwise the same memory as whole buffers of [`WHOLE_BUFFER_SIZE`].
+/// Returns them with their description, for the start-up log.
+///
+/// Incremental consumption needs Linux 6.12 (before, registering with the
+/// flag fails with `EINVAL`), and the proactor asks for more: the recv's
+/// byte limit (6.16), which is what keeps a connection within
+/// `--max-pending`. Without the limit only the cancel stops a recv, and
+/// until it lands each completion can carry a 64 KiB buffer's worth where
+/// a whole buffer carries 4 KiB: a peer that never reads could make the
+/// server hold megabytes (`docs/proactor.md`, "Backpressure"). So before
+/// 6.16 the ring keeps whole 4 KiB buffers.
 fn provide(uring: &IoUring, size: RingSize) -> io::Result<(ProvidedBuffers, String)> {
     let describe = |provided: &ProvidedBuffers, how: &str| {
         format!(
@@ -581,32 +591,50 @@ fn provide(uring: &IoUring, size: RingSize) -> io::Result<(ProvidedBuffers, Stri
             provided.size() / 1024
         )
     };
-    if size.incremental {
+    if !size.incremental {
+        let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, false)?;
+        register(uring, &provided, 0)?;
+        let d = describe(&provided, "whole");
+        return Ok((provided, d));
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let why_whole = if has_recv_byte_limit(&release) {
         let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, true)?;
         match register(uring, &provided, IOU_PBUF_RING_INC) {
             Ok(()) => {
                 let d = describe(&provided, "consumed incrementally");
                 return Ok((provided, d));
             }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                "whole (this kernel cannot consume buffers incrementally: Linux 6.12)"
+            }
             Err(e) => return Err(e),
         }
-        let bytes = u32::from(size.buffers) * size.buffer_size;
-        let count = u16::try_from((bytes / WHOLE_BUFFER_SIZE).clamp(1, 32_768))
-            .unwrap_or(32_768)
-            .next_power_of_two();
-        let provided = ProvidedBuffers::new(count, WHOLE_BUFFER_SIZE, false)?;
-        register(uring, &provided, 0)?;
-        let d = describe(
-            &provided,
-            "whole (no incremental consumption on this kernel: it needs Linux 6.12)",
-        );
-        return Ok((provided, d));
-    }
-    let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, false)?;
+    } else {
+        "whole (this kernel has no recv byte limit, Linux 6.16, which keeps large buffers within --max-pending)"
+    };
+    let bytes = u64::from(size.buffers) * u64::from(size.buffer_size);
+    let count = u16::try_from((bytes / u64::from(WHOLE_BUFFER_SIZE)).clamp(1, 32_768))
+        .unwrap_or(32_768)
+        .next_power_of_two();
+    let provided = ProvidedBuffers::new(count, WHOLE_BUFFER_SIZE, false)?;
     register(uring, &provided, 0)?;
-    let d = describe(&provided, "whole");
+    let d = describe(&provided, why_whole);
     Ok((provided, d))
+}
+
+/// Whether a kernel release (`/proc/sys/kernel/osrelease`, such as
+/// `6.18.44-generic`) is Linux 6.16 or later, the first with a byte limit
+/// on a multishot recv. An unreadable release counts as older.
+fn has_recv_byte_limit(release: &str) -> bool {
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 16),
+        _ => false,
+    }
 }
 
 /// Registers `provided` as the ring's buffer group with `flags`.

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::{Completion, Outcome, ProvidedBuf, Ring, RingSize};
+use super::{Completion, Outcome, ProvidedBuf, Ring, RingSize, has_recv_byte_limit};
 use crate::proactor::user_data::{Op, UserData};
 
 /// A ring with `buffers` provided buffers of 4 KiB.
@@ -116,4 +116,20 @@ fn consumed_whole_each_recv_takes_a_buffer_of_its_own() {
     ring.recycle(first);
     ring.recycle(second);
     assert_eq!(ring.provided.tail(), tail.wrapping_add(2));
+}
+
+#[test]
+fn incremental_buffers_wait_for_the_kernel_that_has_the_recv_byte_limit() {
+    for (release, has) in [
+        ("6.18.44-fc-v1300", true),
+        ("6.16.0", true),
+        ("7.0.1-arch1", true),
+        ("6.15.9-generic", false),
+        ("6.12.0-rc1", false),
+        ("5.15.0-91-generic", false),
+        ("", false),
+        ("not a release", false),
+    ] {
+        assert_eq!(has_recv_byte_limit(release), has, "{release}");
+    }
 }
