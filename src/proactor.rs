@@ -360,6 +360,7 @@ impl Proactor {
                 let slot = user_data.slot();
                 let Some(conn) = self.conns.get_mut(slot) else {
                     debug!("completion for an empty slot: {user_data:?}");
+                    give_back(outcome, &mut self.ring);
                     return Ok(());
                 };
                 if conn.generation() != user_data.generation() {
@@ -367,6 +368,7 @@ impl Proactor {
                     // is in flight; if it did, this completion is not the
                     // newcomer's, whatever its slot says.
                     warn!("stale completion {user_data:?} dropped");
+                    give_back(outcome, &mut self.ring);
                     return Ok(());
                 }
                 conn.on_completion(slot, op, outcome, more, &mut self.ctx, &mut self.ring)?;
@@ -565,6 +567,14 @@ fn act_on(
         finished.push(slot);
     } else if conn.state() == crate::reactor::state::State::FinWait {
         sweeper.wake_at(now + crate::reactor::connection::LINGER);
+    }
+}
+
+/// Gives a dropped completion's provided bytes back to the ring: a token
+/// dropped instead would keep its buffer out of the ring for good.
+fn give_back(outcome: Outcome, ring: &mut Ring) {
+    if let Outcome::Received(buf) = outcome {
+        ring.recycle(buf);
     }
 }
 

@@ -29,7 +29,8 @@
 //!   token that is not `Clone`: holding it is the proof that the kernel is
 //!   done with those bytes, so [`Ring::bytes_mut`] can hand them out
 //!   safely, until the token goes back with [`Ring::recycle`] (which gives
-//!   the buffer back to the kernel once its last bytes are handed over).
+//!   the buffer back to the kernel once the kernel has ended it and its
+//!   last token is back).
 //! * **Accepted descriptors** come back as [`OwnedFd`]s, made once, here,
 //!   from the number the kernel returned.
 //! * The UDP socket's one `recvmsg` writes into a header, an address and a
@@ -431,13 +432,11 @@ impl Ring {
 
     /// Gives a provided buffer back to the kernel.
     pub fn recycle(&mut self, buf: ProvidedBuf) {
-        // A buffer the kernel still fills is not ours to give back: the
-        // completion that ends it (without F_BUF_MORE) returns it.
-        if buf.kept {
-            return;
+        // A buffer goes back only once the kernel has ended it and no token
+        // of its bytes is left (`ProvidedBuffers::give_back`).
+        if self.provided.give_back(buf) {
+            self.provided.publish();
         }
-        self.provided.add(buf.id);
-        self.provided.publish();
     }
 
     /// Submits what is queued and waits, in one `io_uring_enter`, until at
@@ -614,9 +613,10 @@ fn provide(uring: &IoUring, size: RingSize) -> io::Result<(ProvidedBuffers, Stri
         "whole (this kernel has no recv byte limit, Linux 6.16, which keeps large buffers within --max-pending)"
     };
     let bytes = u64::from(size.buffers) * u64::from(size.buffer_size);
-    let count = u16::try_from((bytes / u64::from(WHOLE_BUFFER_SIZE)).clamp(1, 32_768))
-        .unwrap_or(32_768)
-        .next_power_of_two();
+    // The most whole buffers the same memory holds, a power of two (the
+    // ring's size must be one) and at most 32,768.
+    let whole = (bytes / u64::from(WHOLE_BUFFER_SIZE)).clamp(1, 32_768);
+    let count = u16::try_from(1u64 << whole.ilog2()).unwrap_or(32_768);
     let provided = ProvidedBuffers::new(count, WHOLE_BUFFER_SIZE, false)?;
     register(uring, &provided, 0)?;
     let d = describe(&provided, why_whole);

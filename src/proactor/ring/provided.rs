@@ -12,9 +12,11 @@
 //! each completion says how many it took, and whether the kernel keeps the
 //! buffer to fill its rest (`IORING_CQE_F_BUF_MORE`). So this module counts
 //! the bytes each buffer has given (`used`): a completion's bytes start
-//! where the one before ended, and the buffer goes back to the tail only
-//! with the completion that ends it. Consumed whole, every completion ends
-//! its buffer, its bytes start at 0, and the same bookkeeping serves.
+//! where the one before ended. The buffer goes back to the tail only once
+//! the kernel has ended it (a completion without the flag) and every token
+//! of its bytes has come back, so that no token can reach bytes the kernel
+//! writes again. Consumed whole, every completion ends its buffer, its
+//! bytes start at 0, and the same bookkeeping serves.
 
 use std::alloc::{self, Layout};
 use std::io;
@@ -26,8 +28,8 @@ use io_uring::types;
 /// Bytes of a provided buffer the kernel has filled and given up: the
 /// proof of ownership that [`Ring::bytes_mut`](super::Ring::bytes_mut) asks for. Not `Clone`; it
 /// goes back with [`Ring::recycle`](super::Ring::recycle), which gives the buffer back to the
-/// kernel if this completion ended it (dropping it instead only loses the
-/// buffer).
+/// kernel once it is ended and its last token is back (dropping a token
+/// instead only keeps its buffer out of the ring for good).
 #[derive(Debug)]
 pub struct ProvidedBuf {
     pub(super) id: u16,
@@ -35,8 +37,10 @@ pub struct ProvidedBuf {
     /// Where in the buffer the bytes start: after those of the buffer's
     /// earlier completions (0 for a buffer consumed whole).
     pub(super) offset: usize,
-    /// The kernel keeps the buffer to fill its rest (`IORING_CQE_F_BUF_MORE`):
-    /// it goes back to the ring only with the completion that ends it.
+    /// The kernel keeps the buffer to fill its rest (`IORING_CQE_F_BUF_MORE`,
+    /// or no bytes taken): what `ProvidedBuffers::give_back` goes by, kept
+    /// here for the tests to see.
+    #[cfg(test)]
     pub(super) kept: bool,
 }
 
@@ -75,6 +79,11 @@ pub(super) struct ProvidedBuffers {
     /// The bytes of each buffer the kernel has filled since it was last
     /// added.
     used: Vec<usize>,
+    /// Each buffer's tokens not yet given back, and whether the kernel has
+    /// ended it: it goes back to the ring when both say so, so that no
+    /// token can reach bytes the kernel may be writing again.
+    tokens: Vec<u16>,
+    ended: Vec<bool>,
 }
 
 impl ProvidedBuffers {
@@ -116,6 +125,8 @@ impl ProvidedBuffers {
             leaked: false,
             incremental,
             used: vec![0; usize::from(count)],
+            tokens: vec![0; usize::from(count)],
+            ended: vec![false; usize::from(count)],
         })
     }
 
@@ -171,17 +182,41 @@ impl ProvidedBuffers {
     }
 
     /// The token of a completion that filled `len` bytes of buffer `id`,
-    /// after the bytes its earlier completions filled; `kept`: the kernel
+    /// after the bytes its earlier completions filled; `more`: the kernel
     /// goes on filling the buffer (`IORING_CQE_F_BUF_MORE`).
-    pub(super) fn received(&mut self, id: u16, len: usize, kept: bool) -> ProvidedBuf {
-        let used = &mut self.used[usize::from(id)];
-        let offset = (*used).min(self.size);
-        *used += len;
+    pub(super) fn received(&mut self, id: u16, len: usize, more: bool) -> ProvidedBuf {
+        let i = usize::from(id);
+        let offset = self.used[i].min(self.size);
+        self.used[i] += len;
+        // Consumed incrementally, a completion of no bytes (end of stream)
+        // took nothing from the buffer, which stays the kernel's whatever
+        // the flags say (kernels before the fix in Linux commit
+        // 3ecd3e03144b left F_BUF_MORE off there).
+        let kept = more || (self.incremental && len == 0);
+        self.tokens[i] = self.tokens[i].saturating_add(1);
+        if !kept {
+            self.ended[i] = true;
+        }
         ProvidedBuf {
             id,
             len,
             offset,
+            #[cfg(test)]
             kept,
+        }
+    }
+
+    /// Takes a token back; whether its buffer went back to the tail (the
+    /// kernel has ended it and this was its last token), to be published.
+    pub(super) fn give_back(&mut self, buf: ProvidedBuf) -> bool {
+        let i = usize::from(buf.id);
+        self.tokens[i] = self.tokens[i].saturating_sub(1);
+        if self.ended[i] && self.tokens[i] == 0 {
+            self.ended[i] = false;
+            self.add(buf.id);
+            true
+        } else {
+            false
         }
     }
 
@@ -189,9 +224,11 @@ impl ProvidedBuffers {
     pub(super) fn bytes_mut(&mut self, buf: &ProvidedBuf) -> &mut [u8] {
         let len = buf.len.min(self.size - buf.offset);
         // SAFETY: the token exists only for bytes a completion handed over,
-        // in a buffer not added back since, so the kernel will not write
-        // them (consuming a buffer incrementally, it writes only past the
-        // bytes it has handed over). The token (not Clone) lets one caller
+        // in a buffer that cannot go back to the ring while the token
+        // exists (`give_back` adds a buffer back only once the kernel has
+        // ended it and its last token has come back), so the kernel will
+        // not write them (consuming a buffer incrementally, it writes only
+        // past the bytes it has handed over). The token (not Clone) lets one caller
         // at a time hold this slice, and two tokens of one buffer cover
         // bytes that do not overlap (`received` puts each after the last).
         // `id` < `count` and `offset` + `len` <= `size` keep it inside
@@ -218,7 +255,8 @@ impl Drop for ProvidedBuffers {
             return;
         }
         // SAFETY: allocated in `new` with these layouts; the Ring unregistered
-        // the buffer ring, or found nothing in flight, before dropping this.
+        // the buffer ring, or found nothing in flight, before dropping this
+        // (or registering it failed, and the kernel never held it).
         unsafe {
             alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
             alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
