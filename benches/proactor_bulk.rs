@@ -51,7 +51,8 @@
 //! generator to CPU 1. Needs root (network namespaces), `ip`, gcc, taskset
 //! and git; without one it says which in one line and exits 1. The
 //! namespaces are named `re<PID>-zc-delayed` and `re<PID>-zc-quick` and
-//! are deleted at the end (also on a panic). Options (after `--`):
+//! are deleted at the end (also on a panic; a run killed outright leaves
+//! them, and the next run removes them, as the tests' hosts do). Options (after `--`):
 //! `--repeats N` (default 5), `--duration S` (default 5), `--quick` (1
 //! repeat, 2 s). A complete run writes `docs/benchmarks/proactor_bulk.md`;
 //! any other, under `target/bench-partial/`.
@@ -64,6 +65,7 @@ use std::process::Command;
 
 use reactor_echo::proactor::ProactorStats;
 
+use common::support::hosts;
 use common::{
     Args, Server, ServerSpec, build_anchors, build_proactor_choice, cannot_run, machine_line,
     median, proactor_spec, publish, require_tools, run_under_with_cpu_split, strings,
@@ -164,21 +166,9 @@ impl Drop for Namespace {
     }
 }
 
-/// Runs `ip args`; its stderr if it fails.
+/// Runs `ip args` (the tests' [`hosts::run`]); its stderr if it fails.
 fn ip(args: &[&str]) -> Result<(), String> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .map_err(|e| format!("cannot run ip: {e}"))?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "ip {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    hosts::run("ip", args).map_err(|e| e.to_string())
 }
 
 /// Builds `(name, patches)` into a server of that name, or stops the
@@ -216,6 +206,9 @@ fn main() {
         .loadgen;
     let sends = SENDS.map(|build| spec(&root, build));
     let limits = LIMITS.map(|build| spec(&root, build));
+    // A run killed with SIGKILL leaves its namespaces: the `re<PID>-`
+    // prefix the tests' hosts use lets the next run remove them.
+    hosts::clean_stale();
     let namespaces = [("delayed", false), ("quick", true)].map(|(acks, quick_acks)| {
         let ns = Namespace::new(acks, quick_acks)
             .unwrap_or_else(|why| cannot_run("proactor_bulk", &why));

@@ -39,13 +39,15 @@
 //! [`ring`] (buffer ownership: the only `unsafe` in the crate),
 //! [`user_data`] (the token table, with generations against late
 //! completions), [`connection`] (the state machine with operations in
-//! flight), [`listener`], [`udp`], [`signals`]. `docs/proactor.md` tells
+//! flight), [`listener`], [`udp`], [`signals`], [`stats`] (the stats line's own
+//! counters). `docs/proactor.md` tells
 //! the whole story, with what each choice cost or saved.
 
 pub mod connection;
 pub mod listener;
 pub mod ring;
 pub mod signals;
+pub mod stats;
 pub mod udp;
 pub mod user_data;
 
@@ -75,6 +77,7 @@ use udp::UdpEndpoint;
 use user_data::{Op, UserData, next_generation};
 
 pub use crate::reactor::Options;
+pub use stats::ProactorStats;
 
 /// The ring's sizes: room for a turn's submissions, completions for tens of
 /// thousands of connections, and provided buffers shared by all of them.
@@ -90,22 +93,6 @@ pub const RING_SIZE: RingSize = RingSize {
     buffer_size: 65_536,
     incremental: true,
 };
-
-/// The proactor's counters beside the stats line's: what the ring did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ProactorStats {
-    /// The stats line's fields. The loop's six mean, here: `wakeups`,
-    /// `io_uring_enter` calls; `events`, completions; `max_batch`, the
-    /// most completions one enter brought; `reads`, recv completions;
-    /// `reads_wouldblock`, recvs that found the provided ring empty;
-    /// `writes`, sends submitted.
-    pub stats: Stats,
-    /// Entries submitted.
-    pub submissions: u64,
-    /// Multishot recvs armed (once per connection, and again after one
-    /// ended).
-    pub rearms: u64,
-}
 
 /// Runs the proactor server until SIGINT or SIGTERM, then prints the stats
 /// line. This is `reactor-echo proactor`.
@@ -575,41 +562,5 @@ fn act_on(
 fn give_back(outcome: Outcome, ring: &mut Ring) {
     if let Outcome::Received(buf) = outcome {
         ring.recycle(buf);
-    }
-}
-
-impl ProactorStats {
-    /// Prints the line on stdout, flushed.
-    ///
-    /// # Errors
-    /// If stdout cannot be written.
-    pub fn print_line(&self) -> io::Result<()> {
-        use std::io::Write;
-        let mut out = io::stdout().lock();
-        writeln!(out, "{self}")?;
-        out.flush()
-    }
-}
-
-impl std::fmt::Display for ProactorStats {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} submissions={} rearms={}",
-            self.stats, self.submissions, self.rearms
-        )
-    }
-}
-
-impl std::str::FromStr for ProactorStats {
-    type Err = crate::stats::ParseStatsError;
-
-    fn from_str(line: &str) -> Result<ProactorStats, crate::stats::ParseStatsError> {
-        let (stats, [submissions, rearms]) = Stats::read_extended(line, ["submissions", "rearms"])?;
-        Ok(ProactorStats {
-            stats,
-            submissions,
-            rearms,
-        })
     }
 }

@@ -17,13 +17,30 @@
 //! of its bytes has come back, so that no token can reach bytes the kernel
 //! writes again. Consumed whole, every completion ends its buffer, its
 //! bytes start at 0, and the same bookkeeping serves.
+//!
+//! Which of the two the ring gets is chosen here too, when the buffers are
+//! registered (`provide`): incremental consumption only on a kernel that
+//! also has the recv's byte limit, which keeps large buffers within the
+//! bound.
 
 use std::alloc::{self, Layout};
 use std::io;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types;
+use io_uring::{IoUring, types};
+
+use super::{BUFFER_GROUP, RingSize};
+
+/// `IOU_PBUF_RING_INC` (`include/uapi/linux/io_uring.h`; the `io-uring`
+/// crate does not name it).
+const IOU_PBUF_RING_INC: u16 = 2;
+
+/// The size of a whole (not incrementally consumed) provided buffer when
+/// the kernel refuses incremental consumption: large enough for a
+/// 64-byte message many times over, small enough that a recv that takes a
+/// whole buffer for a few bytes wastes little of the ring.
+pub const WHOLE_BUFFER_SIZE: u32 = 4096;
 
 /// Bytes of a provided buffer the kernel has filled and given up: the
 /// proof of ownership that [`Ring::bytes_mut`](super::Ring::bytes_mut) asks for. Not `Clone`; it
@@ -261,5 +278,90 @@ impl Drop for ProvidedBuffers {
             alloc::dealloc(self.entries.as_ptr().cast(), self.entries_layout);
             alloc::dealloc(self.memory.as_ptr(), self.memory_layout);
         }
+    }
+}
+
+/// Allocates the provided buffers and registers them with the ring:
+/// `size.buffers` of `size.buffer_size`, consumed incrementally if
+/// `size.incremental` and the kernel can keep them within the bound;
+/// otherwise the same memory as whole buffers of [`WHOLE_BUFFER_SIZE`].
+/// Returns them with their description, for the start-up log.
+///
+/// Incremental consumption needs Linux 6.12 (before, registering with the
+/// flag fails with `EINVAL`), and the proactor asks for more: the recv's
+/// byte limit (6.16), which is what keeps a connection within
+/// `--max-pending`. Without the limit only the cancel stops a recv, and
+/// until it lands each completion can carry a 64 KiB buffer's worth where
+/// a whole buffer carries 4 KiB: a peer that never reads could make the
+/// server hold megabytes (`docs/proactor.md`, "Backpressure"). So before
+/// 6.16 the ring keeps whole 4 KiB buffers.
+pub(super) fn provide(uring: &IoUring, size: RingSize) -> io::Result<(ProvidedBuffers, String)> {
+    let describe = |provided: &ProvidedBuffers, how: &str| {
+        format!(
+            "{} provided buffers of {} KiB, {how}",
+            provided.count(),
+            provided.size() / 1024
+        )
+    };
+    if !size.incremental {
+        let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, false)?;
+        register(uring, &provided, 0)?;
+        let d = describe(&provided, "whole");
+        return Ok((provided, d));
+    }
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let why_whole = if has_recv_byte_limit(&release) {
+        let provided = ProvidedBuffers::new(size.buffers, size.buffer_size, true)?;
+        match register(uring, &provided, IOU_PBUF_RING_INC) {
+            Ok(()) => {
+                let d = describe(&provided, "consumed incrementally");
+                return Ok((provided, d));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                "whole (this kernel cannot consume buffers incrementally: Linux 6.12)"
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        "whole (this kernel has no recv byte limit, Linux 6.16, which keeps large buffers within --max-pending)"
+    };
+    let bytes = u64::from(size.buffers) * u64::from(size.buffer_size);
+    // The most whole buffers the same memory holds, a power of two (the
+    // ring's size must be one) and at most 32,768.
+    let whole = (bytes / u64::from(WHOLE_BUFFER_SIZE)).clamp(1, 32_768);
+    let count = u16::try_from(1u64 << whole.ilog2()).unwrap_or(32_768);
+    let provided = ProvidedBuffers::new(count, WHOLE_BUFFER_SIZE, false)?;
+    register(uring, &provided, 0)?;
+    let d = describe(&provided, why_whole);
+    Ok((provided, d))
+}
+
+/// Whether a kernel release (`/proc/sys/kernel/osrelease`, such as
+/// `6.18.44-generic`) is Linux 6.16 or later, the first with a byte limit
+/// on a multishot recv. An unreadable release counts as older.
+pub(super) fn has_recv_byte_limit(release: &str) -> bool {
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (6, 16),
+        _ => false,
+    }
+}
+
+/// Registers `provided` as the ring's buffer group with `flags`.
+fn register(uring: &IoUring, provided: &ProvidedBuffers, flags: u16) -> io::Result<()> {
+    // SAFETY: the entries array is page-aligned memory of `provided.count()`
+    // entries that `provided` owns and frees only after the buffer ring is
+    // unregistered (ProvidedBuffers::drop runs after the ring is gone; see
+    // Drop); if registering fails, the kernel holds nothing.
+    unsafe {
+        uring.submitter().register_buf_ring_with_flags(
+            provided.entries.as_ptr() as u64,
+            provided.count(),
+            BUFFER_GROUP,
+            flags,
+        )
     }
 }

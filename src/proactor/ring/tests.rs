@@ -10,7 +10,8 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use super::{Completion, Outcome, ProvidedBuf, Ring, RingSize, has_recv_byte_limit};
+use super::provided::has_recv_byte_limit;
+use super::{Completion, Outcome, ProvidedBuf, Ring, RingSize};
 use crate::proactor::user_data::{Op, UserData};
 
 /// A ring with `buffers` provided buffers of 4 KiB.

@@ -335,7 +335,8 @@ pub fn clean_stale() {
     }
 }
 
-fn run(program: &str, args: &[&str]) -> io::Result<()> {
+/// Runs `program args`; its stderr, with the command, if it fails.
+pub fn run(program: &str, args: &[&str]) -> io::Result<()> {
     let out = Command::new(program).args(args).output()?;
     if out.status.success() {
         Ok(())
