@@ -64,6 +64,64 @@ fn slots_closed_with_operations_in_flight_are_reused_safely() {
     );
 }
 
+/// The provided buffers as the running server takes them. On a kernel with
+/// the recv byte limit (6.16 and later) the start-up log names 256 buffers
+/// of 64 KiB consumed incrementally, so the messages of many connections
+/// share a buffer one after another and a message longer than what is left
+/// of one ends it and goes on in the next; before, 4,096 whole buffers of
+/// 4 KiB. Forty connections, each sending messages of every size from a
+/// few bytes to 96 KiB, all written before any reply is read: every byte
+/// of each comes back right, while the 16 MiB of buffers go round the ring
+/// several times.
+#[test]
+fn connections_share_the_provided_buffers_and_every_byte_comes_back() {
+    let server = Server::start_spec(&Kind::Proactor.spec(), &["--udp", "off"]);
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut version = release.split(|c: char| !c.is_ascii_digit());
+    let (major, minor) = (version.next(), version.next());
+    let has_limit = matches!(
+        (major.and_then(|m| m.parse::<u32>().ok()), minor.and_then(|m| m.parse::<u32>().ok())),
+        (Some(a), Some(b)) if (a, b) >= (6, 16)
+    );
+    let expected = if has_limit {
+        "256 provided buffers of 64 KiB, consumed incrementally"
+    } else {
+        "4096 provided buffers of 4 KiB, whole"
+    };
+    assert!(
+        eventually(PATIENCE, || server.stderr().contains(expected)),
+        "the start-up log does not say {expected:?}:\n{}",
+        server.stderr()
+    );
+    let mut conns: Vec<TcpStream> = (0..40).map(|_| server.connect()).collect();
+    let mut sent = 0usize;
+    for round in 0..30u64 {
+        let messages: Vec<Vec<u8>> = (0..conns.len() as u64)
+            .map(|i| {
+                let len = 1 + ((round * 7919 + i * 104_729) % 98_304) as usize;
+                pattern(len, round * 1000 + i)
+            })
+            .collect();
+        for (conn, message) in conns.iter_mut().zip(&messages) {
+            conn.write_all(message).expect("write");
+            sent += message.len();
+        }
+        for (conn, message) in conns.iter_mut().zip(&messages) {
+            let mut got = vec![0; message.len()];
+            conn.read_exact(&mut got).expect("read the echo");
+            assert_bytes_eq(&got, message);
+        }
+    }
+    drop(conns);
+    let (status, stats) = server.stop();
+    assert!(status.success());
+    assert_eq!(stats.bytes_in, sent as u64, "{stats:?}");
+    assert!(
+        sent > 3 * (16 << 20),
+        "only {sent} bytes: the ring did not go round"
+    );
+}
+
 /// Where io_uring is unavailable (here: `io_uring_setup` made to fail with
 /// ENOSYS by strace, as an old kernel or a seccomp profile would), the
 /// proactor exits 1 with one `error:` line that says so and points to
